@@ -1,0 +1,350 @@
+//! Node configuration: the TOML file an operator writes, parsed and validated into a [`Config`].
+//!
+//! Every validation error names the offending field (`peers[2].peer_id`), so a bad file fails
+//! at start with a message that says what to fix.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+use crate::wire::NodeId;
+
+/// Default maximum size of one network message.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+/// Default time a whole DKG may take.
+pub const DEFAULT_DKG_TIMEOUT_MS: u64 = 30_000;
+/// Default time one request may wait for its response.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// Errors reading or validating a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// File path.
+        path: PathBuf,
+        /// Parser message (names the line and field).
+        message: String,
+    },
+    /// A field has a bad value.
+    #[error("invalid config field `{field}`: {message}")]
+    Field {
+        /// Dotted field path, e.g. `peers[1].peer_id`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn field_err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The config file as written (strings, not yet validated).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// This node's id, `1..=65535`.
+    pub id: u32,
+    /// libp2p listen multiaddr, e.g. `/ip4/0.0.0.0/tcp/7000`.
+    pub listen: String,
+    /// HTTP API socket address, loopback by default.
+    #[serde(default = "default_api_listen")]
+    pub api_listen: String,
+    /// Directory holding the identity key and the key store (relative to the config file).
+    pub data_dir: PathBuf,
+    /// Maximum size of one network message in bytes.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: usize,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Every other node of the cluster.
+    #[serde(default)]
+    pub peers: Vec<RawPeer>,
+}
+
+/// Timeouts section of the config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Whole-DKG deadline in milliseconds.
+    #[serde(default = "default_dkg_timeout")]
+    pub dkg_ms: u64,
+    /// Per-request deadline in milliseconds.
+    #[serde(default = "default_request_timeout")]
+    pub request_ms: u64,
+}
+
+impl Default for RawTimeouts {
+    fn default() -> Self {
+        Self {
+            dkg_ms: DEFAULT_DKG_TIMEOUT_MS,
+            request_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+        }
+    }
+}
+
+/// One `[[peers]]` entry as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    /// The peer's node id.
+    pub id: u32,
+    /// The peer's libp2p PeerId (base58).
+    pub peer_id: String,
+    /// Where to dial it, e.g. `/ip4/10.0.0.2/tcp/7000` or `/dns4/node2/tcp/7000`.
+    pub addr: String,
+}
+
+fn default_api_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_message_size() -> usize {
+    DEFAULT_MAX_MESSAGE_SIZE
+}
+fn default_dkg_timeout() -> u64 {
+    DEFAULT_DKG_TIMEOUT_MS
+}
+fn default_request_timeout() -> u64 {
+    DEFAULT_REQUEST_TIMEOUT_MS
+}
+
+/// A validated peer entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Node id.
+    pub id: NodeId,
+    /// libp2p identity.
+    pub peer_id: PeerId,
+    /// Dial address (without the `/p2p/` suffix).
+    pub addr: Multiaddr,
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id.
+    pub id: NodeId,
+    /// libp2p listen address.
+    pub listen: Multiaddr,
+    /// HTTP API address.
+    pub api_listen: SocketAddr,
+    /// Data directory (absolute, or relative to the working directory).
+    pub data_dir: PathBuf,
+    /// Maximum size of one network message.
+    pub max_message_size: usize,
+    /// Whole-DKG deadline.
+    pub dkg_timeout: Duration,
+    /// Per-request deadline.
+    pub request_timeout: Duration,
+    /// The other nodes, sorted by id.
+    pub peers: Vec<Peer>,
+}
+
+impl Config {
+    /// Reads and validates a config file; a relative `data_dir` is taken relative to the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let mut config = Config::from_raw(raw)?;
+        if config.data_dir.is_relative() {
+            let base = path.parent().unwrap_or_else(|| Path::new("."));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        Ok(config)
+    }
+
+    /// Validates a parsed config.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let id = parse_id("id", raw.id)?;
+        let listen: Multiaddr = raw
+            .listen
+            .parse()
+            .map_err(|e| field_err("listen", format!("not a multiaddr ({e}): {:?}", raw.listen)))?;
+        let api_listen: SocketAddr = raw.api_listen.parse().map_err(|e| {
+            field_err(
+                "api_listen",
+                format!("not a socket address ({e}): {:?}", raw.api_listen),
+            )
+        })?;
+        if raw.data_dir.as_os_str().is_empty() {
+            return Err(field_err("data_dir", "must not be empty"));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&raw.max_message_size) {
+            return Err(field_err(
+                "max_message_size",
+                "must be between 1024 and 67108864 bytes",
+            ));
+        }
+        if raw.timeouts.dkg_ms == 0 {
+            return Err(field_err("timeouts.dkg_ms", "must be positive"));
+        }
+        if raw.timeouts.request_ms == 0 {
+            return Err(field_err("timeouts.request_ms", "must be positive"));
+        }
+        let mut seen_ids = BTreeSet::new();
+        let mut seen_peer_ids = BTreeSet::new();
+        let mut peers = Vec::with_capacity(raw.peers.len());
+        for (i, p) in raw.peers.iter().enumerate() {
+            let at = |f: &str| format!("peers[{i}].{f}");
+            let pid = parse_id(&at("id"), p.id)?;
+            if pid == id {
+                return Err(field_err(
+                    at("id"),
+                    format!("{pid} is this node's own id; list only the other nodes"),
+                ));
+            }
+            if !seen_ids.insert(pid) {
+                return Err(field_err(at("id"), format!("duplicate peer id {pid}")));
+            }
+            let peer_id: PeerId = p.peer_id.parse().map_err(|e| {
+                field_err(at("peer_id"), format!("not a PeerId ({e}): {:?}", p.peer_id))
+            })?;
+            if !seen_peer_ids.insert(peer_id) {
+                return Err(field_err(
+                    at("peer_id"),
+                    format!("PeerId {peer_id} is listed twice"),
+                ));
+            }
+            let addr: Multiaddr = p
+                .addr
+                .parse()
+                .map_err(|e| field_err(at("addr"), format!("not a multiaddr ({e}): {:?}", p.addr)))?;
+            peers.push(Peer { id: pid, peer_id, addr });
+        }
+        peers.sort_by_key(|p| p.id);
+        Ok(Config {
+            id,
+            listen,
+            api_listen,
+            data_dir: raw.data_dir,
+            max_message_size: raw.max_message_size,
+            dkg_timeout: Duration::from_millis(raw.timeouts.dkg_ms),
+            request_timeout: Duration::from_millis(raw.timeouts.request_ms),
+            peers,
+        })
+    }
+
+    /// Every node id of the cluster, this node included, sorted.
+    pub fn all_ids(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.peers.iter().map(|p| p.id).collect();
+        ids.push(self.id);
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The peer entry with this node id.
+    pub fn peer(&self, id: NodeId) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.id == id)
+    }
+
+    /// The node id configured for this PeerId.
+    pub fn id_of(&self, peer_id: &PeerId) -> Option<NodeId> {
+        self.peers.iter().find(|p| &p.peer_id == peer_id).map(|p| p.id)
+    }
+}
+
+fn parse_id(field: &str, v: u32) -> Result<NodeId, ConfigError> {
+    match NodeId::try_from(v) {
+        Ok(0) => Err(field_err(field, "node ids start at 1 (0 is not a valid FROST identifier)")),
+        Ok(id) => Ok(id),
+        Err(_) => Err(field_err(field, format!("{v} is above the largest node id 65535"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> String {
+        let a = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+        let b = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+        format!(
+            r#"
+id = 1
+listen = "/ip4/127.0.0.1/tcp/7001"
+data_dir = "data/node1"
+
+[[peers]]
+id = 2
+peer_id = "{a}"
+addr = "/ip4/127.0.0.1/tcp/7002"
+
+[[peers]]
+id = 3
+peer_id = "{b}"
+addr = "/dns4/node3/tcp/7000"
+"#
+        )
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "test.toml".into(),
+            message: e.to_string(),
+        })?;
+        Config::from_raw(raw)
+    }
+
+    fn field_of(r: Result<Config, ConfigError>) -> String {
+        match r {
+            Err(ConfigError::Field { field, .. }) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_config_parses_with_defaults() {
+        let c = parse(&base()).unwrap();
+        assert_eq!(c.id, 1);
+        assert_eq!(c.all_ids(), vec![1, 2, 3]);
+        assert_eq!(c.api_listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
+        assert_eq!(c.dkg_timeout, Duration::from_millis(DEFAULT_DKG_TIMEOUT_MS));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let t = base();
+        assert_eq!(field_of(parse(&t.replace("id = 1\n", "id = 0\n"))), "id");
+        assert_eq!(field_of(parse(&t.replace("id = 3", "id = 2"))), "peers[1].id");
+        assert_eq!(field_of(parse(&t.replace("id = 2", "id = 1"))), "peers[0].id");
+        assert_eq!(field_of(parse(&t.replace("id = 1\n", "id = 70000\n"))), "id");
+        assert_eq!(
+            field_of(parse(&t.replace("/ip4/127.0.0.1/tcp/7002", "not-an-addr"))),
+            "peers[0].addr"
+        );
+        assert_eq!(field_of(parse(&t.replace("\"/ip4/127.0.0.1/tcp/7001\"", "\"x\""))), "listen");
+        let bad_pid = t.replacen("peer_id = \"", "peer_id = \"zz", 1);
+        assert_eq!(field_of(parse(&bad_pid)), "peers[0].peer_id");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_toml_are_parse_errors() {
+        assert!(matches!(parse("id = 1\nbogus = 2\n"), Err(ConfigError::Parse { .. })));
+        assert!(matches!(parse("id = = 1"), Err(ConfigError::Parse { .. })));
+    }
+}

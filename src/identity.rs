@@ -1,0 +1,94 @@
+//! The node's libp2p identity: an Ed25519 keypair in `data_dir/identity.key` (mode 0600).
+//!
+//! The PeerId derived from it is what peers list in their configs, so it must survive restarts.
+
+use std::path::{Path, PathBuf};
+
+use libp2p::identity::Keypair;
+
+use crate::securefile;
+
+/// File name of the identity key inside the data directory.
+pub const IDENTITY_FILE: &str = "identity.key";
+
+/// Errors loading or creating an identity.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// No identity file yet.
+    #[error("no identity at {0}; create one with `frostnode init --data-dir <dir>`")]
+    Missing(PathBuf),
+    /// Reading or writing failed.
+    #[error("identity file {path}: {source}")]
+    Io {
+        /// File path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file does not hold a valid key.
+    #[error("identity file {0} is not a valid libp2p key")]
+    Invalid(PathBuf),
+}
+
+/// Path of the identity file in a data directory.
+pub fn identity_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(IDENTITY_FILE)
+}
+
+/// Loads the identity from a data directory.
+pub fn load(data_dir: &Path) -> Result<Keypair, IdentityError> {
+    let path = identity_path(data_dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(IdentityError::Missing(path))
+        }
+        Err(source) => return Err(IdentityError::Io { path, source }),
+    };
+    Keypair::from_protobuf_encoding(&bytes).map_err(|_| IdentityError::Invalid(path))
+}
+
+/// Loads the identity, or creates and saves a new one if none exists. Returns the key and
+/// whether it was newly created.
+pub fn load_or_create(data_dir: &Path) -> Result<(Keypair, bool), IdentityError> {
+    match load(data_dir) {
+        Ok(k) => Ok((k, false)),
+        Err(IdentityError::Missing(_)) => {
+            let key = Keypair::generate_ed25519();
+            save(data_dir, &key)?;
+            Ok((key, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Saves an identity into a data directory (creating it, mode 0700).
+pub fn save(data_dir: &Path, key: &Keypair) -> Result<(), IdentityError> {
+    let path = identity_path(data_dir);
+    let io = |source| IdentityError::Io {
+        path: path.clone(),
+        source,
+    };
+    securefile::create_private_dir(data_dir).map_err(io)?;
+    let bytes = key
+        .to_protobuf_encoding()
+        .map_err(|_| IdentityError::Invalid(path.clone()))?;
+    securefile::write_private_atomic(&path, &bytes).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_then_load_gives_the_same_peer_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, created) = load_or_create(dir.path()).unwrap();
+        assert!(created);
+        let (b, created) = load_or_create(dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
+        std::fs::write(identity_path(dir.path()), b"garbage").unwrap();
+        assert!(matches!(load(dir.path()), Err(IdentityError::Invalid(_))));
+    }
+}

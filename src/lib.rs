@@ -1,0 +1,12 @@
+//! frostnode: a peer-to-peer daemon for threshold Ed25519 signatures (FROST) with distributed
+//! key generation.
+//!
+//! Protocol logic ([`dkg`]) is sans-IO; [`net`] moves bytes over libp2p; [`node`] wires the
+//! two to the [`keystore`] and the HTTP [`api`].
+
+pub mod config;
+pub mod dkg;
+pub mod identity;
+pub mod keystore;
+pub mod securefile;
+pub mod wire;

@@ -1,0 +1,315 @@
+//! The wire protocol: a versioned envelope around every message nodes exchange, and the one
+//! place where bytes become messages (bincode, bounded, no trailing garbage).
+//!
+//! Everything else in the crate speaks in [`Envelope`]s; swapping the encoding touches only
+//! this file.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+/// Protocol version carried in every envelope. Unknown versions are rejected.
+pub const WIRE_VERSION: u8 = 1;
+/// GossipSub topic for DKG broadcasts.
+pub const DKG_TOPIC: &str = "frostnode/dkg/1";
+/// Request-response protocol name for unicasts.
+pub const RPC_PROTOCOL: &str = "/frostnode/rpc/1";
+/// Hard upper bound on any decode, whatever the configured limit says.
+const DECODE_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A node's numeric id (`1..=65535`), also its FROST identifier.
+pub type NodeId = u16;
+
+/// Binds every message to one DKG or signing session.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId(pub [u8; 32]);
+
+impl SessionId {
+    /// Full lowercase hex form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for SessionId {
+    /// Short form (first 8 bytes) for logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(&self.0[..8]))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+/// Secret bytes (a round-2 share): never printed, wiped on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted {} bytes>", self.0.len())
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// The outer frame of every message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Always [`WIRE_VERSION`] when sent by this build.
+    pub version: u8,
+    /// Session the body belongs to.
+    pub session: SessionId,
+    /// Claimed sender id; checked against the authenticated PeerId on receipt.
+    pub from: NodeId,
+    /// The message itself.
+    pub body: Body,
+}
+
+impl Envelope {
+    /// Builds an envelope of the current version.
+    pub fn new(session: SessionId, from: NodeId, body: Body) -> Self {
+        Self {
+            version: WIRE_VERSION,
+            session,
+            from,
+            body,
+        }
+    }
+}
+
+/// Parameters of a DKG, sent by the initiator to every participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkgStart {
+    /// Name of the key in every participant's key store.
+    pub key_id: String,
+    /// Sorted participant ids.
+    pub participants: Vec<NodeId>,
+    /// Signing threshold `t`.
+    pub threshold: u16,
+}
+
+/// A participant's signed statement of the DKG result it computed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// Digest of the round-1 transcript (every participant's round-1 package).
+    pub transcript: [u8; 32],
+    /// The group public key (compressed Edwards point).
+    pub group_public_key: [u8; 32],
+    /// SHA-256 of the serialized public key package.
+    pub public_key_package_hash: [u8; 32],
+    /// Signature by the sender's node identity key over the fields above and the session.
+    pub signature: Vec<u8>,
+}
+
+/// Outcome a participant reports to the DKG initiator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DkgOutcome {
+    /// The key is confirmed and stored under this group key.
+    Stored {
+        /// The group public key.
+        group_public_key: [u8; 32],
+    },
+    /// The session failed on that participant.
+    Failed {
+        /// Human-readable reason.
+        reason: String,
+        /// Ids the participant blamed.
+        culprits: Vec<NodeId>,
+        /// Ids the participant was still waiting for, on a timeout.
+        missing: Vec<NodeId>,
+    },
+}
+
+/// Every message body. Requests and gossip share one enum so a session's traffic is in one place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// RPC, initiator → participant: prepare a DKG session.
+    DkgStart(DkgStart),
+    /// Gossip, initiator → all: every participant accepted; run round 1.
+    DkgBegin,
+    /// Gossip: a serialized `frost::keys::dkg::round1::Package`.
+    DkgRound1 {
+        /// frost serialization of the package.
+        package: Vec<u8>,
+    },
+    /// RPC, to one recipient only: a serialized `round2::Package` (a secret share).
+    DkgRound2 {
+        /// frost serialization of the package.
+        package: SecretBytes,
+    },
+    /// Gossip: the hash of every round-1 package the sender used, for equivocation checks.
+    DkgEcho {
+        /// `(sender id, SHA-256 of its round-1 package)` for every participant.
+        round1_hashes: Vec<(NodeId, [u8; 32])>,
+    },
+    /// Gossip: the sender's signed view of the result.
+    DkgConfirm(Confirmation),
+    /// Gossip: the sender aborted the session.
+    DkgAbort {
+        /// Human-readable reason.
+        reason: String,
+        /// Ids blamed, if any.
+        culprits: Vec<NodeId>,
+    },
+    /// RPC, participant → initiator: how the session ended there.
+    DkgResult(DkgOutcome),
+    /// RPC response: accepted.
+    Ack,
+    /// RPC response: refused, with the reason.
+    Refused {
+        /// Machine-readable class of the refusal (`conflict`, `unavailable`, `bad_request`, …).
+        kind: String,
+        /// Human-readable reason.
+        reason: String,
+    },
+}
+
+impl Body {
+    /// Short name for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::DkgStart(_) => "DkgStart",
+            Body::DkgBegin => "DkgBegin",
+            Body::DkgRound1 { .. } => "DkgRound1",
+            Body::DkgRound2 { .. } => "DkgRound2",
+            Body::DkgEcho { .. } => "DkgEcho",
+            Body::DkgConfirm(_) => "DkgConfirm",
+            Body::DkgAbort { .. } => "DkgAbort",
+            Body::DkgResult(_) => "DkgResult",
+            Body::Ack => "Ack",
+            Body::Refused { .. } => "Refused",
+        }
+    }
+}
+
+/// Why bytes could not become an [`Envelope`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// Longer than the configured maximum; nothing was decoded.
+    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Length received.
+        len: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// Not a valid encoding of an envelope.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Decoded, but bytes were left over.
+    #[error("malformed message: {0} trailing bytes")]
+    Trailing(usize),
+    /// A version this build does not speak.
+    #[error("unsupported wire version {0} (this node speaks {WIRE_VERSION})")]
+    UnsupportedVersion(u8),
+    /// Encoding failed (should not happen for well-formed values).
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
+/// Encodes an envelope.
+pub fn encode(envelope: &Envelope) -> Result<Vec<u8>, WireError> {
+    bincode::serde::encode_to_vec(envelope, bincode_config())
+        .map_err(|e| WireError::Encode(e.to_string()))
+}
+
+/// Decodes an envelope, checking the size first, then the encoding, then the version.
+pub fn decode(bytes: &[u8], max_len: usize) -> Result<Envelope, WireError> {
+    if bytes.len() > max_len {
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            max: max_len,
+        });
+    }
+    // The version is the first byte of the encoding: reject unknown versions before
+    // interpreting the rest with a layout that may not apply.
+    match bytes.first() {
+        None => return Err(WireError::Malformed("empty message".into())),
+        Some(&v) if v != WIRE_VERSION => return Err(WireError::UnsupportedVersion(v)),
+        Some(_) => {}
+    }
+    let (envelope, used): (Envelope, usize) =
+        bincode::serde::decode_from_slice(bytes, bincode_config())
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(WireError::Trailing(bytes.len() - used));
+    }
+    Ok(envelope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Envelope {
+        Envelope::new(
+            SessionId([7; 32]),
+            3,
+            Body::DkgStart(DkgStart {
+                key_id: "k1".into(),
+                participants: vec![1, 2, 3],
+                threshold: 2,
+            }),
+        )
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = encode(&sample()).unwrap();
+        assert_eq!(decode(&bytes, 1024).unwrap(), sample());
+    }
+
+    #[test]
+    fn rejects_oversized_truncated_trailing_and_wrong_version() {
+        let bytes = encode(&sample()).unwrap();
+        assert!(matches!(
+            decode(&bytes, bytes.len() - 1),
+            Err(WireError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 2], 1024),
+            Err(WireError::Malformed(_))
+        ));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(decode(&long, 1024), Err(WireError::Trailing(1)));
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        assert_eq!(decode(&v2, 1024), Err(WireError::UnsupportedVersion(2)));
+        assert!(matches!(decode(&[], 1024), Err(WireError::Malformed(_))));
+    }
+
+    #[test]
+    fn huge_length_prefix_does_not_allocate_or_panic() {
+        // version, session (32 bytes), from, body tag DkgRound1, then a length prefix claiming ~2^60 bytes.
+        let mut bytes = vec![WIRE_VERSION];
+        bytes.extend_from_slice(&[0; 32]);
+        bytes.push(1);
+        bytes.push(2);
+        bytes.extend_from_slice(&[0xff, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+        assert!(decode(&bytes, 1024).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let body = Body::DkgRound2 {
+            package: SecretBytes(vec![0xab; 40]),
+        };
+        let text = format!("{body:?}");
+        assert!(!text.contains("171"), "{text}");
+        assert!(text.contains("redacted"));
+    }
+}

@@ -1,0 +1,387 @@
+//! The DKG state machine over an in-memory bus: no network, full control over which messages
+//! are delivered, dropped, duplicated, reordered or tampered with.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use frost_ed25519 as frost;
+use frostnode::dkg::{DkgError, DkgOutput, DkgParams, DkgSession, Effect, Rejection};
+use frostnode::wire::{Body, Envelope, NodeId, SecretBytes, SessionId};
+use libp2p::identity::Keypair;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// What the bus does with one message.
+enum Action {
+    Deliver,
+    Drop,
+    Duplicate,
+    Replace(Body),
+}
+
+type Filter = Box<dyn FnMut(NodeId, NodeId, &Body) -> Action>;
+
+struct Bus {
+    session: SessionId,
+    nodes: BTreeMap<NodeId, DkgSession>,
+    queue: VecDeque<(NodeId, NodeId, Body)>,
+    outcomes: BTreeMap<NodeId, Result<Box<DkgOutput>, DkgError>>,
+    filter: Filter,
+    shuffle: Option<StdRng>,
+    start: Instant,
+}
+
+impl Bus {
+    fn new(n: u16, t: u16) -> Bus {
+        let ids: Vec<NodeId> = (1..=n).collect();
+        let keys: BTreeMap<NodeId, Keypair> =
+            ids.iter().map(|&id| (id, Keypair::generate_ed25519())).collect();
+        let session = SessionId(rand::random());
+        let params = DkgParams {
+            session,
+            key_id: "test-key".into(),
+            participants: ids.clone(),
+            threshold: t,
+            initiator: 1,
+        };
+        let start = Instant::now();
+        let nodes = ids
+            .iter()
+            .map(|&me| {
+                let peer_keys = keys
+                    .iter()
+                    .filter(|(&id, _)| id != me)
+                    .map(|(&id, k)| (id, k.public()))
+                    .collect();
+                let s = DkgSession::new(
+                    params.clone(),
+                    me,
+                    keys[&me].clone(),
+                    peer_keys,
+                    start + Duration::from_secs(60),
+                )
+                .unwrap();
+                (me, s)
+            })
+            .collect();
+        Bus {
+            session,
+            nodes,
+            queue: VecDeque::new(),
+            outcomes: BTreeMap::new(),
+            filter: Box::new(|_, _, _| Action::Deliver),
+            shuffle: None,
+            start,
+        }
+    }
+
+    fn apply(&mut self, from: NodeId, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Broadcast(body) => {
+                    let to: Vec<NodeId> =
+                        self.nodes.keys().copied().filter(|&id| id != from).collect();
+                    for id in to {
+                        self.enqueue(from, id, body.clone());
+                    }
+                }
+                Effect::Send { to, body } => self.enqueue(from, to, body),
+                Effect::Completed(out) => {
+                    assert!(self.outcomes.insert(from, Ok(out)).is_none());
+                }
+                Effect::Failed(e) => {
+                    assert!(self.outcomes.insert(from, Err(e)).is_none());
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, from: NodeId, to: NodeId, body: Body) {
+        match (self.filter)(from, to, &body) {
+            Action::Deliver => self.queue.push_back((from, to, body)),
+            Action::Drop => {}
+            Action::Duplicate => {
+                self.queue.push_back((from, to, body.clone()));
+                self.queue.push_back((from, to, body));
+            }
+            Action::Replace(b) => self.queue.push_back((from, to, b)),
+        }
+    }
+
+    /// The initiator begins, the others get `DkgBegin`, then messages flow until none are left.
+    fn run(&mut self) {
+        let effects = self.nodes.get_mut(&1).unwrap().begin();
+        self.apply(1, effects);
+        let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&id| id != 1).collect();
+        for id in others {
+            self.enqueue(1, id, Body::DkgBegin);
+        }
+        while !self.queue.is_empty() {
+            let idx = match &mut self.shuffle {
+                Some(rng) => rng.gen_range(0..self.queue.len()),
+                None => 0,
+            };
+            let (from, to, body) = self.queue.remove(idx).unwrap();
+            let env = Envelope::new(self.session, from, body);
+            let effects = self.nodes.get_mut(&to).unwrap().handle(env).unwrap();
+            self.apply(to, effects);
+        }
+    }
+
+    fn expire(&mut self) {
+        let later = self.start + Duration::from_secs(61);
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let effects = self.nodes.get_mut(&id).unwrap().on_timeout(later);
+            self.apply(id, effects);
+        }
+    }
+
+    fn assert_all_agree(&self) -> [u8; 32] {
+        assert_eq!(self.outcomes.len(), self.nodes.len(), "every node finishes");
+        let mut gpk = None;
+        for (id, outcome) in &self.outcomes {
+            let out = outcome.as_ref().unwrap_or_else(|e| panic!("node {id} failed: {e}"));
+            assert_eq!(*gpk.get_or_insert(out.group_public_key), out.group_public_key);
+            assert_eq!(out.confirmations.len(), self.nodes.len());
+            let ident = frost::Identifier::try_from(*id).unwrap();
+            assert_eq!(
+                out.public_key_package.verifying_shares().get(&ident),
+                Some(out.key_package.verifying_share()),
+                "node {id}'s verifying share matches its key package"
+            );
+        }
+        gpk.unwrap()
+    }
+
+    fn failures(&self) -> BTreeMap<NodeId, DkgError> {
+        self.outcomes
+            .iter()
+            .filter_map(|(id, o)| o.as_ref().err().map(|e| (*id, e.clone())))
+            .collect()
+    }
+}
+
+/// Signs with the first `t` key packages and checks the result with ed25519-dalek.
+fn sign_and_verify(bus: &Bus, t: u16) {
+    let outs: Vec<&DkgOutput> = bus
+        .outcomes
+        .values()
+        .take(usize::from(t))
+        .map(|o| o.as_ref().unwrap().as_ref())
+        .collect();
+    let message = b"frostnode state machine test";
+    let mut rng = rand::rngs::OsRng;
+    let mut nonces = BTreeMap::new();
+    let mut commitments = BTreeMap::new();
+    for o in &outs {
+        let (n, c) = frost::round1::commit(o.key_package.signing_share(), &mut rng);
+        nonces.insert(*o.key_package.identifier(), n);
+        commitments.insert(*o.key_package.identifier(), c);
+    }
+    let package = frost::SigningPackage::new(commitments, message);
+    let mut shares = BTreeMap::new();
+    for o in &outs {
+        let id = *o.key_package.identifier();
+        let share = frost::round2::sign(&package, &nonces[&id], &o.key_package).unwrap();
+        shares.insert(id, share);
+    }
+    let sig = frost::aggregate(&package, &shares, &outs[0].public_key_package).unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&outs[0].group_public_key).unwrap();
+    let sig_bytes: [u8; 64] = sig.serialize().unwrap().try_into().unwrap();
+    vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig_bytes))
+        .expect("threshold signature verifies under the DKG group key");
+}
+
+#[test]
+fn happy_path_for_two_to_seven_participants() {
+    for n in 2..=7u16 {
+        let t = (2 * n / 3 + 1).clamp(2, n);
+        let mut bus = Bus::new(n, t);
+        bus.run();
+        bus.assert_all_agree();
+        sign_and_verify(&bus, t);
+    }
+}
+
+#[test]
+fn duplicates_and_reordering_give_the_same_key() {
+    for seed in 0..5u64 {
+        let mut bus = Bus::new(5, 3);
+        bus.shuffle = Some(StdRng::seed_from_u64(seed));
+        bus.filter = Box::new(|_, _, _| Action::Duplicate);
+        bus.run();
+        bus.assert_all_agree();
+        sign_and_verify(&bus, 3);
+    }
+}
+
+#[test]
+fn round2_before_round1_is_buffered() {
+    // Deliver in reverse order of arrival: round-2 packages overtake round-1 packages.
+    let mut bus = Bus::new(4, 3);
+    bus.shuffle = Some(StdRng::seed_from_u64(99));
+    bus.run();
+    bus.assert_all_agree();
+}
+
+#[test]
+fn dropped_sender_times_out_naming_it() {
+    let mut bus = Bus::new(4, 3);
+    bus.filter = Box::new(|from, _, _| if from == 3 { Action::Drop } else { Action::Deliver });
+    bus.run();
+    assert!(bus.outcomes.is_empty(), "nobody finishes without node 3");
+    bus.expire();
+    for (id, err) in bus.failures() {
+        if id == 3 {
+            continue;
+        }
+        match err {
+            DkgError::Timeout { missing, .. } => assert_eq!(missing, vec![3], "node {id}"),
+            DkgError::PeerAborted { .. } => {}
+            other => panic!("node {id}: unexpected {other}"),
+        }
+    }
+    // Node 1 and 2 both time out on their own clocks and name node 3.
+    assert!(matches!(&bus.failures()[&1], DkgError::Timeout { missing, .. } if missing == &vec![3]));
+}
+
+#[test]
+fn dropped_round2_share_times_out_naming_its_sender() {
+    let mut bus = Bus::new(3, 2);
+    bus.filter = Box::new(|from, to, body| match body {
+        Body::DkgRound2 { .. } if from == 2 && to == 1 => Action::Drop,
+        _ => Action::Deliver,
+    });
+    bus.run();
+    assert!(bus.outcomes.get(&1).is_none());
+    bus.expire();
+    match &bus.failures()[&1] {
+        DkgError::Timeout { missing, .. } => assert_eq!(missing, &vec![2]),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(bus.outcomes.values().all(|o| o.is_err()), "no node keeps a key");
+}
+
+#[test]
+fn equivocating_round1_sender_is_named() {
+    let mut bus = Bus::new(4, 3);
+    // Node 2 shows node 4 a different (well-formed) round-1 package than everyone else.
+    let other = frost::keys::dkg::part1(
+        frost::Identifier::try_from(2u16).unwrap(),
+        4,
+        3,
+        rand::rngs::OsRng,
+    )
+    .unwrap()
+    .1
+    .serialize()
+    .unwrap();
+    bus.filter = Box::new(move |from, to, body| match body {
+        Body::DkgRound1 { .. } if from == 2 && to == 4 => Action::Replace(Body::DkgRound1 {
+            package: other.clone(),
+        }),
+        _ => Action::Deliver,
+    });
+    bus.run();
+    let failures = bus.failures();
+    assert_eq!(failures.len(), 4, "everyone aborts, nobody stores a key");
+    for id in [1, 3, 4] {
+        assert!(
+            failures[&id].culprits().contains(&2),
+            "node {id} blames node 2: {}",
+            failures[&id]
+        );
+    }
+}
+
+#[test]
+fn corrupted_round2_share_is_named() {
+    let mut bus = Bus::new(4, 3);
+    let bogus = frost::keys::dkg::round2::Package::new(
+        frost::keys::SigningShare::deserialize(&[7u8; 32][..]).unwrap(),
+    )
+    .serialize()
+    .unwrap();
+    bus.filter = Box::new(move |from, to, body| match body {
+        Body::DkgRound2 { .. } if from == 3 && to == 1 => Action::Replace(Body::DkgRound2 {
+            package: SecretBytes(bogus.clone()),
+        }),
+        _ => Action::Deliver,
+    });
+    bus.run();
+    let failures = bus.failures();
+    assert_eq!(failures.len(), 4, "everyone aborts, nobody stores a key");
+    assert_eq!(failures[&1], DkgError::InvalidSecretShare { culprit: 3 });
+    for (id, e) in &failures {
+        assert!(e.culprits().contains(&3), "node {id} blames node 3: {e}");
+    }
+}
+
+#[test]
+fn garbage_round1_package_is_named() {
+    let mut bus = Bus::new(3, 2);
+    bus.filter = Box::new(|from, _, body| match body {
+        Body::DkgRound1 { .. } if from == 3 => Action::Replace(Body::DkgRound1 {
+            package: vec![1, 2, 3],
+        }),
+        _ => Action::Deliver,
+    });
+    bus.run();
+    let failures = bus.failures();
+    assert!(matches!(failures[&1], DkgError::Malformed { culprit: 3, .. }));
+}
+
+#[test]
+fn wrong_session_stranger_and_self_are_rejected() {
+    let mut bus = Bus::new(3, 2);
+    let node = bus.nodes.get_mut(&1).unwrap();
+    let other = SessionId([9; 32]);
+    let r = node.handle(Envelope::new(other, 2, Body::DkgRound1 { package: vec![] }));
+    assert!(matches!(r, Err(Rejection::WrongSession { .. })));
+    let r = node.handle(Envelope::new(bus.session, 9, Body::DkgRound1 { package: vec![] }));
+    assert_eq!(r.unwrap_err(), Rejection::NotParticipant(9));
+    let r = node.handle(Envelope::new(bus.session, 1, Body::DkgRound1 { package: vec![] }));
+    assert_eq!(r.unwrap_err(), Rejection::FromSelf);
+    let r = node.handle(Envelope::new(bus.session, 2, Body::Ack));
+    assert!(matches!(r, Err(Rejection::Unexpected { from: 2, .. })));
+    // DkgBegin from a non-initiator is refused too.
+    let r = node.handle(Envelope::new(bus.session, 2, Body::DkgBegin));
+    assert!(matches!(r, Err(Rejection::Unexpected { from: 2, .. })));
+    // The session was not disturbed.
+    bus.run();
+    bus.assert_all_agree();
+}
+
+#[test]
+fn forged_confirmation_signature_aborts_naming_sender() {
+    let mut bus = Bus::new(3, 2);
+    bus.filter = Box::new(|from, _, body| match body {
+        Body::DkgConfirm(c) if from == 2 => {
+            let mut c = c.clone();
+            c.signature[0] ^= 1;
+            Action::Replace(Body::DkgConfirm(c))
+        }
+        _ => Action::Deliver,
+    });
+    bus.run();
+    // The honest nodes never store the key; the forger's own outcome does not matter.
+    let failures = bus.failures();
+    assert_eq!(failures[&1], DkgError::InvalidConfirmation { culprit: 2 });
+    assert_eq!(failures[&3], DkgError::InvalidConfirmation { culprit: 2 });
+}
+
+#[test]
+fn invalid_parameters_are_refused() {
+    let params = |participants: Vec<NodeId>, threshold| DkgParams {
+        session: SessionId([0; 32]),
+        key_id: "k".into(),
+        participants,
+        threshold,
+        initiator: 1,
+    };
+    assert!(params(vec![1, 2, 3], 1).validate().is_err());
+    assert!(params(vec![1, 2, 3], 4).validate().is_err());
+    assert!(params(vec![1], 1).validate().is_err());
+    assert!(params(vec![1, 1, 2], 2).validate().is_err());
+    assert!(params(vec![1, 2, 3], 3).validate().is_ok());
+}
