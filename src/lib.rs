@@ -4,9 +4,13 @@
 //! Protocol logic ([`dkg`]) is sans-IO; [`net`] moves bytes over libp2p; [`node`] wires the
 //! two to the [`keystore`] and the HTTP [`api`].
 
+pub mod api;
 pub mod config;
 pub mod dkg;
 pub mod identity;
 pub mod keystore;
+pub mod localnet;
 pub mod securefile;
+pub mod net;
+pub mod node;
 pub mod wire;

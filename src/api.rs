@@ -1,0 +1,150 @@
+//! The HTTP API (axum): JSON in and out, bytes as lowercase hex, errors as
+//! `{"error": "...", "kind": "..."}` with the status codes of the design (400, 404, 409, 503,
+//! 504, 500).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::keystore::{self, KeyInfo};
+use crate::node::{KeygenRequest, NodeError, NodeHandle, StatusInfo};
+use crate::wire::NodeId;
+
+/// An API error: status code plus the JSON body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: String,
+    message: String,
+    culprits: Vec<NodeId>,
+    missing: Vec<NodeId>,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad_request".into(),
+            message: message.into(),
+            culprits: vec![],
+            missing: vec![],
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let status = match &e {
+            NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
+            NodeError::Conflict(_) => StatusCode::CONFLICT,
+            NodeError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            NodeError::Aborted { .. } | NodeError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let (culprits, missing) = match &e {
+            NodeError::Unavailable { missing, .. } | NodeError::Timeout { missing, .. } => {
+                (vec![], missing.clone())
+            }
+            NodeError::Aborted { culprits, .. } => (culprits.clone(), vec![]),
+            _ => (vec![], vec![]),
+        };
+        ApiError {
+            status,
+            kind: e.kind(),
+            message: e.to_string(),
+            culprits,
+            missing,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message, "kind": self.kind });
+        if !self.culprits.is_empty() {
+            body["culprits"] = json!(self.culprits);
+        }
+        if !self.missing.is_empty() {
+            body["missing"] = json!(self.missing);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Answer of `POST /v1/keys`.
+#[derive(Debug, Serialize)]
+pub struct KeygenResponse {
+    /// Key name.
+    pub key_id: String,
+    /// Group public key, hex.
+    pub group_public_key: String,
+    /// Threshold.
+    pub threshold: u16,
+    /// Participants.
+    pub participants: Vec<NodeId>,
+}
+
+/// The API routes, bound to one node.
+pub fn router(node: NodeHandle) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/status", get(status))
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{key_id}", get(get_key))
+        .fallback(not_found)
+        .with_state(node)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        kind: "not_found".into(),
+        message: "no such endpoint".into(),
+        culprits: vec![],
+        missing: vec![],
+    }
+}
+
+async fn status(State(node): State<NodeHandle>) -> ApiResult<StatusInfo> {
+    Ok(Json(node.status().await?))
+}
+
+async fn create_key(
+    State(node): State<NodeHandle>,
+    body: Result<Json<KeygenRequest>, JsonRejection>,
+) -> ApiResult<KeygenResponse> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let info = node.keygen(req).await?;
+    Ok(Json(KeygenResponse {
+        key_id: info.key_id,
+        group_public_key: info.group_public_key,
+        threshold: info.threshold,
+        participants: info.participants,
+    }))
+}
+
+async fn list_keys(State(node): State<NodeHandle>) -> ApiResult<Vec<KeyInfo>> {
+    Ok(Json(node.list_keys().await?))
+}
+
+async fn get_key(State(node): State<NodeHandle>, Path(key_id): Path<String>) -> ApiResult<KeyInfo> {
+    keystore::validate_key_id(&key_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    match node.get_key(&key_id).await? {
+        Some(info) => Ok(Json(info)),
+        None => Err(NodeError::NotFound(format!("no key {key_id:?} on node {}", node.id())).into()),
+    }
+}

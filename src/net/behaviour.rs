@@ -1,0 +1,176 @@
+//! The composed `NetworkBehaviour`: allow-list, GossipSub, request-response with a bounded
+//! byte codec, identify and ping.
+
+use std::io;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    allow_block_list, gossipsub, identify, identity::Keypair, ping, request_response,
+    StreamProtocol,
+};
+
+use crate::wire::RPC_PROTOCOL;
+
+/// Every protocol a node speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Refuses connections from PeerIds not in the config (first, so nothing else sees them).
+    pub allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    /// Broadcasts (DKG round 1, echoes, confirmations).
+    pub gossipsub: gossipsub::Behaviour,
+    /// Unicasts (DKG round 2, session control, signing).
+    pub rpc: request_response::Behaviour<RpcCodec>,
+    /// Exchanges protocol and address information.
+    pub identify: identify::Behaviour,
+    /// Liveness: a connection whose pings fail is closed.
+    pub ping: ping::Behaviour,
+}
+
+/// Builds the GossipSub config for a cluster of `peers + 1` nodes.
+///
+/// Mesh sizes are scaled to the cluster (the defaults assume large networks) and satisfy
+/// `outbound_min <= n_low <= n <= n_high` and `2 * outbound_min <= n`.
+pub fn gossipsub_config(peers: usize, max_transmit: usize) -> Result<gossipsub::Config, String> {
+    let mesh_n = peers.clamp(2, 6);
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(max_transmit)
+        .mesh_n(mesh_n)
+        .mesh_n_low(1)
+        .mesh_n_high(mesh_n * 2)
+        .mesh_outbound_min(1)
+        .heartbeat_interval(Duration::from_millis(500))
+        .flood_publish(true)
+        .build()
+        .map_err(|e| format!("gossipsub config: {e}"))
+}
+
+impl Behaviour {
+    /// Creates the behaviour for one node.
+    pub fn new(
+        key: &Keypair,
+        peers: usize,
+        max_message_size: usize,
+        request_timeout: Duration,
+    ) -> Result<Self, String> {
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossipsub_config(peers, max_message_size + 1024)?,
+        )
+        .map_err(|e| format!("gossipsub: {e}"))?;
+        let rpc = request_response::Behaviour::with_codec(
+            RpcCodec {
+                max_size: max_message_size,
+            },
+            [(
+                StreamProtocol::new(RPC_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(request_timeout)
+                .with_max_concurrent_streams(1024),
+        );
+        Ok(Self {
+            allow: allow_block_list::Behaviour::default(),
+            gossipsub,
+            rpc,
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/frostnode/1.0.0".into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(ping::Config::new()),
+        })
+    }
+}
+
+/// Request-response codec: each request and response is one bounded blob of bytes on its own
+/// stream. Decoding into messages happens above, where errors can name the peer.
+#[derive(Clone, Debug)]
+pub struct RpcCodec {
+    /// Largest accepted message.
+    pub max_size: usize,
+}
+
+impl RpcCodec {
+    async fn read_bounded<T>(&self, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let mut buf = Vec::new();
+        io.take(self.max_size as u64 + 1).read_to_end(&mut buf).await?;
+        if buf.len() > self.max_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("message exceeds {} bytes", self.max_size),
+            ));
+        }
+        Ok(buf)
+    }
+
+    async fn write_all<T>(io: &mut T, data: Vec<u8>) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&data).await?;
+        io.close().await
+    }
+}
+
+impl request_response::Codec for RpcCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        self.read_bounded(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        self.read_bounded(io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Self::write_all(io, req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Self::write_all(io, res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gossipsub_config_is_valid_for_every_cluster_size() {
+        for peers in 1..200 {
+            gossipsub_config(peers, 1 << 20).unwrap();
+        }
+    }
+}

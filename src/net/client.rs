@@ -1,0 +1,62 @@
+//! The cheap, cloneable handle through which the node talks to the network event loop.
+
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Command, NetError};
+
+/// Handle to a running [`super::EventLoop`].
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(super) tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Client {
+    fn send(&self, cmd: Command) -> Result<(), NetError> {
+        self.tx.send(cmd).map_err(|_| NetError::Stopped)
+    }
+
+    /// Broadcasts on the DKG topic. Retried inside the event loop while no peer is subscribed
+    /// yet, for up to the publish deadline.
+    pub fn publish(&self, data: Vec<u8>) -> Result<(), NetError> {
+        self.send(Command::Publish { data })
+    }
+
+    /// Sends a request and waits for the response (bounded by the request timeout).
+    pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Request { peer, data, reply })?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Answers an inbound request.
+    pub fn respond(&self, channel: ResponseChannel<Vec<u8>>, data: Vec<u8>) -> Result<(), NetError> {
+        self.send(Command::Respond { channel, data })
+    }
+
+    /// Reports the application's verdict on a gossip message: only accepted ones are forwarded.
+    pub fn validate(
+        &self,
+        message_id: MessageId,
+        propagation_source: PeerId,
+        acceptance: MessageAcceptance,
+    ) -> Result<(), NetError> {
+        self.send(Command::Validate {
+            message_id,
+            propagation_source,
+            acceptance,
+        })
+    }
+
+    /// Sets (or replaces) the address a configured peer is dialled at, and dials it.
+    pub fn set_peer_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NetError> {
+        self.send(Command::SetPeerAddress { peer, addr })
+    }
+
+    /// Stops the event loop; connections are closed.
+    pub fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown);
+    }
+}

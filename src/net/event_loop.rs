@@ -1,0 +1,543 @@
+//! The event loop that owns the `Swarm`: executes [`Command`]s, turns swarm events into
+//! [`Event`]s, keeps every configured peer dialled (with backoff while it is down) and retries
+//! broadcasts that found no subscribed peer yet.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::{Client, NetError};
+use crate::wire::DKG_TOPIC;
+
+/// How long a broadcast is retried while no peer is subscribed.
+const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(10);
+/// First and largest redial delay.
+const REDIAL_MIN: Duration = Duration::from_millis(250);
+const REDIAL_MAX: Duration = Duration::from_secs(5);
+/// Capacity of the event channel towards the node (backpressure onto the network).
+const EVENT_QUEUE: usize = 4096;
+
+/// What the network layer needs to start.
+#[derive(Clone, Debug)]
+pub struct NetParams {
+    /// Node identity.
+    pub keypair: Keypair,
+    /// Listen address.
+    pub listen: Multiaddr,
+    /// Allow-listed peers and where to dial them.
+    pub peers: Vec<(PeerId, Multiaddr)>,
+    /// Largest message.
+    pub max_message_size: usize,
+    /// Outbound request deadline.
+    pub request_timeout: Duration,
+}
+
+/// Instructions from a [`Client`].
+#[derive(Debug)]
+pub enum Command {
+    /// Broadcast on the DKG topic.
+    Publish {
+        /// Bytes.
+        data: Vec<u8>,
+    },
+    /// Send a request.
+    Request {
+        /// Recipient.
+        peer: PeerId,
+        /// Bytes.
+        data: Vec<u8>,
+        /// Where the response (or failure) goes.
+        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    /// Answer an inbound request.
+    Respond {
+        /// The request's channel.
+        channel: ResponseChannel<Vec<u8>>,
+        /// Bytes.
+        data: Vec<u8>,
+    },
+    /// Verdict on a gossip message.
+    Validate {
+        /// Message id.
+        message_id: MessageId,
+        /// The peer that forwarded it.
+        propagation_source: PeerId,
+        /// Accept (forward), reject (penalise) or ignore.
+        acceptance: MessageAcceptance,
+    },
+    /// Set a peer's dial address.
+    SetPeerAddress {
+        /// Peer.
+        peer: PeerId,
+        /// Address without `/p2p`.
+        addr: Multiaddr,
+    },
+    /// Stop.
+    Shutdown,
+}
+
+/// What the network reports to the node.
+#[derive(Debug)]
+pub enum Event {
+    /// A gossip message, awaiting validation via [`Client::validate`].
+    Gossip {
+        /// The signed originator.
+        source: PeerId,
+        /// The peer that forwarded it.
+        propagation_source: PeerId,
+        /// Id for the validation report.
+        message_id: MessageId,
+        /// Bytes.
+        data: Vec<u8>,
+    },
+    /// An inbound request; answer with [`Client::respond`].
+    Request {
+        /// Authenticated sender.
+        peer: PeerId,
+        /// Bytes.
+        data: Vec<u8>,
+        /// Channel for the response.
+        channel: ResponseChannel<Vec<u8>>,
+    },
+    /// First connection to a peer established.
+    Connected(PeerId),
+    /// Last connection to a peer closed.
+    Disconnected(PeerId),
+    /// A peer subscribed to the DKG topic.
+    Subscribed(PeerId),
+    /// A peer unsubscribed from the DKG topic.
+    Unsubscribed(PeerId),
+}
+
+struct Redial {
+    at: Instant,
+    backoff: Duration,
+}
+
+/// Owns the swarm; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::Sender<Event>,
+    topic: IdentTopic,
+    peers: HashMap<PeerId, Multiaddr>,
+    redial: HashMap<PeerId, Redial>,
+    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    pending_publish: VecDeque<(Vec<u8>, Instant)>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl EventLoop {
+    /// Builds the swarm and starts listening. Returns the client, the event receiver and the
+    /// loop (not yet running: call [`EventLoop::wait_listening`] then spawn [`EventLoop::run`]).
+    pub fn new(params: NetParams) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), NetError> {
+        let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+        let peer_count = params.peers.len();
+        let max = params.max_message_size;
+        let timeout = params.request_timeout;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(params.keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| setup(&e))?
+            .with_dns()
+            .map_err(|e| setup(&e))?
+            .with_behaviour(|key| {
+                Behaviour::new(key, peer_count, max, timeout)
+                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            })
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        let topic = IdentTopic::new(DKG_TOPIC);
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| setup(&e))?;
+        let mut peers = HashMap::new();
+        for (peer, addr) in params.peers {
+            swarm.behaviour_mut().allow.allow_peer(peer);
+            peers.insert(peer, addr);
+        }
+        swarm
+            .listen_on(params.listen.clone())
+            .map_err(|e| NetError::Listen {
+                addr: params.listen.to_string(),
+                reason: e.to_string(),
+            })?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let now = Instant::now();
+        let redial = peers
+            .keys()
+            .map(|p| {
+                (
+                    *p,
+                    Redial {
+                        at: now,
+                        backoff: REDIAL_MIN,
+                    },
+                )
+            })
+            .collect();
+        let event_loop = EventLoop {
+            swarm,
+            commands: cmd_rx,
+            events: ev_tx,
+            topic,
+            peers,
+            redial,
+            pending_requests: HashMap::new(),
+            pending_publish: VecDeque::new(),
+            listen_addrs: Vec::new(),
+        };
+        Ok((Client { tx: cmd_tx }, ev_rx, event_loop))
+    }
+
+    /// Drives the swarm until the listener reports its address (port 0 resolved).
+    pub async fn wait_listening(&mut self, limit: Duration) -> Result<Multiaddr, NetError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(a) = self.listen_addrs.first() {
+                return Ok(a.clone());
+            }
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| NetError::Setup("listener did not start in time".into()))?;
+            match event {
+                SwarmEvent::NewListenAddr { address, .. } => self.listen_addrs.push(address),
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(NetError::Setup(format!("listener failed: {error}")))
+                }
+                SwarmEvent::ListenerClosed { reason, .. } => {
+                    return Err(NetError::Setup(format!("listener closed: {reason:?}")))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sets a peer's dial address before the loop runs (for clusters whose ports are only
+    /// known once every node listens).
+    pub fn set_peer_address(&mut self, peer: PeerId, addr: Multiaddr) {
+        self.swarm.behaviour_mut().allow.allow_peer(peer);
+        self.peers.insert(peer, addr);
+        self.redial.insert(
+            peer,
+            Redial {
+                at: Instant::now(),
+                backoff: REDIAL_MIN,
+            },
+        );
+    }
+
+    /// This node's PeerId.
+    pub fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Runs until [`Command::Shutdown`] or until every client handle is dropped.
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(c) => self.on_command(c),
+                },
+                _ = tick.tick() => {
+                    self.dial_due();
+                    self.retry_publish();
+                }
+            }
+        }
+        for (_, reply) in self.pending_requests.drain() {
+            let _ = reply.send(Err(NetError::Stopped));
+        }
+        tracing::debug!("network event loop stopped");
+    }
+
+    fn dial_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self
+            .redial
+            .iter()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            if self.swarm.is_connected(&peer) {
+                self.redial.remove(&peer);
+                continue;
+            }
+            let Some(addr) = self.peers.get(&peer).cloned() else {
+                self.redial.remove(&peer);
+                continue;
+            };
+            if let Some(r) = self.redial.get_mut(&peer) {
+                r.at = now + r.backoff;
+                r.backoff = (r.backoff * 2).min(REDIAL_MAX);
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, %addr, error = %e, "dial not started");
+            }
+        }
+    }
+
+    fn schedule_redial(&mut self, peer: PeerId) {
+        if self.peers.contains_key(&peer) && !self.redial.contains_key(&peer) {
+            self.redial.insert(
+                peer,
+                Redial {
+                    at: Instant::now() + REDIAL_MIN,
+                    backoff: REDIAL_MIN,
+                },
+            );
+        }
+    }
+
+    fn retry_publish(&mut self) {
+        let now = Instant::now();
+        let mut remaining = VecDeque::new();
+        while let Some((data, until)) = self.pending_publish.pop_front() {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), data.clone())
+            {
+                Ok(_) => {}
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+                | Err(gossipsub::PublishError::AllQueuesFull(_))
+                    if until > now =>
+                {
+                    remaining.push_back((data, until))
+                }
+                Err(e) => tracing::warn!(error = %e, "broadcast dropped"),
+            }
+        }
+        self.pending_publish = remaining;
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { data } => {
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), data.clone());
+                match r {
+                    Ok(_) => {}
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+                    | Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                        tracing::debug!("no subscribed peer yet; broadcast will be retried");
+                        self.pending_publish
+                            .push_back((data, Instant::now() + PUBLISH_RETRY_FOR));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "broadcast failed"),
+                }
+            }
+            Command::Request { peer, data, reply } => {
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, data);
+                self.pending_requests.insert(id, reply);
+            }
+            Command::Respond { channel, data } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, data)
+                    .is_err()
+                {
+                    tracing::debug!("response not sent: the requester is gone");
+                }
+            }
+            Command::Validate {
+                message_id,
+                propagation_source,
+                acceptance,
+            } => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            Command::SetPeerAddress { peer, addr } => {
+                self.swarm.behaviour_mut().allow.allow_peer(peer);
+                self.peers.insert(peer, addr);
+                self.redial.insert(
+                    peer,
+                    Redial {
+                        at: Instant::now(),
+                        backoff: REDIAL_MIN,
+                    },
+                );
+                self.dial_due();
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    async fn emit(&mut self, event: Event) {
+        if self.events.send(event).await.is_err() {
+            tracing::debug!("node stopped listening to network events");
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                self.redial.remove(&peer_id);
+                if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "peer connected");
+                    self.emit(Event::Connected(peer_id)).await;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                if num_established == 0 {
+                    let cause = cause.map(|c| c.to_string()).unwrap_or_else(|| "closed".into());
+                    tracing::info!(peer = %peer_id, %cause, "peer disconnected");
+                    self.schedule_redial(peer_id);
+                    self.emit(Event::Disconnected(peer_id)).await;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let Some(peer) = peer_id {
+                    tracing::debug!(%peer, error = %error, "dial failed");
+                    if !self.swarm.is_connected(&peer) {
+                        self.schedule_redial(peer);
+                    }
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                tracing::debug!(addr = %send_back_addr, error = %error, "incoming connection refused");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc(ev).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ev)) => {
+                if let Err(e) = ev.result {
+                    tracing::info!(peer = %ev.peer, error = %e, "ping failed; closing connection");
+                    self.swarm.close_connection(ev.connection);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => match message.source {
+                Some(source) => {
+                    self.emit(Event::Gossip {
+                        source,
+                        propagation_source,
+                        message_id,
+                        data: message.data,
+                    })
+                    .await
+                }
+                None => {
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Reject,
+                    );
+                }
+            },
+            gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
+                self.emit(Event::Subscribed(peer_id)).await;
+                if !self.pending_publish.is_empty() {
+                    self.retry_publish();
+                }
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } if topic == self.topic.hash() => {
+                self.emit(Event::Unsubscribed(peer_id)).await
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_rpc(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.emit(Event::Request {
+                        peer,
+                        data: request,
+                        channel,
+                    })
+                    .await
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, error = %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The libp2p network layer: a [`Client`] handle sends [`Command`]s to an [`EventLoop`] that
+//! owns the `Swarm`; what arrives from peers comes out as [`Event`]s. Nothing here knows about
+//! DKG or signing: it moves bytes between allow-listed peers.
+
+mod behaviour;
+mod client;
+mod event_loop;
+
+pub use behaviour::{Behaviour, BehaviourEvent, RpcCodec};
+pub use client::Client;
+pub use event_loop::{Command, Event, EventLoop, NetParams};
+
+/// Network-layer errors.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The event loop is gone (node shutting down).
+    #[error("network event loop has stopped")]
+    Stopped,
+    /// libp2p transport or configuration trouble at start.
+    #[error("network setup: {0}")]
+    Setup(String),
+    /// Could not listen on the configured address.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// Listen address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// An outbound request failed (timeout, closed connection, dial failure …).
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// Remote PeerId.
+        peer: libp2p::PeerId,
+        /// Why.
+        reason: String,
+    },
+}
