@@ -553,23 +553,16 @@ impl DkgSession {
                 true,
             );
         }
-        let package = match round1::Package::deserialize(&bytes) {
-            Ok(p) if p
-                .commitment()
-                .serialize()
-                .is_ok_and(|c| c.len() == usize::from(self.params.threshold)) =>
-            {
-                p
-            }
-            _ => {
-                return self.fail(
-                    DkgError::Malformed {
-                        culprit: from,
-                        what: "round-1 package",
-                    },
-                    true,
-                )
-            }
+        // Decoding checks every point; the commitment length is checked by `part2`, which
+        // names no culprit, so `run_part2` finds it (see `wrong_length_commitments`).
+        let Ok(package) = round1::Package::deserialize(&bytes) else {
+            return self.fail(
+                DkgError::Malformed {
+                    culprit: from,
+                    what: "round-1 package",
+                },
+                true,
+            );
         };
         self.round1_hashes.insert(from, hash);
         self.round1_packages.insert(from, package);
@@ -709,6 +702,16 @@ impl DkgSession {
         };
         let (secret2, packages) = match dkg::part2(secret, &self.frost_packages()) {
             Ok(v) => v,
+            Err(frost_ed25519::Error::IncorrectNumberOfCommitments) => {
+                let culprit = self.wrong_length_commitment().unwrap_or(self.me);
+                return self.fail(
+                    DkgError::Malformed {
+                        culprit,
+                        what: "round-1 package (wrong threshold)",
+                    },
+                    true,
+                );
+            }
             Err(e) => {
                 let err = self.blame(e);
                 return self.fail(err, true);
@@ -735,6 +738,16 @@ impl DkgSession {
         }));
         self.phase = Phase::Round2;
         effects
+    }
+
+    /// The first sender whose commitment does not have `threshold` coefficients (slow: only
+    /// called after `part2` reported a mismatch).
+    fn wrong_length_commitment(&self) -> Option<NodeId> {
+        let t = usize::from(self.params.threshold);
+        self.round1_packages
+            .iter()
+            .find(|(_, p)| p.commitment().serialize().map_or(true, |c| c.len() != t))
+            .map(|(&id, _)| id)
     }
 
     fn check_echoes(&self) -> Result<(), DkgError> {

@@ -1175,7 +1175,13 @@ impl Node {
                 warn!(peer = %source, %reason, "broadcast rejected");
                 MessageAcceptance::Reject
             }
-            Ok(env) => self.route(env),
+            Ok(env) => match self.route(env) {
+                // Every participant is directly connected to the sender (checked before a
+                // session starts) and flood publishing reaches it directly, so relaying a
+                // message that came straight from its source only costs bandwidth and CPU.
+                MessageAcceptance::Accept if via == source => MessageAcceptance::Ignore,
+                verdict => verdict,
+            },
         };
         let _ = self.net.validate(message_id, via, verdict);
     }
@@ -1240,8 +1246,13 @@ impl Node {
             }
             return MessageAcceptance::Ignore;
         };
+        let before = session.phase();
         match session.handle(env) {
             Ok(effects) => {
+                let after = session.phase();
+                if after != before {
+                    debug!(session = %sid, phase = %after, "DKG phase");
+                }
                 self.apply(sid, effects);
                 MessageAcceptance::Accept
             }

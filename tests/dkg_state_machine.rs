@@ -385,3 +385,30 @@ fn invalid_parameters_are_refused() {
     assert!(params(vec![1, 1, 2], 2).validate().is_err());
     assert!(params(vec![1, 2, 3], 3).validate().is_ok());
 }
+
+#[test]
+fn round1_package_with_wrong_threshold_is_named() {
+    let mut bus = Bus::new(4, 3);
+    // Node 4 commits to a polynomial of the wrong degree (threshold 2 instead of 3).
+    let wrong = frost::keys::dkg::part1(
+        frost::Identifier::try_from(4u16).unwrap(),
+        4,
+        2,
+        rand::rngs::OsRng,
+    )
+    .unwrap()
+    .1
+    .serialize()
+    .unwrap();
+    bus.filter = Box::new(move |from, _, body| match body {
+        Body::DkgRound1 { .. } if from == 4 => Action::Replace(Body::DkgRound1 {
+            package: wrong.clone(),
+        }),
+        _ => Action::Deliver,
+    });
+    bus.run();
+    let failures = bus.failures();
+    for id in [1, 2, 3] {
+        assert!(failures[&id].culprits().contains(&4), "node {id}: {}", failures[&id]);
+    }
+}
