@@ -45,9 +45,7 @@ impl From<NodeError> for ApiError {
             NodeError::Conflict(_) => StatusCode::CONFLICT,
             NodeError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            NodeError::Aborted { .. } | NodeError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            NodeError::Aborted { .. } | NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let (culprits, missing) = match &e {
             NodeError::Unavailable { missing, .. } | NodeError::Timeout { missing, .. } => {

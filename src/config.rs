@@ -221,7 +221,10 @@ impl Config {
                 return Err(field_err(at("id"), format!("duplicate peer id {pid}")));
             }
             let peer_id: PeerId = p.peer_id.parse().map_err(|e| {
-                field_err(at("peer_id"), format!("not a PeerId ({e}): {:?}", p.peer_id))
+                field_err(
+                    at("peer_id"),
+                    format!("not a PeerId ({e}): {:?}", p.peer_id),
+                )
             })?;
             if !seen_peer_ids.insert(peer_id) {
                 return Err(field_err(
@@ -229,11 +232,14 @@ impl Config {
                     format!("PeerId {peer_id} is listed twice"),
                 ));
             }
-            let addr: Multiaddr = p
-                .addr
-                .parse()
-                .map_err(|e| field_err(at("addr"), format!("not a multiaddr ({e}): {:?}", p.addr)))?;
-            peers.push(Peer { id: pid, peer_id, addr });
+            let addr: Multiaddr = p.addr.parse().map_err(|e| {
+                field_err(at("addr"), format!("not a multiaddr ({e}): {:?}", p.addr))
+            })?;
+            peers.push(Peer {
+                id: pid,
+                peer_id,
+                addr,
+            });
         }
         peers.sort_by_key(|p| p.id);
         Ok(Config {
@@ -263,15 +269,24 @@ impl Config {
 
     /// The node id configured for this PeerId.
     pub fn id_of(&self, peer_id: &PeerId) -> Option<NodeId> {
-        self.peers.iter().find(|p| &p.peer_id == peer_id).map(|p| p.id)
+        self.peers
+            .iter()
+            .find(|p| &p.peer_id == peer_id)
+            .map(|p| p.id)
     }
 }
 
 fn parse_id(field: &str, v: u32) -> Result<NodeId, ConfigError> {
     match NodeId::try_from(v) {
-        Ok(0) => Err(field_err(field, "node ids start at 1 (0 is not a valid FROST identifier)")),
+        Ok(0) => Err(field_err(
+            field,
+            "node ids start at 1 (0 is not a valid FROST identifier)",
+        )),
         Ok(id) => Ok(id),
-        Err(_) => Err(field_err(field, format!("{v} is above the largest node id 65535"))),
+        Err(_) => Err(field_err(
+            field,
+            format!("{v} is above the largest node id 65535"),
+        )),
     }
 }
 
@@ -280,8 +295,12 @@ mod tests {
     use super::*;
 
     fn base() -> String {
-        let a = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
-        let b = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+        let a = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let b = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
         format!(
             r#"
 id = 1
@@ -330,21 +349,36 @@ addr = "/dns4/node3/tcp/7000"
     fn errors_name_the_field() {
         let t = base();
         assert_eq!(field_of(parse(&t.replace("id = 1\n", "id = 0\n"))), "id");
-        assert_eq!(field_of(parse(&t.replace("id = 3", "id = 2"))), "peers[1].id");
-        assert_eq!(field_of(parse(&t.replace("id = 2", "id = 1"))), "peers[0].id");
-        assert_eq!(field_of(parse(&t.replace("id = 1\n", "id = 70000\n"))), "id");
+        assert_eq!(
+            field_of(parse(&t.replace("id = 3", "id = 2"))),
+            "peers[1].id"
+        );
+        assert_eq!(
+            field_of(parse(&t.replace("id = 2", "id = 1"))),
+            "peers[0].id"
+        );
+        assert_eq!(
+            field_of(parse(&t.replace("id = 1\n", "id = 70000\n"))),
+            "id"
+        );
         assert_eq!(
             field_of(parse(&t.replace("/ip4/127.0.0.1/tcp/7002", "not-an-addr"))),
             "peers[0].addr"
         );
-        assert_eq!(field_of(parse(&t.replace("\"/ip4/127.0.0.1/tcp/7001\"", "\"x\""))), "listen");
+        assert_eq!(
+            field_of(parse(&t.replace("\"/ip4/127.0.0.1/tcp/7001\"", "\"x\""))),
+            "listen"
+        );
         let bad_pid = t.replacen("peer_id = \"", "peer_id = \"zz", 1);
         assert_eq!(field_of(parse(&bad_pid)), "peers[0].peer_id");
     }
 
     #[test]
     fn unknown_fields_and_bad_toml_are_parse_errors() {
-        assert!(matches!(parse("id = 1\nbogus = 2\n"), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            parse("id = 1\nbogus = 2\n"),
+            Err(ConfigError::Parse { .. })
+        ));
         assert!(matches!(parse("id = = 1"), Err(ConfigError::Parse { .. })));
     }
 }

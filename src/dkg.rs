@@ -51,7 +51,9 @@ impl DkgParams {
     pub fn validate(&self) -> Result<(), DkgError> {
         let unique: BTreeSet<NodeId> = self.participants.iter().copied().collect();
         if unique.len() != self.participants.len() {
-            return Err(DkgError::InvalidParams("participants contain duplicates".into()));
+            return Err(DkgError::InvalidParams(
+                "participants contain duplicates".into(),
+            ));
         }
         if unique.contains(&0) {
             return Err(DkgError::InvalidParams("node id 0 is not valid".into()));
@@ -407,7 +409,11 @@ impl DkgSession {
 
     fn others(&self) -> impl Iterator<Item = NodeId> + '_ {
         let me = self.me;
-        self.params.participants.iter().copied().filter(move |&id| id != me)
+        self.params
+            .participants
+            .iter()
+            .copied()
+            .filter(move |&id| id != me)
     }
 
     /// Runs round 1: generates this node's polynomial and broadcasts its commitment.
@@ -620,10 +626,12 @@ impl DkgSession {
     }
 
     fn on_confirm(&mut self, from: NodeId, c: Confirmation) -> Vec<Effect> {
-        let valid = self
-            .peer_keys
-            .get(&from)
-            .is_some_and(|k| k.verify(&confirmation_message(&self.params.session, &c), &c.signature));
+        let valid = self.peer_keys.get(&from).is_some_and(|k| {
+            k.verify(
+                &confirmation_message(&self.params.session, &c),
+                &c.signature,
+            )
+        });
         if !valid {
             return self.fail(DkgError::InvalidConfirmation { culprit: from }, true);
         }
@@ -755,7 +763,11 @@ impl DkgSession {
             for (sender, hash) in hashes {
                 if self.round1_hashes.get(sender) != Some(hash) {
                     // If the disagreement is about our own package, the reporter is lying.
-                    let culprit = if *sender == self.me { reporter } else { *sender };
+                    let culprit = if *sender == self.me {
+                        reporter
+                    } else {
+                        *sender
+                    };
                     return Err(DkgError::Equivocation {
                         culprit,
                         what: "round-1 packages",
@@ -819,7 +831,12 @@ impl DkgSession {
             public_key_package.serialize(),
         ) {
             (Ok(g), Ok(p)) => (g, p),
-            _ => return self.fail(DkgError::Frost("cannot serialize the group key".into()), true),
+            _ => {
+                return self.fail(
+                    DkgError::Frost("cannot serialize the group key".into()),
+                    true,
+                )
+            }
         };
         let Ok(group_public_key) = <[u8; 32]>::try_from(gpk.as_slice()) else {
             return self.fail(DkgError::Frost("group key is not 32 bytes".into()), true);

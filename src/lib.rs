@@ -10,7 +10,7 @@ pub mod dkg;
 pub mod identity;
 pub mod keystore;
 pub mod localnet;
-pub mod securefile;
 pub mod net;
 pub mod node;
+pub mod securefile;
 pub mod wire;

@@ -46,9 +46,15 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
         let raw = raw_config(layout, k, &peer_ids);
         let text = toml::to_string_pretty(&raw).map_err(|e| e.to_string())?;
         let mut file = String::new();
-        let _ = writeln!(file, "# frostnode config for node {k}, written by `frostnode cluster-config`.");
+        let _ = writeln!(
+            file,
+            "# frostnode config for node {k}, written by `frostnode cluster-config`."
+        );
         if layout.docker {
-            let _ = writeln!(file, "# Identities here are throwaway keys for local testing only.");
+            let _ = writeln!(
+                file,
+                "# Identities here are throwaway keys for local testing only."
+            );
         }
         file.push_str(&text);
         let path = out.join(format!("node{k}.toml"));
@@ -141,8 +147,10 @@ impl LocalCluster {
             adjust(&mut config);
             bound.push(BoundNode::bind(config, keys[usize::from(k - 1)].clone()).await?);
         }
-        let addrs: Vec<(PeerId, Multiaddr)> =
-            bound.iter().map(|b| (b.peer_id(), b.p2p_addr().clone())).collect();
+        let addrs: Vec<(PeerId, Multiaddr)> = bound
+            .iter()
+            .map(|b| (b.peer_id(), b.p2p_addr().clone()))
+            .collect();
         for b in &mut bound {
             for (pid, addr) in &addrs {
                 if *pid != b.peer_id() {

@@ -13,7 +13,11 @@ use frostnode::node::{BoundNode, KeygenRequest};
 use frostnode::wire::NodeId;
 
 #[derive(Parser)]
-#[command(name = "frostnode", version, about = "Threshold Ed25519 (FROST) signing node with distributed key generation")]
+#[command(
+    name = "frostnode",
+    version,
+    about = "Threshold Ed25519 (FROST) signing node with distributed key generation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -118,7 +122,10 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -137,7 +144,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -174,7 +183,11 @@ async fn dispatch(command: Command) -> Result<(), String> {
             };
             let peers = localnet::write_cluster_config(&layout, &out)?;
             for (i, p) in peers.iter().enumerate() {
-                println!("node{}: {p}  ({})", i + 1, out.join(format!("node{}.toml", i + 1)).display());
+                println!(
+                    "node{}: {p}  ({})",
+                    i + 1,
+                    out.join(format!("node{}.toml", i + 1)).display()
+                );
             }
             Ok(())
         }
@@ -184,7 +197,8 @@ async fn dispatch(command: Command) -> Result<(), String> {
             threshold,
             participants,
         } => {
-            let body = json!({ "key_id": key_id, "threshold": threshold, "participants": participants });
+            let body =
+                json!({ "key_id": key_id, "threshold": threshold, "participants": participants });
             let v = http(reqwest::Method::POST, &api, "/v1/keys", Some(body)).await?;
             print_json(&v);
             Ok(())
@@ -215,7 +229,10 @@ async fn dispatch(command: Command) -> Result<(), String> {
 async fn run(path: PathBuf) -> Result<(), String> {
     let config = Config::load(&path).map_err(|e| e.to_string())?;
     let keypair = frostnode::identity::load(&config.data_dir).map_err(|e| e.to_string())?;
-    let node = BoundNode::bind(config, keypair).await.map_err(|e| e.to_string())?.start();
+    let node = BoundNode::bind(config, keypair)
+        .await
+        .map_err(|e| e.to_string())?
+        .start();
     shutdown_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
@@ -244,14 +261,24 @@ async fn shutdown_signal() {
     }
 }
 
-async fn http(method: reqwest::Method, api: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+async fn http(
+    method: reqwest::Method,
+    api: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
     let url = format!("{}{path}", api.trim_end_matches('/'));
     let client = reqwest::Client::new();
-    let mut req = client.request(method, &url).timeout(Duration::from_secs(120));
+    let mut req = client
+        .request(method, &url)
+        .timeout(Duration::from_secs(120));
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req.send().await.map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e}"))?;
     let status = resp.status();
     let v: Value = resp
         .json()
@@ -260,13 +287,19 @@ async fn http(method: reqwest::Method, api: &str, path: &str, body: Option<Value
     if status.is_success() {
         Ok(v)
     } else {
-        let msg = v.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+        let msg = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
         Err(format!("{status}: {msg}"))
     }
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
 }
 
 fn decode_hex<const N: usize>(what: &str, s: &str) -> Result<[u8; N], String> {

@@ -175,7 +175,11 @@ impl NodeHandle {
     }
 
     /// Waits until every id in `peers` is ready (connected and subscribed), or the timeout.
-    pub async fn wait_for_peers(&self, peers: &[NodeId], timeout: Duration) -> Result<(), NodeError> {
+    pub async fn wait_for_peers(
+        &self,
+        peers: &[NodeId],
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
         let mut rx = self.ready.clone();
         let waited = tokio::time::timeout(timeout, async {
             rx.wait_for(|ready| peers.iter().all(|p| ready.contains(p)))
@@ -188,10 +192,16 @@ impl NodeHandle {
             Ok(Err(_)) => Err(NodeError::stopped()),
             Err(_) => {
                 let ready = self.ready_peers();
-                let missing: Vec<NodeId> =
-                    peers.iter().copied().filter(|p| !ready.contains(p)).collect();
+                let missing: Vec<NodeId> = peers
+                    .iter()
+                    .copied()
+                    .filter(|p| !ready.contains(p))
+                    .collect();
                 Err(NodeError::Unavailable {
-                    message: format!("node {}: peers {missing:?} not ready after {timeout:?}", self.id),
+                    message: format!(
+                        "node {}: peers {missing:?} not ready after {timeout:?}",
+                        self.id
+                    ),
                     missing,
                 })
             }
@@ -494,7 +504,11 @@ struct Node {
 }
 
 impl Node {
-    async fn run(mut self, mut inbox: mpsc::Receiver<Input>, mut events: mpsc::Receiver<net::Event>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Input>,
+        mut events: mpsc::Receiver<net::Event>,
+    ) {
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -562,7 +576,8 @@ impl Node {
                 }
             }
         }
-        self.finished.retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);
+        self.finished
+            .retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);
     }
 
     fn on_input(&mut self, input: Input) {
@@ -667,7 +682,11 @@ impl Node {
             participants: params.participants.clone(),
             threshold: params.threshold,
         });
-        for &to in params.participants.iter().filter(|&&id| id != self.config.id) {
+        for &to in params
+            .participants
+            .iter()
+            .filter(|&&id| id != self.config.id)
+        {
             self.request_with_reply(sid, to, start.clone());
         }
     }
@@ -675,7 +694,10 @@ impl Node {
     fn check_keygen(&self, req: KeygenRequest) -> Result<DkgParams, NodeError> {
         keystore::validate_key_id(&req.key_id).map_err(|e| NodeError::BadRequest(e.to_string()))?;
         if self.keystore.contains(&req.key_id) {
-            return Err(NodeError::Conflict(format!("key {:?} already exists", req.key_id)));
+            return Err(NodeError::Conflict(format!(
+                "key {:?} already exists",
+                req.key_id
+            )));
         }
         if self.key_busy(&req.key_id) {
             return Err(NodeError::Conflict(format!(
@@ -689,7 +711,9 @@ impl Node {
         let before = participants.len();
         participants.dedup();
         if participants.len() != before {
-            return Err(NodeError::BadRequest("participants contain duplicates".into()));
+            return Err(NodeError::BadRequest(
+                "participants contain duplicates".into(),
+            ));
         }
         let unknown: Vec<NodeId> = participants
             .iter()
@@ -709,7 +733,9 @@ impl Node {
         }
         let n = participants.len();
         if n < 2 {
-            return Err(NodeError::BadRequest("a key needs at least 2 participants".into()));
+            return Err(NodeError::BadRequest(
+                "a key needs at least 2 participants".into(),
+            ));
         }
         let threshold = req.threshold.unwrap_or_else(|| default_threshold(n));
         if threshold < 2 || usize::from(threshold) > n {
@@ -868,11 +894,22 @@ impl Node {
             .filter(|(_, o)| matches!(o, DkgOutcome::Failed { .. }))
             .collect();
         failures.sort_by_key(|(id, _)| **id != self.config.id);
-        if let Some((id, DkgOutcome::Failed { reason, culprits, missing })) = failures.first() {
+        if let Some((
+            id,
+            DkgOutcome::Failed {
+                reason,
+                culprits,
+                missing,
+            },
+        )) = failures.first()
+        {
             let message = if **id == self.config.id {
                 format!("DKG for key {:?} failed: {reason}", init.key_id)
             } else {
-                format!("DKG for key {:?} failed on node {id}: {reason}", init.key_id)
+                format!(
+                    "DKG for key {:?} failed on node {id}: {reason}",
+                    init.key_id
+                )
             };
             if !missing.is_empty() && culprits.is_empty() {
                 return Err(NodeError::Timeout {
@@ -896,7 +933,10 @@ impl Node {
             .collect();
         if keys.len() != 1 {
             return Err(NodeError::Aborted {
-                message: format!("participants stored different group keys for {:?}", init.key_id),
+                message: format!(
+                    "participants stored different group keys for {:?}",
+                    init.key_id
+                ),
                 kind: "inconsistent".into(),
                 culprits: Vec::new(),
             });
@@ -924,14 +964,32 @@ impl Node {
             return refuse("conflict", format!("session {sid} is already known"));
         }
         if self.keystore.contains(&start.key_id) {
-            return refuse("conflict", format!("key {:?} already exists on node {}", start.key_id, self.config.id));
+            return refuse(
+                "conflict",
+                format!(
+                    "key {:?} already exists on node {}",
+                    start.key_id, self.config.id
+                ),
+            );
         }
         if self.key_busy(&start.key_id) {
-            return refuse("conflict", format!("a DKG for key {:?} is already running on node {}", start.key_id, self.config.id));
+            return refuse(
+                "conflict",
+                format!(
+                    "a DKG for key {:?} is already running on node {}",
+                    start.key_id, self.config.id
+                ),
+            );
         }
         let all = self.config.all_ids();
         if let Some(unknown) = start.participants.iter().find(|id| !all.contains(id)) {
-            return refuse("bad_request", format!("participant {unknown} is not configured on node {}", self.config.id));
+            return refuse(
+                "bad_request",
+                format!(
+                    "participant {unknown} is not configured on node {}",
+                    self.config.id
+                ),
+            );
         }
         if !start.participants.contains(&from) {
             return refuse("bad_request", "the initiator must be a participant".into());
@@ -946,7 +1004,10 @@ impl Node {
         if !missing.is_empty() {
             return refuse(
                 "unavailable",
-                format!("node {} cannot reach participants {missing:?}", self.config.id),
+                format!(
+                    "node {} cannot reach participants {missing:?}",
+                    self.config.id
+                ),
             );
         }
         let params = DkgParams {
@@ -1191,10 +1252,14 @@ impl Node {
             Ok(env) => env,
             Err(reason) => {
                 warn!(%peer, %reason, "request rejected");
-                self.respond(channel, SessionId([0; 32]), Body::Refused {
-                    kind: "bad_request".into(),
-                    reason,
-                });
+                self.respond(
+                    channel,
+                    SessionId([0; 32]),
+                    Body::Refused {
+                        kind: "bad_request".into(),
+                        reason,
+                    },
+                );
                 return;
             }
         };

@@ -23,11 +23,18 @@ async fn dkg_on_cluster(n: u16) {
     .expect("DKG finishes in time")
     .expect("DKG succeeds");
     assert_eq!(info.participants, (1..=n).collect::<Vec<_>>());
-    assert_eq!(info.threshold, frostnode::node::default_threshold(usize::from(n)));
+    assert_eq!(
+        info.threshold,
+        frostnode::node::default_threshold(usize::from(n))
+    );
 
     // The answer comes after every participant stored the key: no waiting needed here.
     for h in cluster.handles() {
-        let k = h.get_key("main").await.unwrap().expect("key stored on every node");
+        let k = h
+            .get_key("main")
+            .await
+            .unwrap()
+            .expect("key stored on every node");
         assert_eq!(k.group_public_key, info.group_public_key, "node {}", h.id());
         assert_eq!(k.verifying_shares, info.verifying_shares, "node {}", h.id());
     }

@@ -33,8 +33,10 @@ struct Bus {
 impl Bus {
     fn new(n: u16, t: u16) -> Bus {
         let ids: Vec<NodeId> = (1..=n).collect();
-        let keys: BTreeMap<NodeId, Keypair> =
-            ids.iter().map(|&id| (id, Keypair::generate_ed25519())).collect();
+        let keys: BTreeMap<NodeId, Keypair> = ids
+            .iter()
+            .map(|&id| (id, Keypair::generate_ed25519()))
+            .collect();
         let session = SessionId(rand::random());
         let params = DkgParams {
             session,
@@ -78,8 +80,12 @@ impl Bus {
         for effect in effects {
             match effect {
                 Effect::Broadcast(body) => {
-                    let to: Vec<NodeId> =
-                        self.nodes.keys().copied().filter(|&id| id != from).collect();
+                    let to: Vec<NodeId> = self
+                        .nodes
+                        .keys()
+                        .copied()
+                        .filter(|&id| id != from)
+                        .collect();
                     for id in to {
                         self.enqueue(from, id, body.clone());
                     }
@@ -140,8 +146,13 @@ impl Bus {
         assert_eq!(self.outcomes.len(), self.nodes.len(), "every node finishes");
         let mut gpk = None;
         for (id, outcome) in &self.outcomes {
-            let out = outcome.as_ref().unwrap_or_else(|e| panic!("node {id} failed: {e}"));
-            assert_eq!(*gpk.get_or_insert(out.group_public_key), out.group_public_key);
+            let out = outcome
+                .as_ref()
+                .unwrap_or_else(|e| panic!("node {id} failed: {e}"));
+            assert_eq!(
+                *gpk.get_or_insert(out.group_public_key),
+                out.group_public_key
+            );
             assert_eq!(out.confirmations.len(), self.nodes.len());
             let ident = frost::Identifier::try_from(*id).unwrap();
             assert_eq!(
@@ -227,7 +238,13 @@ fn round2_before_round1_is_buffered() {
 #[test]
 fn dropped_sender_times_out_naming_it() {
     let mut bus = Bus::new(4, 3);
-    bus.filter = Box::new(|from, _, _| if from == 3 { Action::Drop } else { Action::Deliver });
+    bus.filter = Box::new(|from, _, _| {
+        if from == 3 {
+            Action::Drop
+        } else {
+            Action::Deliver
+        }
+    });
     bus.run();
     assert!(bus.outcomes.is_empty(), "nobody finishes without node 3");
     bus.expire();
@@ -242,7 +259,9 @@ fn dropped_sender_times_out_naming_it() {
         }
     }
     // Node 1 and 2 both time out on their own clocks and name node 3.
-    assert!(matches!(&bus.failures()[&1], DkgError::Timeout { missing, .. } if missing == &vec![3]));
+    assert!(
+        matches!(&bus.failures()[&1], DkgError::Timeout { missing, .. } if missing == &vec![3])
+    );
 }
 
 #[test]
@@ -253,13 +272,16 @@ fn dropped_round2_share_times_out_naming_its_sender() {
         _ => Action::Deliver,
     });
     bus.run();
-    assert!(bus.outcomes.get(&1).is_none());
+    assert!(!bus.outcomes.contains_key(&1));
     bus.expire();
     match &bus.failures()[&1] {
         DkgError::Timeout { missing, .. } => assert_eq!(missing, &vec![2]),
         other => panic!("unexpected {other}"),
     }
-    assert!(bus.outcomes.values().all(|o| o.is_err()), "no node keeps a key");
+    assert!(
+        bus.outcomes.values().all(|o| o.is_err()),
+        "no node keeps a key"
+    );
 }
 
 #[test]
@@ -328,7 +350,10 @@ fn garbage_round1_package_is_named() {
     });
     bus.run();
     let failures = bus.failures();
-    assert!(matches!(failures[&1], DkgError::Malformed { culprit: 3, .. }));
+    assert!(matches!(
+        failures[&1],
+        DkgError::Malformed { culprit: 3, .. }
+    ));
 }
 
 #[test]
@@ -338,9 +363,17 @@ fn wrong_session_stranger_and_self_are_rejected() {
     let other = SessionId([9; 32]);
     let r = node.handle(Envelope::new(other, 2, Body::DkgRound1 { package: vec![] }));
     assert!(matches!(r, Err(Rejection::WrongSession { .. })));
-    let r = node.handle(Envelope::new(bus.session, 9, Body::DkgRound1 { package: vec![] }));
+    let r = node.handle(Envelope::new(
+        bus.session,
+        9,
+        Body::DkgRound1 { package: vec![] },
+    ));
     assert_eq!(r.unwrap_err(), Rejection::NotParticipant(9));
-    let r = node.handle(Envelope::new(bus.session, 1, Body::DkgRound1 { package: vec![] }));
+    let r = node.handle(Envelope::new(
+        bus.session,
+        1,
+        Body::DkgRound1 { package: vec![] },
+    ));
     assert_eq!(r.unwrap_err(), Rejection::FromSelf);
     let r = node.handle(Envelope::new(bus.session, 2, Body::Ack));
     assert!(matches!(r, Err(Rejection::Unexpected { from: 2, .. })));
@@ -409,6 +442,10 @@ fn round1_package_with_wrong_threshold_is_named() {
     bus.run();
     let failures = bus.failures();
     for id in [1, 2, 3] {
-        assert!(failures[&id].culprits().contains(&4), "node {id}: {}", failures[&id]);
+        assert!(
+            failures[&id].culprits().contains(&4),
+            "node {id}: {}",
+            failures[&id]
+        );
     }
 }

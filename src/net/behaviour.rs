@@ -100,7 +100,9 @@ impl RpcCodec {
         T: futures::AsyncRead + Unpin + Send,
     {
         let mut buf = Vec::new();
-        io.take(self.max_size as u64 + 1).read_to_end(&mut buf).await?;
+        io.take(self.max_size as u64 + 1)
+            .read_to_end(&mut buf)
+            .await?;
         if buf.len() > self.max_size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -32,7 +32,11 @@ impl Client {
     }
 
     /// Answers an inbound request.
-    pub fn respond(&self, channel: ResponseChannel<Vec<u8>>, data: Vec<u8>) -> Result<(), NetError> {
+    pub fn respond(
+        &self,
+        channel: ResponseChannel<Vec<u8>>,
+        data: Vec<u8>,
+    ) -> Result<(), NetError> {
         self.send(Command::Respond { channel, data })
     }
 

@@ -424,23 +424,25 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 cause,
                 ..
             } => {
-                if num_established == 0 {
-                    let cause = cause.map(|c| c.to_string()).unwrap_or_else(|| "closed".into());
-                    tracing::info!(peer = %peer_id, %cause, "peer disconnected");
-                    self.schedule_redial(peer_id);
-                    self.emit(Event::Disconnected(peer_id)).await;
-                }
+                let cause = cause
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "closed".into());
+                tracing::info!(peer = %peer_id, %cause, "peer disconnected");
+                self.schedule_redial(peer_id);
+                self.emit(Event::Disconnected(peer_id)).await;
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                if let Some(peer) = peer_id {
-                    tracing::debug!(%peer, error = %error, "dial failed");
-                    if !self.swarm.is_connected(&peer) {
-                        self.schedule_redial(peer);
-                    }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, error = %error, "dial failed");
+                if !self.swarm.is_connected(&peer) {
+                    self.schedule_redial(peer);
                 }
             }
             SwarmEvent::IncomingConnectionError {
@@ -479,11 +481,14 @@ impl EventLoop {
                     .await
                 }
                 None => {
-                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        MessageAcceptance::Reject,
-                    );
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Reject,
+                        );
                 }
             },
             gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {

@@ -1,0 +1,334 @@
+//! Five `frostnode run` processes from `frostnode cluster-config`, driven over HTTP: the way an
+//! operator runs them.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_frostnode");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Five node processes; killed when dropped, so a failing test leaves nothing behind.
+struct Cluster {
+    dir: tempfile::TempDir,
+    base_port: u16,
+    children: Vec<Option<Child>>,
+    http: reqwest::Client,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A base port whose 2×5 ports are free right now.
+fn free_base_port() -> u16 {
+    for _ in 0..200 {
+        let base = 20000 + (rand::random::<u16>() % 20000);
+        let mut ports = (1..=5).flat_map(|k| [base + k, base + 1000 + k]);
+        if ports.all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free ports found");
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let base_port = free_base_port();
+        let out = Command::new(BIN)
+            .args(["cluster-config", "--nodes", "5", "--base-port"])
+            .arg(base_port.to_string())
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut c = Cluster {
+            dir,
+            base_port,
+            children: (0..5).map(|_| None).collect(),
+            http: reqwest::Client::new(),
+        };
+        for k in 1..=5 {
+            c.start(k);
+        }
+        c
+    }
+
+    fn log_path(&self, k: u16) -> PathBuf {
+        self.dir.path().join(format!("node{k}.log"))
+    }
+
+    fn start(&mut self, k: u16) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(k))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(self.dir.path().join(format!("node{k}.toml")))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[usize::from(k - 1)] = Some(child);
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    fn stop(&mut self, k: u16) {
+        let mut child = self.children[usize::from(k - 1)].take().unwrap();
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "node {k} exits cleanly on SIGTERM: {status}"
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {k} did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self, k: u16, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.base_port + 1000 + k)
+    }
+
+    async fn get(&self, k: u16, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(k, path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn post(&self, k: u16, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(k, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn post_raw(&self, k: u16, path: &str, body: &'static str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(k, path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Polls node k's status until `ready` holds (the nodes are other processes: there is no
+    /// event to wait on but their answers).
+    async fn wait_status(&self, k: u16, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(r) = self.http.get(self.url(k, "/v1/status")).send().await {
+                if let Ok(v) = r.json::<Value>().await {
+                    if ready(&v) {
+                        return v;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("node {k}: {what} not reached; log:\n{}", self.log(k));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn wait_ready(&self, k: u16, peers: &[u64]) {
+        self.wait_status(k, "peers ready", |v| {
+            let ready: Vec<u64> = v["ready_peers"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            peers.iter().all(|p| ready.contains(p))
+        })
+        .await;
+    }
+
+    fn log(&self, k: u16) -> String {
+        std::fs::read_to_string(self.log_path(k)).unwrap_or_default()
+    }
+}
+
+fn others(k: u64) -> Vec<u64> {
+    (1..=5).filter(|&i| i != k).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
+    let mut c = Cluster::new();
+    for k in 1..=5u16 {
+        c.wait_ready(k, &others(u64::from(k))).await;
+    }
+
+    let (status, body) = c.post(1, "/v1/keys", json!({ "key_id": "k1" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["threshold"], 4);
+    assert_eq!(body["participants"], json!([1, 2, 3, 4, 5]));
+    let gpk = body["group_public_key"].as_str().unwrap().to_string();
+    assert_eq!(gpk.len(), 64);
+    for k in 1..=5 {
+        let (status, key) = c.get(k, "/v1/keys/k1").await;
+        assert_eq!(status, 200);
+        assert_eq!(key["group_public_key"], gpk.as_str(), "node {k}");
+        assert_eq!(key["verifying_shares"].as_object().unwrap().len(), 5);
+    }
+    let (_, list) = c.get(3, "/v1/keys").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Bad input is refused with the right status and a reason.
+    let (s, b) = c.post_raw(1, "/v1/keys", "{not json").await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["kind"], "bad_request");
+    let (s, b) = c
+        .post(1, "/v1/keys", json!({ "key_id": "k2", "threshold": 1 }))
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        b["error"].as_str().unwrap().contains("2 <= threshold"),
+        "{b}"
+    );
+    let (s, b) = c
+        .post(1, "/v1/keys", json!({ "key_id": "k2", "threshold": 6 }))
+        .await;
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = c.post(2, "/v1/keys", json!({ "key_id": "k1" })).await;
+    assert_eq!(s, 409, "{b}");
+    let (s, b) = c
+        .post(
+            1,
+            "/v1/keys",
+            json!({ "key_id": "k2", "participants": [1, 2, 9] }),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(b["error"].as_str().unwrap().contains('9'), "{b}");
+    let (s, _) = c.post(1, "/v1/keys", json!({ "key_id": "../evil" })).await;
+    assert_eq!(s, 400);
+    let (s, b) = c.get(1, "/v1/keys/nope").await;
+    assert_eq!(s, 404, "{b}");
+
+    // Node 5 stops: a DKG that needs it fails fast, naming it.
+    c.stop(5);
+    c.wait_status(1, "node 5 gone", |v| {
+        !v["ready_peers"].as_array().unwrap().contains(&json!(5))
+    })
+    .await;
+    let t0 = Instant::now();
+    let (s, b) = c.post(1, "/v1/keys", json!({ "key_id": "k2" })).await;
+    assert_eq!(s, 503, "{b}");
+    assert_eq!(b["missing"], json!([5]));
+    assert!(b["error"].as_str().unwrap().contains('5'), "{b}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "fails fast, not by timeout"
+    );
+    // Without node 5 a smaller key still works.
+    let (s, b) = c
+        .post(
+            2,
+            "/v1/keys",
+            json!({ "key_id": "k4", "participants": [1, 2, 3, 4], "threshold": 3 }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    // Node 5 restarts with its key, and takes part in a new DKG.
+    c.start(5);
+    c.wait_ready(5, &others(5)).await;
+    for k in 1..=4 {
+        c.wait_ready(k, &[5]).await;
+    }
+    let (s, key) = c.get(5, "/v1/keys/k1").await;
+    assert_eq!(s, 200);
+    assert_eq!(key["group_public_key"], gpk.as_str());
+    let (s, b) = c.post(5, "/v1/keys", json!({ "key_id": "k3" })).await;
+    assert_eq!(s, 200, "{b}\nnode 5 log:\n{}", c.log(5));
+    assert!(c.log(1).contains("DKG complete; key stored"));
+}
+
+#[test]
+fn bad_config_exits_non_zero_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("id = 0\nlisten = \"/ip4/127.0.0.1/tcp/0\"\ndata_dir = \"d\"\n", "`id`"),
+        ("id = 1\nlisten = \"nonsense\"\ndata_dir = \"d\"\n", "`listen`"),
+        (
+            "id = 1\nlisten = \"/ip4/127.0.0.1/tcp/0\"\ndata_dir = \"d\"\n[[peers]]\nid = 2\npeer_id = \"xyz\"\naddr = \"/ip4/127.0.0.1/tcp/1\"\n",
+            "peers[0].peer_id",
+        ),
+        ("id = 1\nlisten = = 3\n", "invalid config"),
+    ];
+    for (i, (text, expect)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "case {i} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "case {i}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one-line reason: {err}");
+    }
+    let missing = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.path().join("absent.toml"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn verify_command_accepts_good_and_rejects_bad_signatures() {
+    use ed25519_dalek::Signer;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let msg = b"hello";
+    let sig = key.sign(msg);
+    let run = |sig: &[u8]| {
+        Command::new(BIN)
+            .args(["verify", "--public-key"])
+            .arg(hex::encode(key.verifying_key().to_bytes()))
+            .arg("--message")
+            .arg(hex::encode(msg))
+            .arg("--signature")
+            .arg(hex::encode(sig))
+            .output()
+            .unwrap()
+    };
+    assert!(run(&sig.to_bytes()).status.success());
+    let mut bad = sig.to_bytes();
+    bad[3] ^= 1;
+    assert!(!run(&bad).status.success());
+    assert!(!run(&bad[..10]).status.success());
+}
