@@ -1123,7 +1123,10 @@ impl Node {
         let Some(session) = self.sessions.remove(&sid) else {
             return;
         };
-        self.finished.insert(sid, Instant::now());
+        let now = Instant::now();
+        self.finished
+            .retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);
+        self.finished.insert(sid, now);
         let initiator = session.params().initiator;
         if initiator == self.config.id {
             self.on_report(sid, self.config.id, outcome);

@@ -30,10 +30,12 @@ pub struct Behaviour {
 
 /// Builds the GossipSub config for a cluster of `peers + 1` nodes.
 ///
-/// Mesh sizes are scaled to the cluster (the defaults assume large networks) and satisfy
-/// `outbound_min <= n_low <= n <= n_high` and `2 * outbound_min <= n`.
+/// Every node of a cluster connects to every other and flood-publishes, so each broadcast
+/// reaches each peer directly; the mesh and lazy gossip (IHAVE) are only a fallback. Mesh
+/// sizes are therefore small and satisfy `outbound_min <= n_low <= n <= n_high` and
+/// `2 * outbound_min <= n`; lazy gossip is off.
 pub fn gossipsub_config(peers: usize, max_transmit: usize) -> Result<gossipsub::Config, String> {
-    let mesh_n = peers.clamp(2, 6);
+    let mesh_n = peers.clamp(2, 3);
     gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
         .validate_messages()
@@ -42,7 +44,9 @@ pub fn gossipsub_config(peers: usize, max_transmit: usize) -> Result<gossipsub::
         .mesh_n_low(1)
         .mesh_n_high(mesh_n * 2)
         .mesh_outbound_min(1)
-        .heartbeat_interval(Duration::from_millis(500))
+        .gossip_lazy(0)
+        .gossip_factor(0.0)
+        .heartbeat_interval(Duration::from_secs(1))
         .flood_publish(true)
         .build()
         .map_err(|e| format!("gossipsub config: {e}"))
