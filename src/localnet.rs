@@ -191,6 +191,11 @@ impl LocalCluster {
         self.nodes.iter().map(|n| n.api_addr()).collect()
     }
 
+    /// libp2p listen addresses, in id order.
+    pub fn p2p_addrs(&self) -> Vec<Multiaddr> {
+        self.nodes.iter().map(|n| n.p2p_addr().clone()).collect()
+    }
+
     /// Where the nodes keep their data.
     pub fn base_dir(&self) -> &Path {
         &self.base_dir

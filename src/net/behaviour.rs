@@ -33,7 +33,7 @@ pub struct Behaviour {
 /// Every node of a cluster connects to every other and flood-publishes, so each broadcast
 /// reaches each peer directly; the mesh and lazy gossip (IHAVE) are only a fallback. Mesh
 /// sizes are therefore small and satisfy `outbound_min <= n_low <= n <= n_high` and
-/// `2 * outbound_min <= n`; lazy gossip is off.
+/// `2 * outbound_min <= n`; lazy gossip and IDONTWANT are off.
 pub fn gossipsub_config(peers: usize, max_transmit: usize) -> Result<gossipsub::Config, String> {
     let mesh_n = peers.clamp(2, 3);
     gossipsub::ConfigBuilder::default()
@@ -46,6 +46,8 @@ pub fn gossipsub_config(peers: usize, max_transmit: usize) -> Result<gossipsub::
         .mesh_outbound_min(1)
         .gossip_lazy(0)
         .gossip_factor(0.0)
+        // IDONTWANT saves relays in large meshes; here it would only add control traffic.
+        .idontwant_message_size_threshold(max_transmit)
         .heartbeat_interval(Duration::from_secs(1))
         .flood_publish(true)
         .build()
