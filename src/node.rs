@@ -1239,11 +1239,11 @@ impl Node {
                 warn!(peer = %source, %reason, "broadcast rejected");
                 MessageAcceptance::Reject
             }
+            // Valid messages are not relayed: every participant is directly connected to every
+            // other (checked before a session starts) and flood publishing reaches each of
+            // them directly, so a relay would only cost bandwidth and CPU.
             Ok(env) => match self.route(env) {
-                // Every participant is directly connected to the sender (checked before a
-                // session starts) and flood publishing reaches it directly, so relaying a
-                // message that came straight from its source only costs bandwidth and CPU.
-                MessageAcceptance::Accept if via == source => MessageAcceptance::Ignore,
+                MessageAcceptance::Accept => MessageAcceptance::Ignore,
                 verdict => verdict,
             },
         };
