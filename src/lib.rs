@@ -13,4 +13,5 @@ pub mod localnet;
 pub mod net;
 pub mod node;
 pub mod securefile;
+pub mod signing;
 pub mod wire;

@@ -162,6 +162,53 @@ pub enum Body {
     },
     /// RPC, participant → initiator: how the session ended there.
     DkgResult(DkgOutcome),
+    /// RPC, any node → the coordinator it elected: coordinate this signing request. The
+    /// envelope's session is the request id; the answer is `SignDone` or `Refused`.
+    SignForward {
+        /// Key to sign with.
+        key_id: String,
+        /// Message to sign.
+        message: Vec<u8>,
+    },
+    /// RPC response to `SignForward`: the finished signature.
+    SignDone {
+        /// 64-byte Ed25519 signature.
+        signature: Vec<u8>,
+        /// Signers whose shares were aggregated.
+        signers: Vec<NodeId>,
+        /// The coordinator.
+        coordinator: NodeId,
+    },
+    /// RPC, coordinator → signer: commit to fresh nonces for this message.
+    CommitRequest {
+        /// Attempt number within the session.
+        attempt: u8,
+        /// Key to sign with.
+        key_id: String,
+        /// Message that will be signed.
+        message: Vec<u8>,
+    },
+    /// RPC response to `CommitRequest`: serialized `SigningCommitments`.
+    Commitment {
+        /// Attempt number.
+        attempt: u8,
+        /// frost serialization.
+        commitments: Vec<u8>,
+    },
+    /// RPC, coordinator → signer: the signing package to sign.
+    SignRequest {
+        /// Attempt number.
+        attempt: u8,
+        /// frost serialization of the `SigningPackage`.
+        signing_package: Vec<u8>,
+    },
+    /// RPC response to `SignRequest`: serialized `SignatureShare`.
+    Share {
+        /// Attempt number.
+        attempt: u8,
+        /// frost serialization.
+        share: Vec<u8>,
+    },
     /// RPC response: accepted.
     Ack,
     /// RPC response: refused, with the reason.
@@ -185,6 +232,12 @@ impl Body {
             Body::DkgConfirm(_) => "DkgConfirm",
             Body::DkgAbort { .. } => "DkgAbort",
             Body::DkgResult(_) => "DkgResult",
+            Body::SignForward { .. } => "SignForward",
+            Body::SignDone { .. } => "SignDone",
+            Body::CommitRequest { .. } => "CommitRequest",
+            Body::Commitment { .. } => "Commitment",
+            Body::SignRequest { .. } => "SignRequest",
+            Body::Share { .. } => "Share",
             Body::Ack => "Ack",
             Body::Refused { .. } => "Refused",
         }

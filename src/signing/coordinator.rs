@@ -1,0 +1,470 @@
+//! The coordinator's session (sans-IO): pick `t` signers, collect their commitments, hand out
+//! the signing package, collect shares, aggregate, verify.
+//!
+//! A signer that does not answer in time, or refuses, is replaced by the next reachable
+//! participant while commitments are being gathered; once the signing package is out, a
+//! missing or invalid share starts a fresh attempt without that signer (nonces are single
+//! use, so every attempt gathers new commitments). An invalid share is caught by frost's
+//! cheater detection and its signer named. The aggregate is checked against the group key
+//! with a strict Ed25519 verifier before it is returned.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use frost_ed25519::keys::PublicKeyPackage;
+use frost_ed25519::round1::SigningCommitments;
+use frost_ed25519::round2::SignatureShare;
+use frost_ed25519::{Identifier, SigningPackage};
+
+use super::SignError;
+use crate::wire::{Body, NodeId, SessionId};
+
+/// Attempts per request: the first, plus retries after failed or invalid shares.
+pub const MAX_ATTEMPTS: u8 = 3;
+
+/// What a coordinator needs to know about the request and the key.
+#[derive(Clone)]
+pub struct SignParams {
+    /// The signing session id (unique per request and coordinator).
+    pub session: SessionId,
+    /// This node.
+    pub me: NodeId,
+    /// Key name.
+    pub key_id: String,
+    /// Message to sign.
+    pub message: Vec<u8>,
+    /// Threshold.
+    pub threshold: u16,
+    /// Every participant of the key.
+    pub participants: Vec<NodeId>,
+    /// Group public data (verifying shares for cheater detection).
+    pub public_key_package: PublicKeyPackage,
+    /// Group public key bytes.
+    pub group_public_key: [u8; 32],
+}
+
+/// What the driver must do.
+#[derive(Debug)]
+pub enum Effect {
+    /// Send a request to a signer (possibly this node itself); feed its answer back with
+    /// [`Coordinator::on_reply`] or [`Coordinator::on_failure`].
+    Send {
+        /// Signer.
+        to: NodeId,
+        /// `CommitRequest` or `SignRequest`.
+        body: Body,
+    },
+    /// Finished with a valid signature.
+    Done(SignOutput),
+    /// Gave up.
+    Failed {
+        /// Why.
+        error: SignError,
+        /// Signers caught sending invalid shares along the way.
+        culprits: Vec<NodeId>,
+    },
+}
+
+/// A finished signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignOutput {
+    /// The 64-byte Ed25519 signature.
+    pub signature: [u8; 64],
+    /// The signers whose shares make it up.
+    pub signers: Vec<NodeId>,
+    /// Signers caught sending invalid shares (excluded from the retry).
+    pub culprits: Vec<NodeId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Commit,
+    Sign,
+    Finished,
+}
+
+/// One signing request, seen from its coordinator.
+pub struct Coordinator {
+    params: SignParams,
+    phase: Phase,
+    attempt: u8,
+    /// Reachable participants in preference order, not yet excluded.
+    candidates: Vec<NodeId>,
+    excluded: BTreeSet<NodeId>,
+    culprits: Vec<NodeId>,
+    signers: BTreeSet<NodeId>,
+    /// Outstanding requests and their deadlines.
+    waiting: BTreeMap<NodeId, Instant>,
+    commitments: BTreeMap<NodeId, SigningCommitments>,
+    package: Option<SigningPackage>,
+    shares: BTreeMap<NodeId, SignatureShare>,
+    signer_timeout: Duration,
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("session", &self.params.session)
+            .field("key_id", &self.params.key_id)
+            .field("attempt", &self.attempt)
+            .field("phase", &self.phase)
+            .field("signers", &self.signers)
+            .finish()
+    }
+}
+
+fn ident(id: NodeId) -> Option<Identifier> {
+    Identifier::try_from(id).ok()
+}
+
+impl Coordinator {
+    /// Starts a session. `reachable` lists the participants that can be asked, in preference
+    /// order (put this node first if it holds a share).
+    pub fn start(
+        params: SignParams,
+        reachable: Vec<NodeId>,
+        now: Instant,
+        signer_timeout: Duration,
+        deadline: Instant,
+    ) -> (Coordinator, Vec<Effect>) {
+        let mut seen = BTreeSet::new();
+        let candidates: Vec<NodeId> = reachable
+            .into_iter()
+            .filter(|id| params.participants.contains(id) && seen.insert(*id))
+            .collect();
+        let mut c = Coordinator {
+            params,
+            phase: Phase::Commit,
+            attempt: 0,
+            candidates,
+            excluded: BTreeSet::new(),
+            culprits: Vec::new(),
+            signers: BTreeSet::new(),
+            waiting: BTreeMap::new(),
+            commitments: BTreeMap::new(),
+            package: None,
+            shares: BTreeMap::new(),
+            signer_timeout,
+            deadline,
+        };
+        let effects = c.begin_attempt(now);
+        (c, effects)
+    }
+
+    /// The session id.
+    pub fn session(&self) -> SessionId {
+        self.params.session
+    }
+
+    /// The current attempt number (replies for older attempts are ignored).
+    pub fn attempt(&self) -> u8 {
+        self.attempt
+    }
+
+    /// Whether the session is over.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// The earliest moment [`Coordinator::on_timeout`] has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.is_finished() {
+            return None;
+        }
+        let next = self.waiting.values().min().copied();
+        Some(next.map_or(self.deadline, |n| n.min(self.deadline)))
+    }
+
+    fn fail(&mut self, error: SignError) -> Vec<Effect> {
+        self.phase = Phase::Finished;
+        self.waiting.clear();
+        vec![Effect::Failed {
+            error,
+            culprits: self.culprits.clone(),
+        }]
+    }
+
+    fn usable(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.candidates
+            .iter()
+            .copied()
+            .filter(|id| !self.excluded.contains(id))
+    }
+
+    fn not_enough(&self) -> SignError {
+        if !self.culprits.is_empty() {
+            return SignError::InvalidShares {
+                culprits: self.culprits.clone(),
+            };
+        }
+        SignError::NotEnoughSigners {
+            reachable: self.usable().count(),
+            needed: self.params.threshold,
+            participants: self.params.participants.len(),
+        }
+    }
+
+    fn commit_request(&self) -> Body {
+        Body::CommitRequest {
+            attempt: self.attempt,
+            key_id: self.params.key_id.clone(),
+            message: self.params.message.clone(),
+        }
+    }
+
+    fn begin_attempt(&mut self, now: Instant) -> Vec<Effect> {
+        let t = usize::from(self.params.threshold);
+        let chosen: Vec<NodeId> = self.usable().take(t).collect();
+        if chosen.len() < t {
+            let err = self.not_enough();
+            return self.fail(err);
+        }
+        self.phase = Phase::Commit;
+        self.signers = chosen.iter().copied().collect();
+        self.commitments.clear();
+        self.shares.clear();
+        self.package = None;
+        self.waiting = chosen
+            .iter()
+            .map(|&id| (id, now + self.signer_timeout))
+            .collect();
+        let body = self.commit_request();
+        chosen
+            .into_iter()
+            .map(|to| Effect::Send {
+                to,
+                body: body.clone(),
+            })
+            .collect()
+    }
+
+    /// A signer dropped out: during the commit phase replace it, afterwards start over.
+    fn drop_signer(&mut self, now: Instant, id: NodeId) -> Vec<Effect> {
+        self.excluded.insert(id);
+        self.waiting.remove(&id);
+        match self.phase {
+            Phase::Commit => {
+                self.signers.remove(&id);
+                self.commitments.remove(&id);
+                let replacement = self.usable().find(|c| !self.signers.contains(c));
+                match replacement {
+                    Some(r) => {
+                        self.signers.insert(r);
+                        self.waiting.insert(r, now + self.signer_timeout);
+                        vec![Effect::Send {
+                            to: r,
+                            body: self.commit_request(),
+                        }]
+                    }
+                    None => {
+                        let err = self.not_enough();
+                        self.fail(err)
+                    }
+                }
+            }
+            Phase::Sign => self.retry(now),
+            Phase::Finished => Vec::new(),
+        }
+    }
+
+    fn retry(&mut self, now: Instant) -> Vec<Effect> {
+        if self.attempt + 1 >= MAX_ATTEMPTS {
+            let err = if self.culprits.is_empty() {
+                SignError::Timeout {
+                    missing: self.waiting.keys().copied().collect(),
+                }
+            } else {
+                SignError::InvalidShares {
+                    culprits: self.culprits.clone(),
+                }
+            };
+            return self.fail(err);
+        }
+        self.attempt += 1;
+        self.begin_attempt(now)
+    }
+
+    /// A request to `from` failed (network error, timeout or refusal).
+    pub fn on_failure(&mut self, now: Instant, from: NodeId, attempt: u8) -> Vec<Effect> {
+        if self.is_finished() || attempt != self.attempt || !self.waiting.contains_key(&from) {
+            return Vec::new();
+        }
+        self.drop_signer(now, from)
+    }
+
+    /// An answer from a signer.
+    pub fn on_reply(&mut self, now: Instant, from: NodeId, body: Body) -> Vec<Effect> {
+        if self.is_finished() || !self.waiting.contains_key(&from) {
+            return Vec::new();
+        }
+        match body {
+            Body::Commitment {
+                attempt,
+                commitments,
+            } if attempt == self.attempt && self.phase == Phase::Commit => {
+                match SigningCommitments::deserialize(&commitments) {
+                    Ok(c) => {
+                        self.waiting.remove(&from);
+                        self.commitments.insert(from, c);
+                        self.maybe_send_package(now)
+                    }
+                    Err(_) => self.drop_signer(now, from),
+                }
+            }
+            Body::Share { attempt, share }
+                if attempt == self.attempt && self.phase == Phase::Sign =>
+            {
+                match SignatureShare::deserialize(&share) {
+                    Ok(s) => {
+                        self.waiting.remove(&from);
+                        self.shares.insert(from, s);
+                        self.maybe_aggregate(now)
+                    }
+                    Err(_) => {
+                        self.culprits.push(from);
+                        self.drop_signer(now, from)
+                    }
+                }
+            }
+            Body::Commitment { attempt, .. } | Body::Share { attempt, .. }
+                if attempt != self.attempt =>
+            {
+                Vec::new()
+            }
+            _ => self.drop_signer(now, from),
+        }
+    }
+
+    /// Replaces signers whose time is up; fails at the session deadline.
+    pub fn on_timeout(&mut self, now: Instant) -> Vec<Effect> {
+        if self.is_finished() {
+            return Vec::new();
+        }
+        if now >= self.deadline {
+            let missing = self.waiting.keys().copied().collect();
+            return self.fail(SignError::Timeout { missing });
+        }
+        let late: Vec<NodeId> = self
+            .waiting
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut effects = Vec::new();
+        for id in late {
+            if self.is_finished() {
+                break;
+            }
+            // A retry may already have replaced the whole signer set.
+            if self.waiting.contains_key(&id) {
+                effects.extend(self.drop_signer(now, id));
+            }
+        }
+        effects
+    }
+
+    fn maybe_send_package(&mut self, now: Instant) -> Vec<Effect> {
+        if self.commitments.len() < usize::from(self.params.threshold) || !self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let mut by_ident = BTreeMap::new();
+        for (&id, c) in &self.commitments {
+            if let Some(i) = ident(id) {
+                by_ident.insert(i, *c);
+            }
+        }
+        let package = SigningPackage::new(by_ident, &self.params.message);
+        let bytes = match package.serialize() {
+            Ok(b) => b,
+            Err(e) => return self.fail(SignError::Frost(e.to_string())),
+        };
+        self.package = Some(package);
+        self.phase = Phase::Sign;
+        let signers: Vec<NodeId> = self.commitments.keys().copied().collect();
+        self.waiting = signers
+            .iter()
+            .map(|&id| (id, now + self.signer_timeout))
+            .collect();
+        signers
+            .into_iter()
+            .map(|to| Effect::Send {
+                to,
+                body: Body::SignRequest {
+                    attempt: self.attempt,
+                    signing_package: bytes.clone(),
+                },
+            })
+            .collect()
+    }
+
+    fn maybe_aggregate(&mut self, now: Instant) -> Vec<Effect> {
+        if !self.waiting.is_empty() || self.shares.len() < usize::from(self.params.threshold) {
+            return Vec::new();
+        }
+        let Some(package) = self.package.as_ref() else {
+            return self.fail(SignError::Frost("signing package missing".into()));
+        };
+        let mut by_ident = BTreeMap::new();
+        let mut id_of = BTreeMap::new();
+        for (&id, s) in &self.shares {
+            if let Some(i) = ident(id) {
+                by_ident.insert(i, *s);
+                id_of.insert(i, id);
+            }
+        }
+        match frost_ed25519::aggregate_custom(
+            package,
+            &by_ident,
+            &self.params.public_key_package,
+            frost_ed25519::CheaterDetection::AllCheaters,
+        ) {
+            Ok(sig) => self.finish(&sig),
+            Err(frost_ed25519::Error::InvalidSignatureShare { culprits }) => {
+                let named: Vec<NodeId> = culprits
+                    .iter()
+                    .filter_map(|i| id_of.get(i))
+                    .copied()
+                    .collect();
+                if named.is_empty() {
+                    return self.fail(SignError::Frost(
+                        "invalid share from an unknown signer".into(),
+                    ));
+                }
+                for id in &named {
+                    self.excluded.insert(*id);
+                    if !self.culprits.contains(id) {
+                        self.culprits.push(*id);
+                    }
+                }
+                self.retry(now)
+            }
+            Err(e) => self.fail(SignError::Frost(e.to_string())),
+        }
+    }
+
+    fn finish(&mut self, sig: &frost_ed25519::Signature) -> Vec<Effect> {
+        let bytes: Option<[u8; 64]> = sig.serialize().ok().and_then(|b| b.try_into().ok());
+        let Some(signature) = bytes else {
+            return self.fail(SignError::BadSignature);
+        };
+        let valid = ed25519_dalek::VerifyingKey::from_bytes(&self.params.group_public_key)
+            .map(|vk| {
+                vk.verify_strict(
+                    &self.params.message,
+                    &ed25519_dalek::Signature::from_bytes(&signature),
+                )
+                .is_ok()
+            })
+            .unwrap_or(false);
+        if !valid {
+            return self.fail(SignError::BadSignature);
+        }
+        self.phase = Phase::Finished;
+        vec![Effect::Done(SignOutput {
+            signature,
+            signers: self.shares.keys().copied().collect(),
+            culprits: self.culprits.clone(),
+        })]
+    }
+}

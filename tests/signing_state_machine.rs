@@ -1,0 +1,341 @@
+//! Coordinator and signer state machines driven in memory: replies delivered, dropped or
+//! tampered with by the test, time passed in by hand.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use frost_ed25519 as frost;
+use frostnode::signing::coordinator::{Coordinator, Effect, SignParams};
+use frostnode::signing::participant::{Signer, SignerError};
+use frostnode::signing::SignError;
+use frostnode::wire::{Body, NodeId, SessionId};
+
+struct Keys {
+    packages: BTreeMap<NodeId, frost::keys::KeyPackage>,
+    public: frost::keys::PublicKeyPackage,
+    gpk: [u8; 32],
+}
+
+fn keys(n: u16, t: u16) -> Keys {
+    let (shares, public) = frost::keys::generate_with_dealer(
+        n,
+        t,
+        frost::keys::IdentifierList::Default,
+        rand::rngs::OsRng,
+    )
+    .unwrap();
+    let packages = shares
+        .into_iter()
+        .map(|(ident, share)| {
+            let id = (1..=n)
+                .find(|&i| frost::Identifier::try_from(i).unwrap() == ident)
+                .unwrap();
+            (id, frost::keys::KeyPackage::try_from(share).unwrap())
+        })
+        .collect();
+    let gpk = public
+        .verifying_key()
+        .serialize()
+        .unwrap()
+        .try_into()
+        .unwrap();
+    Keys {
+        packages,
+        public,
+        gpk,
+    }
+}
+
+fn params(k: &Keys, t: u16, message: &[u8]) -> SignParams {
+    SignParams {
+        session: SessionId(rand::random()),
+        me: 1,
+        key_id: "k".into(),
+        message: message.to_vec(),
+        threshold: t,
+        participants: k.packages.keys().copied().collect(),
+        public_key_package: k.public.clone(),
+        group_public_key: k.gpk,
+    }
+}
+
+/// Delivery decision for one request.
+enum Fate {
+    Answer,
+    Silence,
+    CorruptShare,
+}
+
+/// Runs a session to the end; `fate(signer, request)` decides what happens to each request.
+fn run(
+    k: &Keys,
+    p: SignParams,
+    reachable: Vec<NodeId>,
+    mut fate: impl FnMut(NodeId, &Body) -> Fate,
+) -> (
+    Result<frostnode::signing::coordinator::SignOutput, SignError>,
+    Vec<NodeId>,
+) {
+    let mut now = Instant::now();
+    let session = p.session;
+    let message = p.message.clone();
+    let mut signers: BTreeMap<NodeId, Signer> =
+        k.packages.keys().map(|&id| (id, Signer::new())).collect();
+    let (mut c, first) = Coordinator::start(
+        p,
+        reachable,
+        now,
+        Duration::from_secs(1),
+        now + Duration::from_secs(30),
+    );
+    let mut queue: VecDeque<Effect> = first.into();
+    loop {
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Done(out) => return (Ok(out.clone()), out.culprits),
+                Effect::Failed { error, culprits } => return (Err(error), culprits),
+                Effect::Send { to, body } => {
+                    let action = fate(to, &body);
+                    if matches!(action, Fate::Silence) {
+                        continue;
+                    }
+                    let key = &k.packages[&to];
+                    let signer = signers.get_mut(&to).unwrap();
+                    let reply = match body {
+                        Body::CommitRequest {
+                            attempt,
+                            message: m,
+                            ..
+                        } => {
+                            assert_eq!(m, message);
+                            let c = signer
+                                .commit(now, session, attempt, 1, "k", &m, key)
+                                .unwrap();
+                            Body::Commitment {
+                                attempt,
+                                commitments: c,
+                            }
+                        }
+                        Body::SignRequest {
+                            attempt,
+                            signing_package,
+                        } => {
+                            let mut share = signer
+                                .sign(session, attempt, 1, &signing_package, key)
+                                .unwrap();
+                            if matches!(action, Fate::CorruptShare) {
+                                share = frost::round2::SignatureShare::deserialize(&[5u8; 32])
+                                    .unwrap()
+                                    .serialize();
+                            }
+                            Body::Share { attempt, share }
+                        }
+                        other => panic!("unexpected request {other:?}"),
+                    };
+                    queue.extend(c.on_reply(now, to, reply));
+                }
+            }
+        }
+        // Nothing in flight answers any more: let time pass to the next deadline.
+        now = c.deadline().expect("a running session has a deadline");
+        queue.extend(c.on_timeout(now));
+    }
+}
+
+fn verify(k: &Keys, msg: &[u8], sig: &[u8; 64]) {
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&k.gpk).unwrap();
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig))
+        .expect("signature verifies");
+}
+
+#[test]
+fn three_of_five_signs() {
+    let k = keys(5, 3);
+    let (out, _) = run(&k, params(&k, 3, b"hello"), vec![1, 2, 3, 4, 5], |_, _| {
+        Fate::Answer
+    });
+    let out = out.unwrap();
+    assert_eq!(
+        out.signers,
+        vec![1, 2, 3],
+        "the first t reachable, in preference order"
+    );
+    verify(&k, b"hello", &out.signature);
+}
+
+#[test]
+fn silent_signer_is_replaced_during_commitments() {
+    let k = keys(5, 3);
+    let (out, _) = run(&k, params(&k, 3, b"m"), vec![1, 2, 3, 4, 5], |to, _| {
+        if to == 2 {
+            Fate::Silence
+        } else {
+            Fate::Answer
+        }
+    });
+    let out = out.unwrap();
+    assert_eq!(out.signers, vec![1, 3, 4]);
+    verify(&k, b"m", &out.signature);
+}
+
+#[test]
+fn signer_silent_after_committing_triggers_a_fresh_attempt() {
+    let k = keys(5, 3);
+    let (out, _) = run(&k, params(&k, 3, b"m"), vec![1, 2, 3, 4, 5], |to, body| {
+        if to == 3 && matches!(body, Body::SignRequest { .. }) {
+            Fate::Silence
+        } else {
+            Fate::Answer
+        }
+    });
+    let out = out.unwrap();
+    assert!(!out.signers.contains(&3));
+    verify(&k, b"m", &out.signature);
+}
+
+#[test]
+fn corrupted_share_names_its_signer_and_signing_succeeds_without_it() {
+    let k = keys(5, 3);
+    let (out, culprits) = run(&k, params(&k, 3, b"m"), vec![1, 2, 3, 4, 5], |to, body| {
+        if to == 2 && matches!(body, Body::SignRequest { .. }) {
+            Fate::CorruptShare
+        } else {
+            Fate::Answer
+        }
+    });
+    let out = out.unwrap();
+    assert_eq!(culprits, vec![2]);
+    assert!(!out.signers.contains(&2));
+    verify(&k, b"m", &out.signature);
+}
+
+#[test]
+fn too_few_reachable_fails_saying_how_many() {
+    let k = keys(5, 3);
+    let (out, _) = run(&k, params(&k, 3, b"m"), vec![1, 4], |_, _| Fate::Answer);
+    assert_eq!(
+        out.unwrap_err(),
+        SignError::NotEnoughSigners {
+            reachable: 2,
+            needed: 3,
+            participants: 5
+        }
+    );
+}
+
+#[test]
+fn everyone_silent_times_out() {
+    let k = keys(3, 2);
+    let (out, _) = run(&k, params(&k, 2, b"m"), vec![1, 2, 3], |_, _| Fate::Silence);
+    assert!(matches!(
+        out,
+        Err(SignError::NotEnoughSigners { .. }) | Err(SignError::Timeout { .. })
+    ));
+}
+
+/// A valid signing package for signer `id` over `message`, as a coordinator would build it.
+fn package_for(
+    k: &Keys,
+    signer: &mut Signer,
+    session: SessionId,
+    message: &[u8],
+    id: NodeId,
+) -> Vec<u8> {
+    let now = Instant::now();
+    let mine = signer
+        .commit(now, session, 0, 9, "k", message, &k.packages[&id])
+        .unwrap();
+    let mut commitments = BTreeMap::new();
+    commitments.insert(
+        frost::Identifier::try_from(id).unwrap(),
+        frost::round1::SigningCommitments::deserialize(&mine).unwrap(),
+    );
+    let other = frost::round1::commit(k.packages[&2].signing_share(), &mut rand::rngs::OsRng).1;
+    commitments.insert(frost::Identifier::try_from(2u16).unwrap(), other);
+    frost::SigningPackage::new(commitments, message)
+        .serialize()
+        .unwrap()
+}
+
+#[test]
+fn nonces_sign_once_and_replays_are_refused() {
+    let k = keys(3, 2);
+    let mut s = Signer::new();
+    let session = SessionId([1; 32]);
+    let pkg = package_for(&k, &mut s, session, b"msg", 1);
+    assert_eq!(s.pending(), 1);
+    s.sign(session, 0, 9, &pkg, &k.packages[&1]).unwrap();
+    assert_eq!(s.pending(), 0, "nonces are gone after use");
+    assert_eq!(
+        s.sign(session, 0, 9, &pkg, &k.packages[&1]).unwrap_err(),
+        SignerError::UnknownSession {
+            session,
+            attempt: 0
+        }
+    );
+}
+
+#[test]
+fn signer_checks_message_commitment_and_coordinator() {
+    let k = keys(3, 2);
+    let key = &k.packages[&1];
+    let mut s = Signer::new();
+
+    // A package over another message than the one committed to.
+    let a = SessionId([2; 32]);
+    let _ = package_for(&k, &mut s, a, b"agreed", 1);
+    let mut other = Signer::new();
+    let forged = package_for(&k, &mut other, a, b"something else", 1);
+    assert_eq!(
+        s.sign(a, 0, 9, &forged, key).unwrap_err(),
+        SignerError::MessageMismatch
+    );
+    assert_eq!(s.pending(), 0, "a refused package still burns the nonces");
+
+    // A package that carries someone else's commitment in our place.
+    let b = SessionId([3; 32]);
+    let _ = package_for(&k, &mut s, b, b"m", 1);
+    let mut third = Signer::new();
+    let foreign = package_for(&k, &mut third, b, b"m", 1);
+    assert_eq!(
+        s.sign(b, 0, 9, &foreign, key).unwrap_err(),
+        SignerError::CommitmentMismatch
+    );
+
+    // From another coordinator than the one we committed to.
+    let c = SessionId([4; 32]);
+    let pkg = package_for(&k, &mut s, c, b"m", 1);
+    assert!(matches!(
+        s.sign(c, 0, 8, &pkg, key),
+        Err(SignerError::WrongCoordinator {
+            expected: 9,
+            got: 8
+        })
+    ));
+
+    // Garbage.
+    let d = SessionId([5; 32]);
+    let _ = package_for(&k, &mut s, d, b"m", 1);
+    assert_eq!(
+        s.sign(d, 0, 9, b"junk", key).unwrap_err(),
+        SignerError::Malformed
+    );
+}
+
+#[test]
+fn commit_is_idempotent_and_nonces_expire() {
+    let k = keys(3, 2);
+    let key = &k.packages[&1];
+    let mut s = Signer::new();
+    let now = Instant::now();
+    let sid = SessionId([6; 32]);
+    let a = s.commit(now, sid, 0, 9, "k", b"m", key).unwrap();
+    let b = s.commit(now, sid, 0, 9, "k", b"m", key).unwrap();
+    assert_eq!(a, b, "a retried commit request gets the same commitments");
+    assert!(matches!(
+        s.commit(now, sid, 0, 9, "k", b"other", key),
+        Err(SignerError::Conflict(_))
+    ));
+    s.expire(now + frostnode::signing::participant::NONCE_TTL + Duration::from_secs(1));
+    assert_eq!(s.pending(), 0);
+}
