@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::keystore::{self, KeyInfo};
-use crate::node::{KeygenRequest, NodeError, NodeHandle, StatusInfo};
+use crate::node::{KeygenRequest, NodeError, NodeHandle, SignResponse, StatusInfo};
 use crate::wire::NodeId;
 
 /// An API error: status code plus the JSON body.
@@ -99,6 +99,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{key_id}", get(get_key))
+        .route("/v1/keys/{key_id}/sign", post(sign))
         .fallback(not_found)
         .with_state(node)
 }
@@ -145,4 +146,24 @@ async fn get_key(State(node): State<NodeHandle>, Path(key_id): Path<String>) -> 
         Some(info) => Ok(Json(info)),
         None => Err(NodeError::NotFound(format!("no key {key_id:?} on node {}", node.id())).into()),
     }
+}
+
+/// Body of `POST /v1/keys/{key_id}/sign`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// Message to sign, hex.
+    pub message: String,
+}
+
+async fn sign(
+    State(node): State<NodeHandle>,
+    Path(key_id): Path<String>,
+    body: Result<Json<SignRequest>, JsonRejection>,
+) -> ApiResult<SignResponse> {
+    keystore::validate_key_id(&key_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let message = hex::decode(req.message.trim())
+        .map_err(|e| ApiError::bad_request(format!("message is not hex: {e}")))?;
+    Ok(Json(node.sign(&key_id, message).await?))
 }

@@ -17,6 +17,8 @@ use crate::wire::NodeId;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// Default time a whole DKG may take.
 pub const DEFAULT_DKG_TIMEOUT_MS: u64 = 30_000;
+/// Default time a coordinator may take for one signature.
+pub const DEFAULT_SIGN_TIMEOUT_MS: u64 = 5_000;
 /// Default time one request may wait for its response.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
@@ -90,6 +92,9 @@ pub struct RawTimeouts {
     /// Per-request deadline in milliseconds.
     #[serde(default = "default_request_timeout")]
     pub request_ms: u64,
+    /// Per-signature deadline at the coordinator in milliseconds.
+    #[serde(default = "default_sign_timeout")]
+    pub sign_ms: u64,
 }
 
 impl Default for RawTimeouts {
@@ -97,6 +102,7 @@ impl Default for RawTimeouts {
         Self {
             dkg_ms: DEFAULT_DKG_TIMEOUT_MS,
             request_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            sign_ms: DEFAULT_SIGN_TIMEOUT_MS,
         }
     }
 }
@@ -124,6 +130,9 @@ fn default_dkg_timeout() -> u64 {
 }
 fn default_request_timeout() -> u64 {
     DEFAULT_REQUEST_TIMEOUT_MS
+}
+fn default_sign_timeout() -> u64 {
+    DEFAULT_SIGN_TIMEOUT_MS
 }
 
 /// A validated peer entry.
@@ -154,6 +163,8 @@ pub struct Config {
     pub dkg_timeout: Duration,
     /// Per-request deadline.
     pub request_timeout: Duration,
+    /// Per-signature deadline at the coordinator.
+    pub sign_timeout: Duration,
     /// The other nodes, sorted by id.
     pub peers: Vec<Peer>,
 }
@@ -205,6 +216,9 @@ impl Config {
         if raw.timeouts.request_ms == 0 {
             return Err(field_err("timeouts.request_ms", "must be positive"));
         }
+        if raw.timeouts.sign_ms == 0 {
+            return Err(field_err("timeouts.sign_ms", "must be positive"));
+        }
         let mut seen_ids = BTreeSet::new();
         let mut seen_peer_ids = BTreeSet::new();
         let mut peers = Vec::with_capacity(raw.peers.len());
@@ -250,6 +264,7 @@ impl Config {
             max_message_size: raw.max_message_size,
             dkg_timeout: Duration::from_millis(raw.timeouts.dkg_ms),
             request_timeout: Duration::from_millis(raw.timeouts.request_ms),
+            sign_timeout: Duration::from_millis(raw.timeouts.sign_ms),
             peers,
         })
     }

@@ -102,7 +102,7 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
 
 /// N nodes in this process, on 127.0.0.1 with OS-assigned ports.
 pub struct LocalCluster {
-    nodes: Vec<RunningNode>,
+    nodes: Vec<Option<RunningNode>>,
     base_dir: PathBuf,
 }
 
@@ -135,6 +135,7 @@ impl LocalCluster {
                 max_message_size: crate::config::DEFAULT_MAX_MESSAGE_SIZE,
                 dkg_timeout: Duration::from_millis(crate::config::DEFAULT_DKG_TIMEOUT_MS),
                 request_timeout: Duration::from_millis(crate::config::DEFAULT_REQUEST_TIMEOUT_MS),
+                sign_timeout: Duration::from_millis(crate::config::DEFAULT_SIGN_TIMEOUT_MS),
                 peers: (1..=n)
                     .filter(|&j| j != k)
                     .map(|j| crate::config::Peer {
@@ -158,7 +159,7 @@ impl LocalCluster {
                 }
             }
         }
-        let nodes = bound.into_iter().map(|b| b.start()).collect();
+        let nodes = bound.into_iter().map(|b| Some(b.start())).collect();
         Ok(LocalCluster {
             nodes,
             base_dir: base_dir.to_path_buf(),
@@ -167,8 +168,8 @@ impl LocalCluster {
 
     /// Waits until every node sees every other node connected and subscribed.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), NodeError> {
-        let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.handle().id()).collect();
-        for node in &self.nodes {
+        let ids: Vec<NodeId> = self.running().map(|n| n.handle().id()).collect();
+        for node in self.running() {
             let h = node.handle();
             let others: Vec<NodeId> = ids.iter().copied().filter(|&i| i != h.id()).collect();
             h.wait_for_peers(&others, timeout).await?;
@@ -176,24 +177,45 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Handle of node `id` (1-based).
+    fn running(&self) -> impl Iterator<Item = &RunningNode> {
+        self.nodes.iter().flatten()
+    }
+
+    /// Handle of node `id` (1-based). Panics if the node was stopped.
     pub fn handle(&self, id: NodeId) -> NodeHandle {
-        self.nodes[usize::from(id - 1)].handle()
+        self.nodes[usize::from(id - 1)]
+            .as_ref()
+            .expect("node is running")
+            .handle()
     }
 
-    /// Every node's handle, in id order.
+    /// Handles of the running nodes, in id order.
     pub fn handles(&self) -> Vec<NodeHandle> {
-        self.nodes.iter().map(|n| n.handle()).collect()
+        self.running().map(|n| n.handle()).collect()
     }
 
-    /// API addresses, in id order.
+    /// API addresses of the running nodes, in id order.
     pub fn api_addrs(&self) -> Vec<SocketAddr> {
-        self.nodes.iter().map(|n| n.api_addr()).collect()
+        self.running().map(|n| n.api_addr()).collect()
     }
 
-    /// libp2p listen addresses, in id order.
+    /// libp2p listen addresses of the running nodes, in id order.
     pub fn p2p_addrs(&self) -> Vec<Multiaddr> {
-        self.nodes.iter().map(|n| n.p2p_addr().clone()).collect()
+        self.running().map(|n| n.p2p_addr().clone()).collect()
+    }
+
+    /// Stops node `id` (its connections close).
+    pub async fn stop(&mut self, id: NodeId) {
+        if let Some(n) = self.nodes[usize::from(id - 1)].take() {
+            n.shutdown().await;
+        }
+    }
+
+    /// Freezes node `id`: its protocol logic stops while its connections stay open.
+    pub async fn hang(&mut self, id: NodeId) {
+        if let Some(n) = self.nodes[usize::from(id - 1)].as_mut() {
+            n.hang().await;
+        }
     }
 
     /// Where the nodes keep their data.
@@ -203,7 +225,7 @@ impl LocalCluster {
 
     /// Stops every node.
     pub async fn shutdown(self) {
-        for n in self.nodes {
+        for n in self.nodes.into_iter().flatten() {
             n.shutdown().await;
         }
     }

@@ -8,24 +8,31 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::identity::{Keypair, PublicKey};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::dkg::{DkgError, DkgOutput, DkgParams, DkgSession, Effect};
-use crate::keystore::{self, KeyInfo, KeyStore, KeyStoreError, StoredConfirmation, StoredKey};
+use crate::dkg::DkgSession;
+use crate::keystore::{KeyInfo, KeyStore, KeyStoreError};
 use crate::net::{self, Client, EventLoop, NetParams};
-use crate::wire::{self, Body, DkgOutcome, DkgStart, Envelope, NodeId, SessionId};
+use crate::signing::participant::Signer;
+use crate::wire::{self, Body, Envelope, NodeId, SessionId};
+
+mod dkg;
+mod signing;
+
+use dkg::Initiation;
+pub use signing::SignResponse;
+use signing::{Coordination, Forward};
 
 /// How long ended sessions are remembered, so late messages for them are dropped quietly.
 const FINISHED_MEMORY: Duration = Duration::from_secs(600);
@@ -120,6 +127,8 @@ pub struct StatusInfo {
     pub keys: Vec<String>,
     /// Sessions running now.
     pub active_sessions: usize,
+    /// How often each peer was caught misbehaving (invalid shares, equivocation, …).
+    pub culprits: BTreeMap<NodeId, u64>,
 }
 
 /// Default threshold for `n` participants: `floor(2n/3) + 1`, at least 2.
@@ -142,11 +151,19 @@ enum Input {
         key_id: String,
         reply: oneshot::Sender<Option<KeyInfo>>,
     },
-    StartReply {
+    Sign {
+        key_id: String,
+        message: Vec<u8>,
+        reply: oneshot::Sender<Result<SignResponse, NodeError>>,
+    },
+    /// The answer (or failure) of a request this node sent.
+    Reply {
         session: SessionId,
         from: NodeId,
         result: Result<Body, String>,
     },
+    #[cfg(feature = "fault-injection")]
+    CorruptShares(bool),
 }
 
 /// Cloneable handle for talking to a running node (used by the API and tests).
@@ -172,6 +189,27 @@ impl NodeHandle {
     /// Peers that are connected and subscribed to broadcasts right now.
     pub fn ready_peers(&self) -> BTreeSet<NodeId> {
         self.ready.borrow().clone()
+    }
+
+    /// Waits until the set of ready peers satisfies `pred`, or the timeout.
+    pub async fn wait_ready_where(
+        &self,
+        pred: impl Fn(&BTreeSet<NodeId>) -> bool,
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let mut rx = self.ready.clone();
+        match tokio::time::timeout(timeout, async {
+            rx.wait_for(|r| pred(r)).await.map(|_| ())
+        })
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NodeError::stopped()),
+            Err(_) => Err(NodeError::Timeout {
+                message: format!("node {}: peer condition not met after {timeout:?}", self.id),
+                missing: vec![],
+            }),
+        }
     }
 
     /// Waits until every id in `peers` is ready (connected and subscribed), or the timeout.
@@ -221,6 +259,26 @@ impl NodeHandle {
     /// or the session failed.
     pub async fn keygen(&self, req: KeygenRequest) -> Result<KeyInfo, NodeError> {
         self.ask(|reply| Input::Keygen { req, reply }).await?
+    }
+
+    /// Signs `message` with key `key_id` through the coordinator elected for this request.
+    pub async fn sign(&self, key_id: &str, message: Vec<u8>) -> Result<SignResponse, NodeError> {
+        let key_id = key_id.to_string();
+        self.ask(|reply| Input::Sign {
+            key_id,
+            message,
+            reply,
+        })
+        .await?
+    }
+
+    /// Makes this node's signer return corrupted signature shares (test builds only).
+    #[cfg(feature = "fault-injection")]
+    pub async fn corrupt_signature_shares(&self, on: bool) -> Result<(), NodeError> {
+        self.tx
+            .send(Input::CorruptShares(on))
+            .await
+            .map_err(|_| NodeError::stopped())
     }
 
     /// Node status.
@@ -388,6 +446,9 @@ impl BoundNode {
             subscribed: HashSet::new(),
             sessions: HashMap::new(),
             initiations: HashMap::new(),
+            forwards: HashMap::new(),
+            signer: Signer::new(),
+            culprits: BTreeMap::new(),
             finished: HashMap::new(),
             inbox: tx,
             ready_tx,
@@ -457,6 +518,19 @@ impl RunningNode {
         }
     }
 
+    /// Stops the API and the protocol logic but keeps the node's connections open: from its
+    /// peers' view a hung node (used to test failover).
+    pub async fn hang(&mut self) {
+        if let Some(stop) = self.stop_api.take() {
+            let _ = stop.send(());
+        }
+        // tasks: [network, node, api]
+        for t in self.tasks.drain(1..) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
     /// Waits until the node stops by itself (it does not, unless its tasks fail).
     pub async fn wait(mut self) {
         for t in std::mem::take(&mut self.tasks) {
@@ -474,16 +548,29 @@ pub fn peer_public_key(peer_id: &PeerId) -> Option<PublicKey> {
     PublicKey::try_decode_protobuf(mh.digest()).ok()
 }
 
-/// Bookkeeping of a DKG this node started.
-struct Initiation {
-    key_id: String,
-    participants: Vec<NodeId>,
-    threshold: u16,
-    acks: BTreeSet<NodeId>,
-    begun: bool,
-    reports: BTreeMap<NodeId, DkgOutcome>,
-    reply: Option<oneshot::Sender<Result<KeyInfo, NodeError>>>,
-    deadline: Instant,
+/// Every protocol session this node runs, by kind. New kinds (key refresh, repair,
+/// preprocessing) are new variants here.
+enum Session {
+    /// A distributed key generation this node participates in.
+    Dkg(Box<DkgSession>),
+    /// A signing request this node coordinates.
+    Coordinate(Box<Coordination>),
+}
+
+impl Session {
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Session::Dkg(s) => s.deadline().map(Instant::from_std),
+            Session::Coordinate(c) => c.coordinator.deadline().map(Instant::from_std),
+        }
+    }
+
+    fn key_id(&self) -> &str {
+        match self {
+            Session::Dkg(s) => &s.params().key_id,
+            Session::Coordinate(c) => &c.key_id,
+        }
+    }
 }
 
 struct Node {
@@ -496,8 +583,11 @@ struct Node {
     pid_by_id: HashMap<NodeId, PeerId>,
     connected: HashSet<NodeId>,
     subscribed: HashSet<NodeId>,
-    sessions: HashMap<SessionId, DkgSession>,
+    sessions: HashMap<SessionId, Session>,
     initiations: HashMap<SessionId, Initiation>,
+    forwards: HashMap<SessionId, Forward>,
+    signer: Signer,
+    culprits: BTreeMap<NodeId, u64>,
     finished: HashMap<SessionId, Instant>,
     inbox: mpsc::Sender<Input>,
     ready_tx: watch::Sender<BTreeSet<NodeId>>,
@@ -527,10 +617,7 @@ impl Node {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let sessions = self
-            .sessions
-            .values()
-            .filter_map(|s| s.deadline().map(Instant::from_std));
+        let sessions = self.sessions.values().filter_map(Session::deadline);
         let inits = self.initiations.values().map(|i| i.deadline);
         sessions.chain(inits).min()
     }
@@ -540,42 +627,24 @@ impl Node {
         let expired: Vec<SessionId> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.deadline().is_some_and(|d| Instant::from_std(d) <= now))
+            .filter(|(_, s)| s.deadline().is_some_and(|d| d <= now))
             .map(|(id, _)| *id)
             .collect();
         for sid in expired {
-            if let Some(s) = self.sessions.get_mut(&sid) {
-                let effects = s.on_timeout(now.into_std());
-                self.apply(sid, effects);
-            }
-        }
-        let overdue: Vec<SessionId> = self
-            .initiations
-            .iter()
-            .filter(|(_, i)| i.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for sid in overdue {
-            if let Some(init) = self.initiations.remove(&sid) {
-                let missing: Vec<NodeId> = init
-                    .participants
-                    .iter()
-                    .copied()
-                    .filter(|id| !init.reports.contains_key(id))
-                    .collect();
-                let err = NodeError::Timeout {
-                    message: format!(
-                        "DKG for key {:?} timed out waiting for results from nodes {missing:?}",
-                        init.key_id
-                    ),
-                    missing,
-                };
-                warn!(session = %sid, key_id = %init.key_id, error = %err, "DKG timed out");
-                if let Some(reply) = init.reply {
-                    let _ = reply.send(Err(err));
+            match self.sessions.get_mut(&sid) {
+                Some(Session::Dkg(s)) => {
+                    let effects = s.on_timeout(now.into_std());
+                    self.apply(sid, effects);
                 }
+                Some(Session::Coordinate(c)) => {
+                    let effects = c.coordinator.on_timeout(now.into_std());
+                    self.apply_sign(sid, effects);
+                }
+                None => {}
             }
         }
+        self.signer.expire(now.into_std());
+        self.expire_initiations(now);
         self.finished
             .retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);
     }
@@ -592,11 +661,26 @@ impl Node {
             Input::GetKey { key_id, reply } => {
                 let _ = reply.send(self.keystore.get(&key_id).map(|k| k.info()));
             }
-            Input::StartReply {
+            Input::Sign {
+                key_id,
+                message,
+                reply,
+            } => self.start_sign(key_id, message, reply),
+            Input::Reply {
                 session,
                 from,
                 result,
-            } => self.on_start_reply(session, from, result),
+            } => {
+                if self.initiations.contains_key(&session) {
+                    self.on_start_reply(session, from, result);
+                } else if self.forwards.contains_key(&session) {
+                    self.on_forward_reply(session, from, result);
+                } else {
+                    self.on_signer_reply(session, from, result);
+                }
+            }
+            #[cfg(feature = "fault-injection")]
+            Input::CorruptShares(on) => self.signer.set_corrupt_shares(on),
         }
     }
 
@@ -612,6 +696,7 @@ impl Node {
             ready_peers: ready,
             keys: self.keystore.keys().map(|k| k.key_id.clone()).collect(),
             active_sessions: self.sessions.len(),
+            culprits: self.culprits.clone(),
         }
     }
 
@@ -623,516 +708,9 @@ impl Node {
     }
 
     fn key_busy(&self, key_id: &str) -> bool {
-        self.sessions.values().any(|s| s.params().key_id == key_id)
-    }
-
-    // ----- DKG: initiator side -------------------------------------------------------------
-
-    fn start_keygen(
-        &mut self,
-        req: KeygenRequest,
-        reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
-    ) {
-        let params = match self.check_keygen(req) {
-            Ok(p) => p,
-            Err(e) => {
-                info!(error = %e, "key generation refused");
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        let sid = params.session;
-        let deadline = Instant::now() + self.config.dkg_timeout;
-        let session = match DkgSession::new(
-            params.clone(),
-            self.config.id,
-            self.keypair.clone(),
-            self.peer_keys.clone(),
-            deadline.into_std(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = reply.send(Err(NodeError::BadRequest(e.to_string())));
-                return;
-            }
-        };
-        info!(
-            session = %sid,
-            key_id = %params.key_id,
-            participants = ?params.participants,
-            threshold = params.threshold,
-            "starting DKG"
-        );
-        self.sessions.insert(sid, session);
-        self.initiations.insert(
-            sid,
-            Initiation {
-                key_id: params.key_id.clone(),
-                participants: params.participants.clone(),
-                threshold: params.threshold,
-                acks: BTreeSet::from([self.config.id]),
-                begun: false,
-                reports: BTreeMap::new(),
-                reply: Some(reply),
-                deadline: deadline + self.config.request_timeout,
-            },
-        );
-        let start = Body::DkgStart(DkgStart {
-            key_id: params.key_id.clone(),
-            participants: params.participants.clone(),
-            threshold: params.threshold,
-        });
-        for &to in params
-            .participants
-            .iter()
-            .filter(|&&id| id != self.config.id)
-        {
-            self.request_with_reply(sid, to, start.clone());
-        }
-    }
-
-    fn check_keygen(&self, req: KeygenRequest) -> Result<DkgParams, NodeError> {
-        keystore::validate_key_id(&req.key_id).map_err(|e| NodeError::BadRequest(e.to_string()))?;
-        if self.keystore.contains(&req.key_id) {
-            return Err(NodeError::Conflict(format!(
-                "key {:?} already exists",
-                req.key_id
-            )));
-        }
-        if self.key_busy(&req.key_id) {
-            return Err(NodeError::Conflict(format!(
-                "a DKG for key {:?} is already running",
-                req.key_id
-            )));
-        }
-        let all = self.config.all_ids();
-        let mut participants = req.participants.unwrap_or_else(|| all.clone());
-        participants.sort_unstable();
-        let before = participants.len();
-        participants.dedup();
-        if participants.len() != before {
-            return Err(NodeError::BadRequest(
-                "participants contain duplicates".into(),
-            ));
-        }
-        let unknown: Vec<NodeId> = participants
-            .iter()
-            .copied()
-            .filter(|id| !all.contains(id))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(NodeError::BadRequest(format!(
-                "unknown participants {unknown:?}: configured nodes are {all:?}"
-            )));
-        }
-        if !participants.contains(&self.config.id) {
-            return Err(NodeError::BadRequest(format!(
-                "this node ({}) must be among the participants; send the request to one of {participants:?}",
-                self.config.id
-            )));
-        }
-        let n = participants.len();
-        if n < 2 {
-            return Err(NodeError::BadRequest(
-                "a key needs at least 2 participants".into(),
-            ));
-        }
-        let threshold = req.threshold.unwrap_or_else(|| default_threshold(n));
-        if threshold < 2 || usize::from(threshold) > n {
-            return Err(NodeError::BadRequest(format!(
-                "threshold must satisfy 2 <= threshold <= participants ({n}), got {threshold}"
-            )));
-        }
-        let ready = self.ready_peers();
-        let missing: Vec<NodeId> = participants
-            .iter()
-            .copied()
-            .filter(|&id| id != self.config.id && !ready.contains(&id))
-            .collect();
-        if !missing.is_empty() {
-            return Err(NodeError::Unavailable {
-                message: format!(
-                    "participants {missing:?} are not reachable from node {}",
-                    self.config.id
-                ),
-                missing,
-            });
-        }
-        let mut h = Sha256::new();
-        h.update(b"frostnode/dkg-session/v1");
-        h.update(req.key_id.as_bytes());
-        for id in &participants {
-            h.update(id.to_be_bytes());
-        }
-        h.update(threshold.to_be_bytes());
-        h.update(self.config.id.to_be_bytes());
-        h.update(rand::random::<[u8; 32]>());
-        Ok(DkgParams {
-            session: SessionId(h.finalize().into()),
-            key_id: req.key_id,
-            participants,
-            threshold,
-            initiator: self.config.id,
-        })
-    }
-
-    fn request_with_reply(&self, session: SessionId, to: NodeId, body: Body) {
-        let Some(&peer) = self.pid_by_id.get(&to) else {
-            return;
-        };
-        let bytes = match wire::encode(&Envelope::new(session, self.config.id, body)) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "cannot encode request");
-                return;
-            }
-        };
-        let net = self.net.clone();
-        let inbox = self.inbox.clone();
-        let max = self.config.max_message_size;
-        tokio::spawn(async move {
-            let result = match net.request(peer, bytes).await {
-                Ok(resp) => wire::decode(&resp, max)
-                    .map(|env| env.body)
-                    .map_err(|e| format!("bad response: {e}")),
-                Err(e) => Err(e.to_string()),
-            };
-            let _ = inbox
-                .send(Input::StartReply {
-                    session,
-                    from: to,
-                    result,
-                })
-                .await;
-        });
-    }
-
-    fn on_start_reply(&mut self, sid: SessionId, from: NodeId, result: Result<Body, String>) {
-        let Some(init) = self.initiations.get_mut(&sid) else {
-            return;
-        };
-        if init.begun {
-            return;
-        }
-        let refusal = match result {
-            Ok(Body::Ack) => {
-                init.acks.insert(from);
-                if init.acks.len() == init.participants.len() {
-                    init.begun = true;
-                    debug!(session = %sid, "every participant accepted; beginning round 1");
-                    self.broadcast(sid, Body::DkgBegin);
-                    if let Some(s) = self.sessions.get_mut(&sid) {
-                        let effects = s.begin();
-                        self.apply(sid, effects);
-                    }
-                }
-                return;
-            }
-            Ok(Body::Refused { kind, reason }) => match kind.as_str() {
-                "conflict" => NodeError::Conflict(format!("node {from} refused: {reason}")),
-                "unavailable" => NodeError::Unavailable {
-                    message: format!("node {from} refused: {reason}"),
-                    missing: vec![from],
-                },
-                _ => NodeError::BadRequest(format!("node {from} refused: {reason}")),
-            },
-            Ok(other) => NodeError::Internal(format!(
-                "node {from} answered DkgStart with {}",
-                other.kind()
-            )),
-            Err(reason) => NodeError::Unavailable {
-                message: format!("node {from} did not accept the DKG: {reason}"),
-                missing: vec![from],
-            },
-        };
-        warn!(session = %sid, error = %refusal, "DKG not started");
-        if let Some(mut init) = self.initiations.remove(&sid) {
-            if let Some(reply) = init.reply.take() {
-                let _ = reply.send(Err(refusal.clone()));
-            }
-        }
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            let effects = s.abort(DkgError::InvalidParams(refusal.to_string()));
-            self.apply(sid, effects);
-        }
-    }
-
-    fn on_report(&mut self, sid: SessionId, from: NodeId, outcome: DkgOutcome) {
-        let Some(init) = self.initiations.get_mut(&sid) else {
-            debug!(session = %sid, from, "result for a session this node no longer tracks");
-            return;
-        };
-        if !init.participants.contains(&from) {
-            return;
-        }
-        if let DkgOutcome::Failed { reason, .. } = &outcome {
-            warn!(session = %sid, node = from, %reason, "participant reports DKG failure");
-        }
-        init.reports.insert(from, outcome);
-        let failed = |o: &DkgOutcome| matches!(o, DkgOutcome::Failed { .. });
-        // Answer once everyone reported, or as soon as a failure is known and our own
-        // session has ended too (it will have seen the abort).
-        let all_in = init.reports.len() == init.participants.len();
-        let own_in = init.reports.contains_key(&self.config.id);
-        if !(all_in || (own_in && init.reports.values().any(failed))) {
-            return;
-        }
-        let Some(mut init) = self.initiations.remove(&sid) else {
-            return;
-        };
-        let result = self.conclude(&init);
-        if let Some(reply) = init.reply.take() {
-            let _ = reply.send(result);
-        }
-    }
-
-    fn conclude(&self, init: &Initiation) -> Result<KeyInfo, NodeError> {
-        // Our own failure explains the most; otherwise the first participant's failure.
-        let mut failures: Vec<(&NodeId, &DkgOutcome)> = init
-            .reports
-            .iter()
-            .filter(|(_, o)| matches!(o, DkgOutcome::Failed { .. }))
-            .collect();
-        failures.sort_by_key(|(id, _)| **id != self.config.id);
-        if let Some((
-            id,
-            DkgOutcome::Failed {
-                reason,
-                culprits,
-                missing,
-            },
-        )) = failures.first()
-        {
-            let message = if **id == self.config.id {
-                format!("DKG for key {:?} failed: {reason}", init.key_id)
-            } else {
-                format!(
-                    "DKG for key {:?} failed on node {id}: {reason}",
-                    init.key_id
-                )
-            };
-            if !missing.is_empty() && culprits.is_empty() {
-                return Err(NodeError::Timeout {
-                    message,
-                    missing: missing.clone(),
-                });
-            }
-            return Err(NodeError::Aborted {
-                message,
-                kind: "dkg_failed".into(),
-                culprits: culprits.clone(),
-            });
-        }
-        let keys: BTreeSet<[u8; 32]> = init
-            .reports
+        self.sessions
             .values()
-            .filter_map(|o| match o {
-                DkgOutcome::Stored { group_public_key } => Some(*group_public_key),
-                _ => None,
-            })
-            .collect();
-        if keys.len() != 1 {
-            return Err(NodeError::Aborted {
-                message: format!(
-                    "participants stored different group keys for {:?}",
-                    init.key_id
-                ),
-                kind: "inconsistent".into(),
-                culprits: Vec::new(),
-            });
-        }
-        match self.keystore.get(&init.key_id) {
-            Some(k) => {
-                debug_assert_eq!(k.threshold, init.threshold);
-                Ok(k.info())
-            }
-            None => Err(NodeError::Internal("key missing after DKG".into())),
-        }
-    }
-
-    // ----- DKG: participant side ----------------------------------------------------------
-
-    fn on_dkg_start(&mut self, sid: SessionId, from: NodeId, start: DkgStart) -> Body {
-        let refuse = |kind: &str, reason: String| Body::Refused {
-            kind: kind.into(),
-            reason,
-        };
-        if let Err(e) = keystore::validate_key_id(&start.key_id) {
-            return refuse("bad_request", e.to_string());
-        }
-        if self.sessions.contains_key(&sid) || self.finished.contains_key(&sid) {
-            return refuse("conflict", format!("session {sid} is already known"));
-        }
-        if self.keystore.contains(&start.key_id) {
-            return refuse(
-                "conflict",
-                format!(
-                    "key {:?} already exists on node {}",
-                    start.key_id, self.config.id
-                ),
-            );
-        }
-        if self.key_busy(&start.key_id) {
-            return refuse(
-                "conflict",
-                format!(
-                    "a DKG for key {:?} is already running on node {}",
-                    start.key_id, self.config.id
-                ),
-            );
-        }
-        let all = self.config.all_ids();
-        if let Some(unknown) = start.participants.iter().find(|id| !all.contains(id)) {
-            return refuse(
-                "bad_request",
-                format!(
-                    "participant {unknown} is not configured on node {}",
-                    self.config.id
-                ),
-            );
-        }
-        if !start.participants.contains(&from) {
-            return refuse("bad_request", "the initiator must be a participant".into());
-        }
-        let ready = self.ready_peers();
-        let missing: Vec<NodeId> = start
-            .participants
-            .iter()
-            .copied()
-            .filter(|&id| id != self.config.id && !ready.contains(&id))
-            .collect();
-        if !missing.is_empty() {
-            return refuse(
-                "unavailable",
-                format!(
-                    "node {} cannot reach participants {missing:?}",
-                    self.config.id
-                ),
-            );
-        }
-        let params = DkgParams {
-            session: sid,
-            key_id: start.key_id,
-            participants: start.participants,
-            threshold: start.threshold,
-            initiator: from,
-        };
-        let deadline = Instant::now() + self.config.dkg_timeout;
-        match DkgSession::new(
-            params.clone(),
-            self.config.id,
-            self.keypair.clone(),
-            self.peer_keys.clone(),
-            deadline.into_std(),
-        ) {
-            Ok(s) => {
-                info!(session = %sid, key_id = %params.key_id, initiator = from, "joining DKG");
-                self.sessions.insert(sid, s);
-                Body::Ack
-            }
-            Err(e) => refuse("bad_request", e.to_string()),
-        }
-    }
-
-    fn apply(&mut self, sid: SessionId, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Broadcast(body) => self.broadcast(sid, body),
-                Effect::Send { to, body } => self.send_oneway(sid, to, body),
-                Effect::Completed(out) => {
-                    let outcome = self.store(sid, *out);
-                    self.end_session(sid, outcome);
-                }
-                Effect::Failed(err) => {
-                    warn!(
-                        session = %sid,
-                        kind = err.kind(),
-                        culprits = ?err.culprits(),
-                        missing = ?err.missing(),
-                        error = %err,
-                        "DKG failed"
-                    );
-                    let outcome = DkgOutcome::Failed {
-                        reason: err.to_string(),
-                        culprits: err.culprits(),
-                        missing: err.missing(),
-                    };
-                    self.end_session(sid, outcome);
-                }
-            }
-        }
-    }
-
-    fn store(&mut self, sid: SessionId, out: DkgOutput) -> DkgOutcome {
-        let Some(session) = self.sessions.get(&sid) else {
-            return DkgOutcome::Failed {
-                reason: "session vanished".into(),
-                culprits: vec![],
-                missing: vec![],
-            };
-        };
-        let params = session.params().clone();
-        let key = StoredKey {
-            format_version: keystore::KEY_FORMAT_VERSION,
-            key_id: params.key_id.clone(),
-            session: sid.to_hex(),
-            created_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            threshold: params.threshold,
-            participants: params.participants.clone(),
-            group_public_key: hex::encode(out.group_public_key),
-            key_package: out.key_package,
-            public_key_package: out.public_key_package,
-            confirmations: out
-                .confirmations
-                .iter()
-                .map(|(&node_id, c)| StoredConfirmation {
-                    node_id,
-                    transcript: hex::encode(c.transcript),
-                    public_key_package_hash: hex::encode(c.public_key_package_hash),
-                    signature: hex::encode(&c.signature),
-                })
-                .collect(),
-        };
-        match self.keystore.insert(key) {
-            Ok(()) => {
-                info!(
-                    session = %sid,
-                    key_id = %params.key_id,
-                    group_public_key = %hex::encode(out.group_public_key),
-                    "DKG complete; key stored"
-                );
-                DkgOutcome::Stored {
-                    group_public_key: out.group_public_key,
-                }
-            }
-            Err(e) => {
-                warn!(session = %sid, key_id = %params.key_id, error = %e, "cannot store the new key");
-                DkgOutcome::Failed {
-                    reason: format!("node {} could not store the key: {e}", self.config.id),
-                    culprits: vec![],
-                    missing: vec![],
-                }
-            }
-        }
-    }
-
-    fn end_session(&mut self, sid: SessionId, outcome: DkgOutcome) {
-        let Some(session) = self.sessions.remove(&sid) else {
-            return;
-        };
-        let now = Instant::now();
-        self.finished
-            .retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);
-        self.finished.insert(sid, now);
-        let initiator = session.params().initiator;
-        if initiator == self.config.id {
-            self.on_report(sid, self.config.id, outcome);
-        } else {
-            self.send_oneway(sid, initiator, Body::DkgResult(outcome));
-        }
+            .any(|s| matches!(s, Session::Dkg(_)) && s.key_id() == key_id)
     }
 
     fn broadcast(&self, sid: SessionId, body: Body) {
@@ -1269,6 +847,14 @@ impl Node {
         let sid = env.session;
         let from = env.from;
         let reply = match env.body {
+            Body::SignForward { key_id, message } => {
+                // Answered when the signature is done.
+                self.coordinate(sid, key_id, message, signing::Responder::Peer(channel));
+                return;
+            }
+            body @ (Body::CommitRequest { .. } | Body::SignRequest { .. }) => {
+                self.serve_signer(sid, from, body)
+            }
             Body::DkgStart(start) => self.on_dkg_start(sid, from, start),
             Body::DkgResult(outcome) => {
                 self.on_report(sid, from, outcome);
@@ -1306,7 +892,7 @@ impl Node {
         let sid = env.session;
         let from = env.from;
         let kind = env.body.kind();
-        let Some(session) = self.sessions.get_mut(&sid) else {
+        let Some(Session::Dkg(session)) = self.sessions.get_mut(&sid) else {
             if self.finished.contains_key(&sid) {
                 debug!(session = %sid, peer = from, kind, "message for a finished session dropped");
             } else {

@@ -1,0 +1,335 @@
+//! Threshold signing across real libp2p swarms on 127.0.0.1, in one process: elected
+//! coordinators, failover, stopped and hung nodes, a cheating signer, concurrency, and
+//! signatures checked by verifiers outside this crate.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use frostnode::localnet::LocalCluster;
+use frostnode::node::{KeygenRequest, NodeError, NodeHandle, SignResponse};
+use rand::Rng;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn cluster(n: u16, t: u16) -> (tempfile::TempDir, LocalCluster, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(n, dir.path()).await.unwrap();
+    cluster.wait_connected(WAIT).await.unwrap();
+    let key = cluster
+        .handle(1)
+        .keygen(KeygenRequest {
+            key_id: "k".into(),
+            threshold: Some(t),
+            participants: None,
+        })
+        .await
+        .unwrap();
+    (dir, cluster, key.group_public_key)
+}
+
+fn check(gpk: &str, message: &[u8], r: &SignResponse) {
+    assert_eq!(r.group_public_key, gpk);
+    let pk: [u8; 32] = hex::decode(gpk).unwrap().try_into().unwrap();
+    let sig: [u8; 64] = hex::decode(&r.signature).unwrap().try_into().unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&pk)
+        .unwrap()
+        .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+        .expect("ed25519-dalek verify_strict accepts the signature");
+}
+
+/// Waits until `h` no longer sees any of `gone` as a ready peer.
+async fn wait_gone(h: &NodeHandle, gone: &[u16]) {
+    h.wait_ready_where(|r| gone.iter().all(|g| !r.contains(g)), WAIT)
+        .await
+        .unwrap();
+}
+
+/// Checks (public key, message, signature) triples with Python `cryptography` and with
+/// OpenSSL, whichever are installed (at least one must be). Returns the verdicts.
+fn external_verify(items: &[(String, Vec<u8>, String)]) -> Vec<bool> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut verdicts: Option<Vec<bool>> = None;
+    let mut merge = |v: Vec<bool>| {
+        verdicts = Some(match verdicts.take() {
+            None => v,
+            Some(prev) => {
+                assert_eq!(prev, v, "python and openssl disagree");
+                prev
+            }
+        })
+    };
+
+    let has_python = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_python {
+        let input = dir.path().join("items.txt");
+        let mut f = std::fs::File::create(&input).unwrap();
+        for (pk, msg, sig) in items {
+            writeln!(f, "{pk} {} {sig}", hex::encode(msg)).unwrap();
+        }
+        let script = r#"
+import sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.exceptions import InvalidSignature
+for line in open(sys.argv[1]):
+    pk, msg, sig = line.split()
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(pk)).verify(bytes.fromhex(sig), bytes.fromhex(msg))
+        print("valid")
+    except InvalidSignature:
+        print("invalid")
+"#;
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        merge(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| l == "valid")
+                .collect(),
+        );
+    }
+
+    let has_openssl = Command::new("openssl").arg("version").output().is_ok();
+    if has_openssl {
+        let mut v = Vec::new();
+        for (i, (pk, msg, sig)) in items.iter().enumerate() {
+            // SubjectPublicKeyInfo for Ed25519: fixed 12-byte prefix + the 32-byte key.
+            let der = [
+                hex::decode("302a300506032b6570032100").unwrap(),
+                hex::decode(pk).unwrap(),
+            ]
+            .concat();
+            let der_path = dir.path().join(format!("pk{i}.der"));
+            let msg_path = dir.path().join(format!("m{i}.bin"));
+            let sig_path = dir.path().join(format!("s{i}.bin"));
+            std::fs::write(&der_path, der).unwrap();
+            std::fs::write(&msg_path, msg).unwrap();
+            std::fs::write(&sig_path, hex::decode(sig).unwrap()).unwrap();
+            let out = Command::new("openssl")
+                .args([
+                    "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-rawin", "-inkey",
+                ])
+                .arg(&der_path)
+                .arg("-in")
+                .arg(&msg_path)
+                .arg("-sigfile")
+                .arg(&sig_path)
+                .output()
+                .unwrap();
+            v.push(out.status.success());
+        }
+        merge(v);
+    }
+    verdicts.expect("python3 with `cryptography` or openssl must be installed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_messages_through_random_nodes_verify_everywhere() {
+    let (_dir, c, gpk) = cluster(5, 3).await;
+    let mut rng = rand::thread_rng();
+    let mut items = Vec::new();
+    let mut coordinators = BTreeSet::new();
+    for i in 0..50 {
+        let len = rng.gen_range(0..300);
+        let message: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let via: u16 = rng.gen_range(1..=5);
+        let r = c
+            .handle(via)
+            .sign("k", message.clone())
+            .await
+            .unwrap_or_else(|e| panic!("request {i} via node {via}: {e}"));
+        check(&gpk, &message, &r);
+        assert_eq!(r.signers.len(), 3);
+        assert!(
+            r.signers.contains(&r.coordinator),
+            "the coordinator signs first"
+        );
+        coordinators.insert(r.coordinator);
+        items.push((gpk.clone(), message, r.signature));
+    }
+    assert!(
+        coordinators.len() >= 3,
+        "requests spread over coordinators: {coordinators:?}"
+    );
+
+    // A tampered signature must be refused by the same verifiers: they really check.
+    let (pk, msg, sig) = items[0].clone();
+    let mut bad = hex::decode(&sig).unwrap();
+    bad[10] ^= 0x40;
+    items.push((pk, msg, hex::encode(bad)));
+    let verdicts = external_verify(&items);
+    assert_eq!(verdicts.len(), 51);
+    assert!(
+        verdicts[..50].iter().all(|v| *v),
+        "every signature verifies externally"
+    );
+    assert!(
+        !verdicts[50],
+        "the tampered signature is rejected externally"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stopped_nodes_still_sign_three_give_503() {
+    let (_dir, mut c, gpk) = cluster(5, 3).await;
+    c.stop(4).await;
+    c.stop(5).await;
+    for id in 1..=3 {
+        wait_gone(&c.handle(id), &[4, 5]).await;
+    }
+    for via in 1..=3 {
+        let r = c
+            .handle(via)
+            .sign("k", b"still here".to_vec())
+            .await
+            .unwrap();
+        check(&gpk, b"still here", &r);
+        assert!(r.signers.iter().all(|s| *s <= 3));
+    }
+    c.stop(3).await;
+    wait_gone(&c.handle(1), &[3]).await;
+    match c.handle(1).sign("k", b"no quorum".to_vec()).await {
+        Err(NodeError::Unavailable { message, missing }) => {
+            assert!(
+                message.contains("only 2 of 5 participants reachable; 3 are needed"),
+                "{message}"
+            );
+            assert_eq!(missing, vec![3, 4, 5]);
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_coordinator_is_skipped_by_failover() {
+    let (_dir, mut c, gpk) = cluster(5, 3).await;
+    // Node 2 keeps its connections but answers nothing: requests that elect it as coordinator
+    // (about one in five) and sessions that pick it as a signer must move on without it.
+    c.hang(2).await;
+    let mut rng = rand::thread_rng();
+    for i in 0..60 {
+        let via = [1u16, 3, 4, 5][rng.gen_range(0..4)];
+        let message = format!("failover {i}").into_bytes();
+        let r = c
+            .handle(via)
+            .sign("k", message.clone())
+            .await
+            .unwrap_or_else(|e| panic!("request {i} via node {via}: {e}"));
+        check(&gpk, &message, &r);
+        assert_ne!(r.coordinator, 2);
+        assert!(!r.signers.contains(&2));
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_stopped_with_requests_in_flight() {
+    let (_dir, mut c, gpk) = cluster(5, 3).await;
+    let h1 = c.handle(1);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let h = h1.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = format!("in flight {i}").into_bytes();
+            (m.clone(), h.sign("k", m).await)
+        }));
+    }
+    c.stop(2).await;
+    let mut ok = 0;
+    for t in tasks {
+        let (m, r) = t.await.unwrap();
+        match r {
+            Ok(r) => {
+                check(&gpk, &m, &r);
+                ok += 1;
+            }
+            // A clean, typed failure is acceptable; a wrong signature never is.
+            Err(NodeError::Unavailable { .. }) | Err(NodeError::Timeout { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(ok > 0, "requests complete through failover");
+    for i in 0..10 {
+        let m = format!("after {i}").into_bytes();
+        let r = h1.sign("k", m.clone()).await.unwrap();
+        check(&gpk, &m, &r);
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_share_is_named_counted_and_signing_succeeds() {
+    let (_dir, c, gpk) = cluster(5, 3).await;
+    c.handle(3).corrupt_signature_shares(true).await.unwrap();
+    let mut rng = rand::thread_rng();
+    for i in 0..20 {
+        let via = rng.gen_range(1..=5);
+        let m = format!("cheat {i}").into_bytes();
+        let r = c.handle(via).sign("k", m.clone()).await.unwrap();
+        check(&gpk, &m, &r);
+        assert!(
+            !r.signers.contains(&3),
+            "the cheater's share is never in a signature"
+        );
+    }
+    let mut caught = 0;
+    for h in c.handles() {
+        let s = h.status().await.unwrap();
+        caught += s.culprits.get(&3).copied().unwrap_or(0);
+        assert!(
+            s.culprits.keys().all(|id| *id == 3),
+            "only node 3 is blamed: {:?}",
+            s.culprits
+        );
+    }
+    assert!(caught >= 1, "node 3 was caught and counted");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_requests_on_one_key() {
+    let (_dir, c, gpk) = cluster(5, 3).await;
+    let mut tasks = Vec::new();
+    for i in 0..64u16 {
+        let h = c.handle(i % 5 + 1);
+        tasks.push(tokio::spawn(async move {
+            let m = format!("concurrent {i}").into_bytes();
+            (m.clone(), h.sign("k", m).await)
+        }));
+    }
+    for t in tasks {
+        let (m, r) = t.await.unwrap();
+        check(&gpk, &m, &r.unwrap());
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_key_and_oversized_message_are_refused() {
+    let (_dir, c, _) = cluster(3, 2).await;
+    assert!(matches!(
+        c.handle(1).sign("nope", b"m".to_vec()).await,
+        Err(NodeError::NotFound(_))
+    ));
+    assert!(matches!(
+        c.handle(1).sign("k", vec![0; 70_000]).await,
+        Err(NodeError::BadRequest(_))
+    ));
+    c.shutdown().await;
+}
