@@ -5,6 +5,8 @@
 //! two to the [`keystore`] and the HTTP [`api`].
 
 pub mod api;
+pub mod bench;
+pub mod client;
 pub mod config;
 pub mod dkg;
 pub mod identity;

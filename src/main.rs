@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
+use frostnode::client::{http, verify_hex};
 use frostnode::config::Config;
-use frostnode::localnet::{self, ClusterLayout, LocalCluster};
-use frostnode::node::{BoundNode, KeygenRequest};
+use frostnode::localnet::{self, ClusterLayout, LocalnetOptions};
+use frostnode::node::BoundNode;
 use frostnode::wire::NodeId;
 
 #[derive(Parser)]
@@ -79,6 +79,43 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         participants: Option<Vec<NodeId>>,
     },
+    /// Ask a node for a signature.
+    Sign {
+        /// Node API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8001")]
+        api: String,
+        /// Key to sign with.
+        #[arg(long)]
+        key_id: String,
+        /// Message, hex.
+        #[arg(
+            long,
+            conflicts_with = "message_file",
+            required_unless_present = "message_file"
+        )]
+        message: Option<String>,
+        /// File whose bytes are the message.
+        #[arg(long)]
+        message_file: Option<PathBuf>,
+    },
+    /// Start N nodes on loopback, generate a key, sign and verify a message, then serve.
+    Localnet {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 5)]
+        nodes: u16,
+        /// Signing threshold.
+        #[arg(long, default_value_t = 3)]
+        threshold: u16,
+        /// Keep identities and keys here (default: a temporary directory, removed at exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Node k serves its API on 127.0.0.1:(BASE+k); 0 picks free ports.
+        #[arg(long, default_value_t = 8000)]
+        api_base_port: u16,
+        /// Stop after the demo instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
     /// Show a node's status.
     Status {
         /// Node API URL.
@@ -117,6 +154,21 @@ enum BenchCommand {
         /// Number of DKGs to time.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+    },
+    /// Time signing requests through random nodes.
+    Sign {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 5)]
+        nodes: u16,
+        /// Threshold.
+        #[arg(long, default_value_t = 3)]
+        threshold: u16,
+        /// Number of signatures.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
     },
 }
 
@@ -203,6 +255,42 @@ async fn dispatch(command: Command) -> Result<(), String> {
             print_json(&v);
             Ok(())
         }
+        Command::Sign {
+            api,
+            key_id,
+            message,
+            message_file,
+        } => {
+            let hex_message = match (message, message_file) {
+                (Some(m), _) => m,
+                (None, Some(f)) => hex::encode(
+                    std::fs::read(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?,
+                ),
+                (None, None) => return Err("give --message or --message-file".into()),
+            };
+            let path = format!("/v1/keys/{key_id}/sign");
+            let body = json!({ "message": hex_message });
+            let v = http(reqwest::Method::POST, &api, &path, Some(body)).await?;
+            print_json(&v);
+            Ok(())
+        }
+        Command::Localnet {
+            nodes,
+            threshold,
+            data_dir,
+            api_base_port,
+            exit,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            localnet::demo(LocalnetOptions {
+                nodes,
+                threshold,
+                data_dir,
+                api_base_port,
+                exit,
+            })
+            .await
+        }
         Command::Status { api } => {
             let v = http(reqwest::Method::GET, &api, "/v1/status", None).await?;
             print_json(&v);
@@ -212,7 +300,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
             public_key,
             message,
             signature,
-        } => verify(&public_key, &message, &signature).map(|()| println!("valid")),
+        } => verify_hex(&public_key, &message, &signature).map(|()| println!("valid")),
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");
             match what {
@@ -220,7 +308,13 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     nodes,
                     threshold,
                     runs,
-                } => bench_dkg(nodes, threshold, runs).await,
+                } => frostnode::bench::dkg(nodes, threshold, runs).await,
+                BenchCommand::Sign {
+                    nodes,
+                    threshold,
+                    requests,
+                    concurrency,
+                } => frostnode::bench::sign(nodes, threshold, requests, concurrency).await,
             }
         }
     }
@@ -261,124 +355,9 @@ async fn shutdown_signal() {
     }
 }
 
-async fn http(
-    method: reqwest::Method,
-    api: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value, String> {
-    let url = format!("{}{path}", api.trim_end_matches('/'));
-    let client = reqwest::Client::new();
-    let mut req = client
-        .request(method, &url)
-        .timeout(Duration::from_secs(120));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
-    let status = resp.status();
-    let v: Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("{url} answered {status} with a body that is not JSON: {e}"))?;
-    if status.is_success() {
-        Ok(v)
-    } else {
-        let msg = v
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown error");
-        Err(format!("{status}: {msg}"))
-    }
-}
-
 fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
-}
-
-fn decode_hex<const N: usize>(what: &str, s: &str) -> Result<[u8; N], String> {
-    let bytes = hex::decode(s.trim()).map_err(|e| format!("{what} is not hex: {e}"))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("{what} must be {N} bytes, got {}", b.len()))
-}
-
-fn verify(public_key: &str, message: &str, signature: &str) -> Result<(), String> {
-    let pk = decode_hex::<32>("public key", public_key)?;
-    let sig = decode_hex::<64>("signature", signature)?;
-    let msg = hex::decode(message.trim()).map_err(|e| format!("message is not hex: {e}"))?;
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk)
-        .map_err(|_| "public key is not a valid Ed25519 point".to_string())?;
-    vk.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig))
-        .map_err(|_| "signature is NOT valid for this key and message".to_string())
-}
-
-fn raise_fd_limit() {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
-        Err(e) => eprintln!("warning: cannot raise the open-file limit: {e}"),
-    }
-}
-
-async fn bench_dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), String> {
-    if nodes < 2 || runs == 0 {
-        return Err("need --nodes >= 2 and --runs >= 1".into());
-    }
-    raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("frostnode-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let started = Instant::now();
-    let cluster = LocalCluster::start_with(nodes, &dir, |c| {
-        c.dkg_timeout = Duration::from_secs(120);
-        c.request_timeout = Duration::from_secs(60);
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    cluster
-        .wait_connected(Duration::from_secs(120))
-        .await
-        .map_err(|e| e.to_string())?;
-    println!(
-        "{nodes} nodes connected in {:.1} ms",
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    let h = cluster.handle(1);
-    let mut times = Vec::with_capacity(runs);
-    for i in 0..runs {
-        let t0 = Instant::now();
-        let r = h
-            .keygen(KeygenRequest {
-                key_id: format!("bench-{i}"),
-                threshold,
-                participants: None,
-            })
-            .await
-            .map_err(|e| format!("DKG {i} failed: {e}"))?;
-        let dt = t0.elapsed();
-        times.push(dt);
-        println!(
-            "run {:>3}: {:>9.2} ms  (t={}, group key {}…)",
-            i + 1,
-            dt.as_secs_f64() * 1e3,
-            r.threshold,
-            &r.group_public_key[..16]
-        );
-    }
-    times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "dkg n={nodes}: median {:.2} ms, min {:.2} ms, max {:.2} ms over {runs} runs",
-        ms(times[times.len() / 2]),
-        ms(times[0]),
-        ms(times[times.len() - 1])
-    );
-    cluster.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
 }

@@ -113,7 +113,7 @@ fn run(
                                 .unwrap();
                             Body::Commitment {
                                 attempt,
-                                commitments: c,
+                                commitments: c.serialize().unwrap(),
                             }
                         }
                         Body::SignRequest {
@@ -246,10 +246,7 @@ fn package_for(
         .commit(now, session, 0, 9, "k", message, &k.packages[&id])
         .unwrap();
     let mut commitments = BTreeMap::new();
-    commitments.insert(
-        frost::Identifier::try_from(id).unwrap(),
-        frost::round1::SigningCommitments::deserialize(&mine).unwrap(),
-    );
+    commitments.insert(frost::Identifier::try_from(id).unwrap(), mine);
     let other = frost::round1::commit(k.packages[&2].signing_share(), &mut rand::rngs::OsRng).1;
     commitments.insert(frost::Identifier::try_from(2u16).unwrap(), other);
     frost::SigningPackage::new(commitments, message)

@@ -362,11 +362,8 @@ impl Node {
         while let Some(effect) = queue.pop_front() {
             match effect {
                 Effect::Send { to, body } if to == self.config.id => {
-                    // Our own share: answer locally, no network.
-                    let reply = self.serve_signer(sid, to, body);
-                    if let Some(Session::Coordinate(c)) = self.sessions.get_mut(&sid) {
-                        queue.extend(c.coordinator.on_reply(Instant::now().into_std(), to, reply));
-                    }
+                    // Our own share: answered locally, without encoding round trips.
+                    queue.extend(self.sign_locally(sid, body));
                 }
                 Effect::Send { to, body } => self.request(sid, to, body),
                 Effect::Done(out) => self.end_coordination(sid, Ok(out)),
@@ -374,6 +371,55 @@ impl Node {
                     self.count_culprits(&culprits);
                     self.end_coordination(sid, Err((error, culprits)))
                 }
+            }
+        }
+    }
+
+    /// This node's signer answering its own coordinator.
+    fn sign_locally(&mut self, sid: SessionId, body: Body) -> Vec<Effect> {
+        let me = self.config.id;
+        let now = Instant::now().into_std();
+        let Some(Session::Coordinate(c)) = self.sessions.get(&sid) else {
+            return Vec::new();
+        };
+        let key = self.keystore.get(&c.key_id);
+        let result = match (&body, key) {
+            (
+                Body::CommitRequest {
+                    attempt,
+                    key_id,
+                    message,
+                },
+                Some(key),
+            ) => self
+                .signer
+                .commit(now, sid, *attempt, me, key_id, message, &key.key_package)
+                .map(|commitments| (*attempt, Ok(commitments))),
+            (Body::SignRequest { attempt, .. }, Some(key)) => match c.coordinator.signing_package()
+            {
+                Some(package) => self
+                    .signer
+                    .sign_package(sid, *attempt, me, package, &key.key_package)
+                    .map(|share| (*attempt, Err(share))),
+                None => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        };
+        let Some(Session::Coordinate(c)) = self.sessions.get_mut(&sid) else {
+            return Vec::new();
+        };
+        match result {
+            Ok((attempt, Ok(commitments))) => {
+                c.coordinator.on_commitments(now, me, attempt, commitments)
+            }
+            Ok((attempt, Err(share))) => {
+                c.coordinator
+                    .on_reply(now, me, Body::Share { attempt, share })
+            }
+            Err(e) => {
+                warn!(session = %sid, error = %e, "this node's own signer refused");
+                let attempt = c.coordinator.attempt();
+                c.coordinator.on_failure(now, me, attempt)
             }
         }
     }
@@ -535,9 +581,12 @@ impl Node {
                     &message,
                     &key.key_package,
                 ) {
-                    Ok(commitments) => Body::Commitment {
-                        attempt,
-                        commitments,
+                    Ok(commitments) => match commitments.serialize() {
+                        Ok(commitments) => Body::Commitment {
+                            attempt,
+                            commitments,
+                        },
+                        Err(e) => refused("internal", e.to_string()),
                     },
                     Err(e) => {
                         warn!(session = %sid, coordinator, error = %e, "commit refused");

@@ -304,11 +304,7 @@ impl Coordinator {
                 commitments,
             } if attempt == self.attempt && self.phase == Phase::Commit => {
                 match SigningCommitments::deserialize(&commitments) {
-                    Ok(c) => {
-                        self.waiting.remove(&from);
-                        self.commitments.insert(from, c);
-                        self.maybe_send_package(now)
-                    }
+                    Ok(c) => self.on_commitments(now, from, attempt, c),
                     Err(_) => self.drop_signer(now, from),
                 }
             }
@@ -334,6 +330,31 @@ impl Coordinator {
             }
             _ => self.drop_signer(now, from),
         }
+    }
+
+    /// Already decoded commitments (from this node's own signer: no encoding round trip).
+    pub fn on_commitments(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        attempt: u8,
+        commitments: SigningCommitments,
+    ) -> Vec<Effect> {
+        if self.is_finished()
+            || attempt != self.attempt
+            || self.phase != Phase::Commit
+            || !self.waiting.contains_key(&from)
+        {
+            return Vec::new();
+        }
+        self.waiting.remove(&from);
+        self.commitments.insert(from, commitments);
+        self.maybe_send_package(now)
+    }
+
+    /// The signing package of the current attempt, once built.
+    pub fn signing_package(&self) -> Option<&SigningPackage> {
+        self.package.as_ref()
     }
 
     /// Replaces signers whose time is up; fails at the session deadline.

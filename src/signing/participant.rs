@@ -62,7 +62,6 @@ pub enum SignerError {
 struct Pending {
     nonces: SigningNonces,
     commitments: SigningCommitments,
-    commitments_bytes: Vec<u8>,
     message: Vec<u8>,
     key_id: String,
     coordinator: NodeId,
@@ -102,7 +101,7 @@ impl Signer {
         self.corrupt_shares = on;
     }
 
-    /// Round 1: fresh nonces for `(session, attempt)`; returns the serialized commitments.
+    /// Round 1: fresh nonces for `(session, attempt)`; returns the commitments.
     /// Repeating the same request returns the same commitments (the coordinator may retry).
     #[allow(clippy::too_many_arguments)]
     pub fn commit(
@@ -114,11 +113,11 @@ impl Signer {
         key_id: &str,
         message: &[u8],
         key: &KeyPackage,
-    ) -> Result<Vec<u8>, SignerError> {
+    ) -> Result<SigningCommitments, SignerError> {
         self.expire(now);
         if let Some(p) = self.pending.get(&(session, attempt)) {
             if p.coordinator == coordinator && p.message == message && p.key_id == key_id {
-                return Ok(p.commitments_bytes.clone());
+                return Ok(p.commitments);
             }
             return Err(SignerError::Conflict(session));
         }
@@ -126,22 +125,18 @@ impl Signer {
             return Err(SignerError::Busy);
         }
         let (nonces, commitments) = round1::commit(key.signing_share(), &mut OsRng);
-        let bytes = commitments
-            .serialize()
-            .map_err(|e| SignerError::Frost(e.to_string()))?;
         self.pending.insert(
             (session, attempt),
             Pending {
                 nonces,
                 commitments,
-                commitments_bytes: bytes.clone(),
                 message: message.to_vec(),
                 key_id: key_id.to_string(),
                 coordinator,
                 expires: now + NONCE_TTL,
             },
         );
-        Ok(bytes)
+        Ok(commitments)
     }
 
     /// The key a pending session is for, if any.
@@ -151,8 +146,8 @@ impl Signer {
             .map(|p| p.key_id.as_str())
     }
 
-    /// Round 2: signs the package with the nonces of `(session, attempt)`, which are consumed
-    /// whatever the outcome.
+    /// Round 2: signs the serialized package with the nonces of `(session, attempt)`, which
+    /// are consumed whatever the outcome.
     pub fn sign(
         &mut self,
         session: SessionId,
@@ -165,20 +160,46 @@ impl Signer {
             .pending
             .remove(&(session, attempt))
             .ok_or(SignerError::UnknownSession { session, attempt })?;
+        let package = SigningPackage::deserialize(package).map_err(|_| SignerError::Malformed)?;
+        self.sign_with(pending, coordinator, &package, key)
+    }
+
+    /// Round 2 with an already decoded package (this node coordinates: no encoding round trip).
+    pub fn sign_package(
+        &mut self,
+        session: SessionId,
+        attempt: u8,
+        coordinator: NodeId,
+        package: &SigningPackage,
+        key: &KeyPackage,
+    ) -> Result<Vec<u8>, SignerError> {
+        let pending = self
+            .pending
+            .remove(&(session, attempt))
+            .ok_or(SignerError::UnknownSession { session, attempt })?;
+        self.sign_with(pending, coordinator, package, key)
+    }
+
+    fn sign_with(
+        &self,
+        pending: Pending,
+        coordinator: NodeId,
+        package: &SigningPackage,
+        key: &KeyPackage,
+    ) -> Result<Vec<u8>, SignerError> {
         if pending.coordinator != coordinator {
             return Err(SignerError::WrongCoordinator {
                 expected: pending.coordinator,
                 got: coordinator,
             });
         }
-        let package = SigningPackage::deserialize(package).map_err(|_| SignerError::Malformed)?;
         if package.message() != &pending.message {
             return Err(SignerError::MessageMismatch);
         }
         if package.signing_commitment(key.identifier()) != Some(pending.commitments) {
             return Err(SignerError::CommitmentMismatch);
         }
-        let share = round2::sign(&package, &pending.nonces, key)
+        let share = round2::sign(package, &pending.nonces, key)
             .map_err(|e| SignerError::Frost(e.to_string()))?;
         #[allow(unused_mut)]
         let mut bytes = share.serialize();
