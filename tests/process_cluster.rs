@@ -204,6 +204,37 @@ async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
     let (_, list) = c.get(3, "/v1/keys").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
+    // Sign over HTTP through a node, check with the CLI's offline verifier.
+    let (s, sig) = c
+        .post(2, "/v1/keys/k1/sign", json!({ "message": hex::encode(b"over http") }))
+        .await;
+    assert_eq!(s, 200, "{sig}");
+    assert_eq!(sig["group_public_key"], gpk.as_str());
+    assert_eq!(sig["signers"].as_array().unwrap().len(), 4);
+    let verify = Command::new(BIN)
+        .args(["verify", "--public-key", &gpk, "--message"])
+        .arg(hex::encode(b"over http"))
+        .arg("--signature")
+        .arg(sig["signature"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(verify.status.success());
+    // And with the CLI client.
+    let out = Command::new(BIN)
+        .args(["sign", "--api", &c.url(4, ""), "--key-id", "k1", "--message", "00ff"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["signature"].as_str().unwrap().len(), 128);
+    let (s, b) = c.post(1, "/v1/keys/k1/sign", json!({ "message": "xyz" })).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("hex"), "{b}");
+    let (s, _) = c.post(1, "/v1/keys/k1/sign", json!({ "msg": "00" })).await;
+    assert_eq!(s, 400);
+    let (s, b) = c.post(1, "/v1/keys/none/sign", json!({ "message": "00" })).await;
+    assert_eq!(s, 404, "{b}");
+
     // Bad input is refused with the right status and a reason.
     let (s, b) = c.post_raw(1, "/v1/keys", "{not json").await;
     assert_eq!(s, 400, "{b}");
@@ -251,6 +282,12 @@ async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
         t0.elapsed() < Duration::from_secs(10),
         "fails fast, not by timeout"
     );
+    // Four of five are still enough for the 4-of-5 key.
+    let (s, b) = c
+        .post(3, "/v1/keys/k1/sign", json!({ "message": "abcd" }))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(!b["signers"].as_array().unwrap().contains(&json!(5)));
     // Without node 5 a smaller key still works.
     let (s, b) = c
         .post(

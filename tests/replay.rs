@@ -1,0 +1,144 @@
+//! A listed participant acting as a malicious coordinator over a real connection: it gets a
+//! signature share for a signing package, then replays the same package. The node must refuse:
+//! its nonces for that session are gone.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use frost_ed25519 as frost;
+use frostnode::keystore::StoredKey;
+use frostnode::localnet::LocalCluster;
+use frostnode::net::{EventLoop, NetParams};
+use frostnode::node::KeygenRequest;
+use frostnode::wire::{self, Body, Envelope, SessionId};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_signing_package_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(3, dir.path()).await.unwrap();
+    cluster.wait_connected(WAIT).await.unwrap();
+    let key = cluster
+        .handle(1)
+        .keygen(KeygenRequest {
+            key_id: "k".into(),
+            threshold: Some(2),
+            participants: None,
+        })
+        .await
+        .unwrap();
+    let target = cluster.handle(1);
+    let target_pid = target.peer_id();
+    let target_addr = cluster.p2p_addrs()[0].clone();
+
+    // Node 3 goes away; its identity and key share now speak through a raw swarm.
+    cluster.stop(3).await;
+    target
+        .wait_ready_where(|r| !r.contains(&3), WAIT)
+        .await
+        .unwrap();
+    let node3 = dir.path().join("node3");
+    let identity = frostnode::identity::load(&node3).unwrap();
+    let stored: StoredKey =
+        serde_json::from_slice(&std::fs::read(node3.join("keys/k.json")).unwrap()).unwrap();
+    let (client, _events, mut event_loop) = EventLoop::new(NetParams {
+        keypair: identity,
+        listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        peers: vec![(target_pid, target_addr)],
+        max_message_size: 1 << 20,
+        request_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    event_loop.wait_listening(WAIT).await.unwrap();
+    tokio::spawn(event_loop.run());
+    target
+        .wait_ready_where(|r| r.contains(&3), WAIT)
+        .await
+        .unwrap();
+
+    let session = SessionId([0x5a; 32]);
+    let ask = |body: Body| {
+        let client = client.clone();
+        async move {
+            let bytes = wire::encode(&Envelope::new(session, 3, body)).unwrap();
+            let answer = client.request(target_pid, bytes).await.unwrap();
+            wire::decode(&answer, 1 << 20).unwrap().body
+        }
+    };
+
+    let message = b"pay 1 coin".to_vec();
+    let theirs = match ask(Body::CommitRequest {
+        attempt: 0,
+        key_id: "k".into(),
+        message: message.clone(),
+    })
+    .await
+    {
+        Body::Commitment { commitments, .. } => {
+            frost::round1::SigningCommitments::deserialize(&commitments).unwrap()
+        }
+        other => panic!("expected commitments, got {other:?}"),
+    };
+    let (_nonces, ours) =
+        frost::round1::commit(stored.key_package.signing_share(), &mut rand::rngs::OsRng);
+    let mut commitments = BTreeMap::new();
+    commitments.insert(frost::Identifier::try_from(1u16).unwrap(), theirs);
+    commitments.insert(frost::Identifier::try_from(3u16).unwrap(), ours);
+    let package = frost::SigningPackage::new(commitments, &message)
+        .serialize()
+        .unwrap();
+    let sign = Body::SignRequest {
+        attempt: 0,
+        signing_package: package,
+    };
+
+    match ask(sign.clone()).await {
+        Body::Share { share, .. } => {
+            frost::round2::SignatureShare::deserialize(&share).unwrap();
+        }
+        other => panic!("expected a share, got {other:?}"),
+    }
+    match ask(sign).await {
+        Body::Refused { reason, .. } => {
+            assert!(reason.contains("already signed"), "{reason}");
+        }
+        other => panic!("a replay must be refused, got {other:?}"),
+    }
+
+    // A signing package for a message other than the committed one is refused as well.
+    let _ = ask(Body::CommitRequest {
+        attempt: 1,
+        key_id: "k".into(),
+        message: b"pay 1 coin".to_vec(),
+    })
+    .await;
+    let mut swapped = BTreeMap::new();
+    swapped.insert(frost::Identifier::try_from(1u16).unwrap(), theirs);
+    swapped.insert(frost::Identifier::try_from(3u16).unwrap(), ours);
+    let forged = frost::SigningPackage::new(swapped, b"pay 1000 coins")
+        .serialize()
+        .unwrap();
+    match ask(Body::SignRequest {
+        attempt: 1,
+        signing_package: forged,
+    })
+    .await
+    {
+        Body::Refused { reason, .. } => {
+            assert!(reason.contains("differs") || reason.contains("commitment"), "{reason}")
+        }
+        other => panic!("a package for another message must be refused, got {other:?}"),
+    }
+    client.shutdown();
+    target
+        .wait_ready_where(|r| !r.contains(&3), WAIT)
+        .await
+        .unwrap();
+
+    // The two honest nodes still sign.
+    let r = target.sign("k", b"after".to_vec()).await.unwrap();
+    assert_eq!(r.group_public_key, key.group_public_key);
+    assert_eq!(r.signers, vec![1, 2]);
+    cluster.shutdown().await;
+}
