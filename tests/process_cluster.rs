@@ -206,7 +206,11 @@ async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
 
     // Sign over HTTP through a node, check with the CLI's offline verifier.
     let (s, sig) = c
-        .post(2, "/v1/keys/k1/sign", json!({ "message": hex::encode(b"over http") }))
+        .post(
+            2,
+            "/v1/keys/k1/sign",
+            json!({ "message": hex::encode(b"over http") }),
+        )
         .await;
     assert_eq!(s, 200, "{sig}");
     assert_eq!(sig["group_public_key"], gpk.as_str());
@@ -221,18 +225,34 @@ async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
     assert!(verify.status.success());
     // And with the CLI client.
     let out = Command::new(BIN)
-        .args(["sign", "--api", &c.url(4, ""), "--key-id", "k1", "--message", "00ff"])
+        .args([
+            "sign",
+            "--api",
+            &c.url(4, ""),
+            "--key-id",
+            "k1",
+            "--message",
+            "00ff",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["signature"].as_str().unwrap().len(), 128);
-    let (s, b) = c.post(1, "/v1/keys/k1/sign", json!({ "message": "xyz" })).await;
+    let (s, b) = c
+        .post(1, "/v1/keys/k1/sign", json!({ "message": "xyz" }))
+        .await;
     assert_eq!(s, 400, "{b}");
     assert!(b["error"].as_str().unwrap().contains("hex"), "{b}");
     let (s, _) = c.post(1, "/v1/keys/k1/sign", json!({ "msg": "00" })).await;
     assert_eq!(s, 400);
-    let (s, b) = c.post(1, "/v1/keys/none/sign", json!({ "message": "00" })).await;
+    let (s, b) = c
+        .post(1, "/v1/keys/none/sign", json!({ "message": "00" }))
+        .await;
     assert_eq!(s, 404, "{b}");
 
     // Bad input is refused with the right status and a reason.

@@ -126,7 +126,10 @@ async fn replayed_signing_package_is_refused() {
     .await
     {
         Body::Refused { reason, .. } => {
-            assert!(reason.contains("differs") || reason.contains("commitment"), "{reason}")
+            assert!(
+                reason.contains("differs") || reason.contains("commitment"),
+                "{reason}"
+            )
         }
         other => panic!("a package for another message must be refused, got {other:?}"),
     }
