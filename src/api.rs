@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::keystore::{self, KeyInfo};
+use crate::metrics::SharedRegistry;
 use crate::node::{KeygenRequest, NodeError, NodeHandle, SignResponse, StatusInfo};
 use crate::wire::NodeId;
 
@@ -92,8 +93,11 @@ pub struct KeygenResponse {
     pub participants: Vec<NodeId>,
 }
 
-/// The API routes, bound to one node.
-pub fn router(node: NodeHandle) -> Router {
+/// The API routes, bound to one node; `/metrics` encodes `registry`.
+pub fn router(node: NodeHandle, registry: SharedRegistry) -> Router {
+    let metrics = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(registry);
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
@@ -102,6 +106,18 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/keys/{key_id}/sign", post(sign))
         .fallback(not_found)
         .with_state(node)
+        .merge(metrics)
+}
+
+async fn metrics(State(registry): State<SharedRegistry>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::encode(&registry),
+    )
+        .into_response()
 }
 
 async fn health() -> Json<serde_json::Value> {

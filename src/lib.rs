@@ -12,6 +12,7 @@ pub mod dkg;
 pub mod identity;
 pub mod keystore;
 pub mod localnet;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod securefile;

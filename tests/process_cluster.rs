@@ -255,6 +255,26 @@ async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
         .await;
     assert_eq!(s, 404, "{b}");
 
+    // Prometheus metrics, ours and libp2p's.
+    let text = c
+        .http
+        .get(c.url(2, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "frostnode_sign_requests_total{outcome=\"succeeded\",reason=\"\"} 1",
+        "frostnode_dkg_sessions_total{outcome=\"succeeded\",reason=\"\"} 1",
+        "frostnode_connected_peers 4",
+        "frostnode_sign_duration_seconds_count 1",
+        "frostnode_libp2p_swarm_connections_established_total",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+
     // Bad input is refused with the right status and a reason.
     let (s, b) = c.post_raw(1, "/v1/keys", "{not json").await;
     assert_eq!(s, 400, "{b}");

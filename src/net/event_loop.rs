@@ -134,6 +134,7 @@ pub struct EventLoop {
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
     pending_publish: VecDeque<(Vec<u8>, Instant)>,
     listen_addrs: Vec<Multiaddr>,
+    metrics: Option<libp2p::metrics::Metrics>,
 }
 
 impl EventLoop {
@@ -203,6 +204,7 @@ impl EventLoop {
             pending_requests: HashMap::new(),
             pending_publish: VecDeque::new(),
             listen_addrs: Vec::new(),
+            metrics: None,
         };
         Ok((Client { tx: cmd_tx }, ev_rx, event_loop))
     }
@@ -228,6 +230,12 @@ impl EventLoop {
                 _ => {}
             }
         }
+    }
+
+    /// Records libp2p's swarm, gossipsub, identify and ping metrics.
+    pub fn with_metrics(mut self, metrics: libp2p::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Sets a peer's dial address before the loop runs (for clusters whose ports are only
@@ -405,6 +413,16 @@ impl EventLoop {
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder;
+            m.record(&event);
+            match &event {
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => m.record(e),
+                _ => {}
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");

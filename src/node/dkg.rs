@@ -65,6 +65,8 @@ impl Node {
             "starting DKG"
         );
         self.sessions.insert(sid, Session::Dkg(Box::new(session)));
+        self.metrics.dkg_started();
+        self.dkg_started.insert(sid, Instant::now());
         self.initiations.insert(
             sid,
             Initiation {
@@ -434,6 +436,8 @@ impl Node {
             Ok(s) => {
                 info!(session = %sid, key_id = %params.key_id, initiator = from, "joining DKG");
                 self.sessions.insert(sid, Session::Dkg(Box::new(s)));
+                self.metrics.dkg_started();
+                self.dkg_started.insert(sid, Instant::now());
                 Body::Ack
             }
             Err(e) => refuse("bad_request", e.to_string()),
@@ -532,6 +536,23 @@ impl Node {
         let Some(Session::Dkg(session)) = self.sessions.remove(&sid) else {
             return;
         };
+        let seconds = self
+            .dkg_started
+            .remove(&sid)
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let failure = match &outcome {
+            DkgOutcome::Stored { .. } => None,
+            DkgOutcome::Failed {
+                culprits, missing, ..
+            } => Some(if !culprits.is_empty() {
+                "misbehaviour"
+            } else if !missing.is_empty() {
+                "timeout"
+            } else {
+                "aborted"
+            }),
+        };
+        self.metrics.dkg_ended(failure, seconds);
         let now = Instant::now();
         self.finished
             .retain(|_, at| now.duration_since(*at) < FINISHED_MEMORY);

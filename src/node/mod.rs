@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::dkg::DkgSession;
 use crate::keystore::{KeyInfo, KeyStore, KeyStoreError};
+use crate::metrics::{Metrics, SharedRegistry};
 use crate::net::{self, Client, EventLoop, NetParams};
 use crate::signing::participant::Signer;
 use crate::wire::{self, Body, Envelope, NodeId, SessionId};
@@ -335,6 +336,8 @@ pub struct BoundNode {
     api_listener: tokio::net::TcpListener,
     api_addr: SocketAddr,
     peer_keys: BTreeMap<NodeId, PublicKey>,
+    metrics: Metrics,
+    registry: SharedRegistry,
 }
 
 impl BoundNode {
@@ -346,7 +349,10 @@ impl BoundNode {
             let key = peer_public_key(&p.peer_id).ok_or(StartError::PeerKey(p.id))?;
             peer_keys.insert(p.id, key);
         }
-        let (client, events, mut event_loop) = EventLoop::new(NetParams {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("frostnode");
+        let metrics = Metrics::register(&mut registry);
+        let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+        let (client, events, event_loop) = EventLoop::new(NetParams {
             keypair: keypair.clone(),
             listen: config.listen.clone(),
             peers: config
@@ -357,6 +363,7 @@ impl BoundNode {
             max_message_size: config.max_message_size,
             request_timeout: config.request_timeout,
         })?;
+        let mut event_loop = event_loop.with_metrics(p2p_metrics);
         let p2p_addr = event_loop.wait_listening(Duration::from_secs(10)).await?;
         let api_listener = tokio::net::TcpListener::bind(config.api_listen)
             .await
@@ -381,6 +388,8 @@ impl BoundNode {
             api_listener,
             api_addr,
             peer_keys,
+            metrics,
+            registry: Arc::new(registry),
         })
     }
 
@@ -452,10 +461,12 @@ impl BoundNode {
             finished: HashMap::new(),
             inbox: tx,
             ready_tx,
+            metrics: self.metrics,
+            dkg_started: HashMap::new(),
         };
         let node_task = tokio::spawn(node.run(rx, self.events));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let router = crate::api::router(handle.clone());
+        let router = crate::api::router(handle.clone(), self.registry);
         let api_listener = self.api_listener;
         let api_task = tokio::spawn(async move {
             let serve = axum::serve(api_listener, router).with_graceful_shutdown(async move {
@@ -591,6 +602,9 @@ struct Node {
     finished: HashMap<SessionId, Instant>,
     inbox: mpsc::Sender<Input>,
     ready_tx: watch::Sender<BTreeSet<NodeId>>,
+    metrics: Metrics,
+    /// When each DKG session started here, for the duration metric.
+    dkg_started: HashMap<SessionId, Instant>,
 }
 
 impl Node {
@@ -753,12 +767,14 @@ impl Node {
             net::Event::Connected(pid) => {
                 if let Some(&id) = self.peer_by_pid.get(&pid) {
                     self.connected.insert(id);
+                    self.metrics.set_peers(self.connected.len());
                 }
             }
             net::Event::Disconnected(pid) => {
                 if let Some(&id) = self.peer_by_pid.get(&pid) {
                     self.connected.remove(&id);
                     self.subscribed.remove(&id);
+                    self.metrics.set_peers(self.connected.len());
                 }
             }
             net::Event::Subscribed(pid) => {

@@ -58,6 +58,7 @@ pub(super) struct Forward {
     candidates: VecDeque<NodeId>,
     reply: Option<oneshot::Sender<Result<SignResponse, NodeError>>>,
     last_error: Option<NodeError>,
+    started: Instant,
 }
 
 fn session_for(request_id: &SessionId, coordinator: NodeId) -> SessionId {
@@ -102,6 +103,7 @@ impl Node {
     pub(super) fn count_culprits(&mut self, culprits: &[NodeId]) {
         for id in culprits {
             *self.culprits.entry(*id).or_default() += 1;
+            self.metrics.culprit(*id);
         }
     }
 
@@ -117,18 +119,22 @@ impl Node {
         message: Vec<u8>,
         reply: oneshot::Sender<Result<SignResponse, NodeError>>,
     ) {
+        self.metrics.sign_started();
+        let refuse = |reply: oneshot::Sender<Result<SignResponse, NodeError>>, err: NodeError| {
+            self.metrics.sign_ended(Some(&err.kind()), 0.0);
+            let _ = reply.send(Err(err));
+        };
         let Some(key) = self.keystore.get(&key_id) else {
-            let _ = reply.send(Err(NodeError::NotFound(format!(
-                "no key {key_id:?} on node {}",
-                self.config.id
-            ))));
+            let err = NodeError::NotFound(format!("no key {key_id:?} on node {}", self.config.id));
+            refuse(reply, err);
             return;
         };
         if message.len() > MAX_SIGN_MESSAGE {
-            let _ = reply.send(Err(NodeError::BadRequest(format!(
+            let err = NodeError::BadRequest(format!(
                 "message of {} bytes exceeds the limit of {MAX_SIGN_MESSAGE} bytes",
                 message.len()
-            ))));
+            ));
+            refuse(reply, err);
             return;
         }
         let participants = key.participants.clone();
@@ -146,10 +152,11 @@ impl Node {
                 participants: participants.len(),
             };
             warn!(key_id = %key_id, error = %err, unreachable = ?unreachable, "signing refused");
-            let _ = reply.send(Err(NodeError::Unavailable {
+            let err = NodeError::Unavailable {
                 message: format!("{err}; unreachable: {unreachable:?}"),
                 missing: unreachable,
-            }));
+            };
+            refuse(reply, err);
             return;
         }
         let request_id = SessionId(rand::random());
@@ -166,6 +173,7 @@ impl Node {
                 candidates,
                 reply: Some(reply),
                 last_error: None,
+                started: Instant::now(),
             },
         );
         self.next_coordinator(request_id);
@@ -269,6 +277,9 @@ impl Node {
 
     fn finish_forward(&mut self, rid: SessionId, result: Result<SignResponse, NodeError>) {
         if let Some(mut fwd) = self.forwards.remove(&rid) {
+            let failure = result.as_ref().err().map(NodeError::kind);
+            self.metrics
+                .sign_ended(failure.as_deref(), fwd.started.elapsed().as_secs_f64());
             if let Some(reply) = fwd.reply.take() {
                 let _ = reply.send(result);
             }

@@ -1,0 +1,162 @@
+//! Prometheus metrics (`GET /metrics`): protocol sessions by outcome, signing latency,
+//! connected peers, culprits caught, and libp2p's own swarm metrics.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::wire::NodeId;
+
+/// Labels of a session counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `started`, `succeeded` or `failed`.
+    pub outcome: String,
+    /// Failure class (`timeout`, `unavailable`, `invalid_shares`, …); empty otherwise.
+    pub reason: String,
+}
+
+/// Labels of the culprit counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CulpritLabels {
+    /// The misbehaving node.
+    pub node: String,
+}
+
+/// The node's metric handles (cheap to clone; all share one registry).
+#[derive(Clone)]
+pub struct Metrics {
+    dkg: Family<OutcomeLabels, Counter>,
+    sign: Family<OutcomeLabels, Counter>,
+    sign_seconds: Histogram,
+    dkg_seconds: Histogram,
+    peers: Gauge,
+    culprits: Family<CulpritLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn labels(outcome: &str, reason: &str) -> OutcomeLabels {
+    OutcomeLabels {
+        outcome: outcome.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Metrics {
+    /// Registers the node's metrics under the `frostnode_` prefix.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            dkg: Family::default(),
+            sign: Family::default(),
+            // 0.25 ms .. ~8 s
+            sign_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            // 1 ms .. ~65 s
+            dkg_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            peers: Gauge::default(),
+            culprits: Family::default(),
+        };
+        registry.register(
+            "dkg_sessions",
+            "DKG sessions on this node, by outcome and failure reason",
+            m.dkg.clone(),
+        );
+        registry.register(
+            "dkg_duration_seconds",
+            "Time from joining a DKG to storing the key",
+            m.dkg_seconds.clone(),
+        );
+        registry.register(
+            "sign_requests",
+            "Signing requests received by this node, by outcome and failure reason",
+            m.sign.clone(),
+        );
+        registry.register(
+            "sign_duration_seconds",
+            "Signing request latency at the node that received it",
+            m.sign_seconds.clone(),
+        );
+        registry.register(
+            "connected_peers",
+            "Configured peers with an open connection",
+            m.peers.clone(),
+        );
+        registry.register(
+            "culprits",
+            "Misbehaviour detected (invalid shares, equivocation, bad packages), by node",
+            m.culprits.clone(),
+        );
+        m
+    }
+
+    /// A DKG session started on this node.
+    pub fn dkg_started(&self) {
+        self.dkg.get_or_create(&labels("started", "")).inc();
+    }
+
+    /// A DKG session ended on this node.
+    pub fn dkg_ended(&self, failure: Option<&str>, seconds: f64) {
+        match failure {
+            None => {
+                self.dkg.get_or_create(&labels("succeeded", "")).inc();
+                self.dkg_seconds.observe(seconds);
+            }
+            Some(reason) => {
+                self.dkg.get_or_create(&labels("failed", reason)).inc();
+            }
+        }
+    }
+
+    /// A signing request arrived at this node.
+    pub fn sign_started(&self) {
+        self.sign.get_or_create(&labels("started", "")).inc();
+    }
+
+    /// A signing request received by this node was answered.
+    pub fn sign_ended(&self, failure: Option<&str>, seconds: f64) {
+        match failure {
+            None => {
+                self.sign.get_or_create(&labels("succeeded", "")).inc();
+                self.sign_seconds.observe(seconds);
+            }
+            Some(reason) => {
+                self.sign.get_or_create(&labels("failed", reason)).inc();
+            }
+        }
+    }
+
+    /// The number of connected configured peers.
+    pub fn set_peers(&self, n: usize) {
+        self.peers.set(n as i64);
+    }
+
+    /// A peer was caught misbehaving.
+    pub fn culprit(&self, node: NodeId) {
+        self.culprits
+            .get_or_create(&CulpritLabels {
+                node: node.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// A finished registry, shared with the HTTP API for encoding.
+pub type SharedRegistry = Arc<Registry>;
+
+/// Encodes every metric in the Prometheus text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}
