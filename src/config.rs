@@ -71,6 +71,9 @@ pub struct RawConfig {
     pub api_listen: String,
     /// Directory holding the identity key and the key store (relative to the config file).
     pub data_dir: PathBuf,
+    /// The identity key file, if not `data_dir/identity.key` (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
     /// Maximum size of one network message in bytes.
     #[serde(default = "default_max_message_size")]
     pub max_message_size: usize,
@@ -157,6 +160,8 @@ pub struct Config {
     pub api_listen: SocketAddr,
     /// Data directory (absolute, or relative to the working directory).
     pub data_dir: PathBuf,
+    /// Identity key file; `None` means `data_dir/identity.key`.
+    pub identity_file: Option<PathBuf>,
     /// Maximum size of one network message.
     pub max_message_size: usize,
     /// Whole-DKG deadline.
@@ -181,9 +186,14 @@ impl Config {
             message: e.to_string().trim().replace('\n', " "),
         })?;
         let mut config = Config::from_raw(raw)?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
         if config.data_dir.is_relative() {
-            let base = path.parent().unwrap_or_else(|| Path::new("."));
             config.data_dir = base.join(&config.data_dir);
+        }
+        if let Some(f) = config.identity_file.as_mut() {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
         }
         Ok(config)
     }
@@ -261,12 +271,20 @@ impl Config {
             listen,
             api_listen,
             data_dir: raw.data_dir,
+            identity_file: raw.identity_file,
             max_message_size: raw.max_message_size,
             dkg_timeout: Duration::from_millis(raw.timeouts.dkg_ms),
             request_timeout: Duration::from_millis(raw.timeouts.request_ms),
             sign_timeout: Duration::from_millis(raw.timeouts.sign_ms),
             peers,
         })
+    }
+
+    /// Where the identity key is read from.
+    pub fn identity_path(&self) -> PathBuf {
+        self.identity_file
+            .clone()
+            .unwrap_or_else(|| crate::identity::identity_path(&self.data_dir))
     }
 
     /// Every node id of the cluster, this node included, sorted.

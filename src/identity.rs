@@ -37,7 +37,12 @@ pub fn identity_path(data_dir: &Path) -> PathBuf {
 
 /// Loads the identity from a data directory.
 pub fn load(data_dir: &Path) -> Result<Keypair, IdentityError> {
-    let path = identity_path(data_dir);
+    load_file(&identity_path(data_dir))
+}
+
+/// Loads the identity from a key file.
+pub fn load_file(path: &Path) -> Result<Keypair, IdentityError> {
+    let path = path.to_path_buf();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

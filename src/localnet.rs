@@ -41,6 +41,11 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
         let dir = out.join(format!("node{k}"));
         let (key, _) = identity::load_or_create(&dir).map_err(|e| e.to_string())?;
         peer_ids.push(key.public().to_peer_id());
+        if layout.docker {
+            // Bind-mounted into a container that runs as another user, so it must be readable.
+            // These are throwaway identities for a local cluster, as the config files say.
+            make_readable(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
     }
     for k in 1..=layout.nodes {
         let raw = raw_config(layout, k, &peer_ids);
@@ -53,7 +58,8 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
         if layout.docker {
             let _ = writeln!(
                 file,
-                "# Identities here are throwaway keys for local testing only."
+                "# For docker-compose: node{k}/identity.key is mounted at /etc/frostnode/identity.key.\n\
+                 # WARNING: these identities are throwaway keys for local testing only."
             );
         }
         file.push_str(&text);
@@ -61,6 +67,21 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
         std::fs::write(&path, file).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(peer_ids)
+}
+
+#[cfg(unix)]
+fn make_readable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(
+        identity::identity_path(dir),
+        std::fs::Permissions::from_mode(0o644),
+    )
+}
+
+#[cfg(not(unix))]
+fn make_readable(_: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig {
@@ -94,6 +115,9 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
         listen,
         api_listen,
         data_dir,
+        identity_file: layout
+            .docker
+            .then(|| PathBuf::from("/etc/frostnode/identity.key")),
         max_message_size: crate::config::DEFAULT_MAX_MESSAGE_SIZE,
         timeouts: RawTimeouts::default(),
         peers,
@@ -132,6 +156,7 @@ impl LocalCluster {
                 listen: "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
                 api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 data_dir: base_dir.join(format!("node{k}")),
+                identity_file: None,
                 max_message_size: crate::config::DEFAULT_MAX_MESSAGE_SIZE,
                 dkg_timeout: Duration::from_millis(crate::config::DEFAULT_DKG_TIMEOUT_MS),
                 request_timeout: Duration::from_millis(crate::config::DEFAULT_REQUEST_TIMEOUT_MS),

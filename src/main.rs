@@ -116,6 +116,12 @@ enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Exit 0 if a node's API answers its health check (for container healthchecks).
+    Health {
+        /// Node API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+    },
     /// Show a node's status.
     Status {
         /// Node API URL.
@@ -196,9 +202,11 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only on a terminal: files, journald and container logs get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -291,6 +299,16 @@ async fn dispatch(command: Command) -> Result<(), String> {
             })
             .await
         }
+        Command::Health { api } => {
+            let v = http(reqwest::Method::GET, &api, "/v1/health", None).await?;
+            match v.get("status").and_then(Value::as_str) {
+                Some("ok") => {
+                    println!("ok");
+                    Ok(())
+                }
+                _ => Err(format!("unhealthy: {v}")),
+            }
+        }
         Command::Status { api } => {
             let v = http(reqwest::Method::GET, &api, "/v1/status", None).await?;
             print_json(&v);
@@ -322,7 +340,8 @@ async fn dispatch(command: Command) -> Result<(), String> {
 
 async fn run(path: PathBuf) -> Result<(), String> {
     let config = Config::load(&path).map_err(|e| e.to_string())?;
-    let keypair = frostnode::identity::load(&config.data_dir).map_err(|e| e.to_string())?;
+    let keypair =
+        frostnode::identity::load_file(&config.identity_path()).map_err(|e| e.to_string())?;
     let node = BoundNode::bind(config, keypair)
         .await
         .map_err(|e| e.to_string())?

@@ -87,7 +87,12 @@ impl Behaviour {
                 "/frostnode/1.0.0".into(),
                 key.public(),
             )),
-            ping: ping::Behaviour::new(ping::Config::new()),
+            // A peer that stops answering (a cut network, a frozen host) is noticed in ~10 s.
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(5)),
+            ),
         })
     }
 }
