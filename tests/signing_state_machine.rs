@@ -120,8 +120,17 @@ fn run(
                             attempt,
                             signing_package,
                         } => {
+                            let participants: Vec<NodeId> = k.packages.keys().copied().collect();
                             let mut share = signer
-                                .sign(session, attempt, 1, &signing_package, key)
+                                .sign(
+                                    now,
+                                    session,
+                                    attempt,
+                                    1,
+                                    &signing_package,
+                                    key,
+                                    &participants,
+                                )
                                 .unwrap();
                             if matches!(action, Fate::CorruptShare) {
                                 share = frost::round2::SignatureShare::deserialize(&[5u8; 32])
@@ -254,17 +263,22 @@ fn package_for(
         .unwrap()
 }
 
+const P: &[NodeId] = &[1, 2, 3];
+
 #[test]
 fn nonces_sign_once_and_replays_are_refused() {
     let k = keys(3, 2);
     let mut s = Signer::new();
+    let now = Instant::now();
     let session = SessionId([1; 32]);
     let pkg = package_for(&k, &mut s, session, b"msg", 1);
     assert_eq!(s.pending(), 1);
-    s.sign(session, 0, 9, &pkg, &k.packages[&1]).unwrap();
+    s.sign(now, session, 0, 9, &pkg, &k.packages[&1], P)
+        .unwrap();
     assert_eq!(s.pending(), 0, "nonces are gone after use");
     assert_eq!(
-        s.sign(session, 0, 9, &pkg, &k.packages[&1]).unwrap_err(),
+        s.sign(now, session, 0, 9, &pkg, &k.packages[&1], P)
+            .unwrap_err(),
         SignerError::UnknownSession {
             session,
             attempt: 0
@@ -273,10 +287,11 @@ fn nonces_sign_once_and_replays_are_refused() {
 }
 
 #[test]
-fn signer_checks_message_commitment_and_coordinator() {
+fn signer_checks_message_commitment_signers_and_coordinator() {
     let k = keys(3, 2);
     let key = &k.packages[&1];
     let mut s = Signer::new();
+    let now = Instant::now();
 
     // A package over another message than the one committed to.
     let a = SessionId([2; 32]);
@@ -284,7 +299,7 @@ fn signer_checks_message_commitment_and_coordinator() {
     let mut other = Signer::new();
     let forged = package_for(&k, &mut other, a, b"something else", 1);
     assert_eq!(
-        s.sign(a, 0, 9, &forged, key).unwrap_err(),
+        s.sign(now, a, 0, 9, &forged, key, P).unwrap_err(),
         SignerError::MessageMismatch
     );
     assert_eq!(s.pending(), 0, "a refused package still burns the nonces");
@@ -295,26 +310,33 @@ fn signer_checks_message_commitment_and_coordinator() {
     let mut third = Signer::new();
     let foreign = package_for(&k, &mut third, b, b"m", 1);
     assert_eq!(
-        s.sign(b, 0, 9, &foreign, key).unwrap_err(),
+        s.sign(now, b, 0, 9, &foreign, key, P).unwrap_err(),
         SignerError::CommitmentMismatch
     );
 
-    // From another coordinator than the one we committed to.
+    // Another participant (8) cannot use or burn the nonces committed to coordinator 9.
     let c = SessionId([4; 32]);
     let pkg = package_for(&k, &mut s, c, b"m", 1);
     assert!(matches!(
-        s.sign(c, 0, 8, &pkg, key),
-        Err(SignerError::WrongCoordinator {
-            expected: 9,
-            got: 8
-        })
+        s.sign(now, c, 0, 8, &pkg, key, P),
+        Err(SignerError::UnknownSession { .. })
     ));
+    s.sign(now, c, 0, 9, &pkg, key, P)
+        .expect("the real coordinator still gets its share");
+
+    // Signers outside the key.
+    let e = SessionId([6; 32]);
+    let pkg = package_for(&k, &mut s, e, b"m", 1);
+    assert_eq!(
+        s.sign(now, e, 0, 9, &pkg, key, &[1, 3]).unwrap_err(),
+        SignerError::UnknownSigners
+    );
 
     // Garbage.
     let d = SessionId([5; 32]);
     let _ = package_for(&k, &mut s, d, b"m", 1);
     assert_eq!(
-        s.sign(d, 0, 9, b"junk", key).unwrap_err(),
+        s.sign(now, d, 0, 9, b"junk", key, P).unwrap_err(),
         SignerError::Malformed
     );
 }
@@ -333,6 +355,48 @@ fn commit_is_idempotent_and_nonces_expire() {
         s.commit(now, sid, 0, 9, "k", b"other", key),
         Err(SignerError::Conflict(_))
     ));
-    s.expire(now + frostnode::signing::participant::NONCE_TTL + Duration::from_secs(1));
+    let later = now + frostnode::signing::participant::NONCE_TTL + Duration::from_secs(1);
+    assert_eq!(
+        s.next_expiry(),
+        Some(now + frostnode::signing::participant::NONCE_TTL)
+    );
+    s.expire(later);
     assert_eq!(s.pending(), 0);
+
+    // A package that arrives after the nonces' time is refused even before a sweep.
+    let late = SessionId([7; 32]);
+    let pkg = package_for(&k, &mut s, late, b"m", 1);
+    assert!(matches!(
+        s.sign(
+            Instant::now() + frostnode::signing::participant::NONCE_TTL,
+            late,
+            0,
+            9,
+            &pkg,
+            key,
+            P
+        ),
+        Err(SignerError::UnknownSession { .. })
+    ));
+}
+
+#[test]
+fn one_coordinator_cannot_fill_the_nonce_table() {
+    use frostnode::signing::participant::MAX_PENDING_PER_COORDINATOR;
+    let k = keys(3, 2);
+    let key = &k.packages[&1];
+    let mut s = Signer::new();
+    let now = Instant::now();
+    for i in 0..MAX_PENDING_PER_COORDINATOR {
+        let mut sid = [0u8; 32];
+        sid[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        s.commit(now, SessionId(sid), 0, 9, "k", b"m", key).unwrap();
+    }
+    assert_eq!(
+        s.commit(now, SessionId([0xee; 32]), 0, 9, "k", b"m", key)
+            .unwrap_err(),
+        SignerError::Busy
+    );
+    s.commit(now, SessionId([0xee; 32]), 0, 8, "k", b"m", key)
+        .expect("another coordinator still gets commitments");
 }

@@ -633,7 +633,9 @@ impl Node {
     fn next_deadline(&self) -> Option<Instant> {
         let sessions = self.sessions.values().filter_map(Session::deadline);
         let inits = self.initiations.values().map(|i| i.deadline);
-        sessions.chain(inits).min()
+        // Unused nonces are dropped on time even when nothing else is going on.
+        let nonces = self.signer.next_expiry().map(Instant::from_std);
+        sessions.chain(inits).chain(nonces).min()
     }
 
     fn on_timers(&mut self) {

@@ -410,7 +410,15 @@ impl Node {
             {
                 Some(package) => self
                     .signer
-                    .sign_package(sid, *attempt, me, package, &key.key_package)
+                    .sign_package(
+                        now,
+                        sid,
+                        *attempt,
+                        me,
+                        package,
+                        &key.key_package,
+                        &key.participants,
+                    )
                     .map(|share| (*attempt, Err(share))),
                 None => return Vec::new(),
             },
@@ -443,7 +451,7 @@ impl Node {
         let Some(Session::Coordinate(c)) = self.sessions.remove(&sid) else {
             return;
         };
-        self.signer.forget(sid);
+        self.signer.forget(self.config.id, sid);
         let elapsed_ms = c.started.elapsed().as_secs_f64() * 1e3;
         let body = match result {
             Ok(out) => {
@@ -609,17 +617,22 @@ impl Node {
                 attempt,
                 signing_package,
             } => {
-                let key_id = self.signer.key_of(sid, attempt).map(str::to_string);
+                let key_id = self
+                    .signer
+                    .key_of(coordinator, sid, attempt)
+                    .map(str::to_string);
                 let Some(key) = key_id.as_deref().and_then(|k| self.keystore.get(k)) else {
                     warn!(session = %sid, coordinator, attempt, "signing package for an unknown or finished session refused (nonces are single use)");
                     return refused("bad_request", format!("no commitment for session {sid} attempt {attempt}: unknown, expired or already signed"));
                 };
                 match self.signer.sign(
+                    Instant::now().into_std(),
                     sid,
                     attempt,
                     coordinator,
                     &signing_package,
                     &key.key_package,
+                    &key.participants,
                 ) {
                     Ok(share) => Body::Share { attempt, share },
                     Err(e) => {
