@@ -229,6 +229,12 @@ impl Config {
         if raw.timeouts.sign_ms == 0 {
             return Err(field_err("timeouts.sign_ms", "must be positive"));
         }
+        if raw.timeouts.sign_ms >= raw.timeouts.request_ms {
+            return Err(field_err(
+                "timeouts.sign_ms",
+                "must be shorter than timeouts.request_ms (a forwarded request waits for the signature)",
+            ));
+        }
         let mut seen_ids = BTreeSet::new();
         let mut seen_peer_ids = BTreeSet::new();
         let mut peers = Vec::with_capacity(raw.peers.len());

@@ -141,6 +141,16 @@ pub enum DkgError {
         /// Who noticed.
         reported_by: NodeId,
     },
+    /// Another participant's echo disagrees with ours about a third participant's round-1
+    /// package: either the sender showed different packages to different peers, or the
+    /// reporter lies about what it received. Both are suspects.
+    #[error("node {reporter} reports a different round-1 package from node {sender} than this node received (one of them is lying)")]
+    EchoMismatch {
+        /// Whose package is disputed.
+        sender: NodeId,
+        /// Who reported the other version.
+        reporter: NodeId,
+    },
     /// A confirmation whose signature does not verify.
     #[error("node {culprit} sent a confirmation with an invalid signature")]
     InvalidConfirmation {
@@ -154,7 +164,7 @@ pub enum DkgError {
         culprits: Vec<NodeId>,
     },
     /// Another participant aborted the session.
-    #[error("node {by} aborted the session: {reason}")]
+    #[error("node {by} aborted the session: {reason} (it blames {culprits:?})")]
     PeerAborted {
         /// Who aborted.
         by: NodeId,
@@ -185,8 +195,9 @@ impl DkgError {
             | DkgError::InvalidSecretShare { culprit }
             | DkgError::Equivocation { culprit, .. }
             | DkgError::InvalidConfirmation { culprit } => vec![*culprit],
+            DkgError::EchoMismatch { sender, reporter } => vec![*sender, *reporter],
             DkgError::ConfirmationMismatch { culprits } => culprits.clone(),
-            DkgError::PeerAborted { culprits, .. } => culprits.clone(),
+            // Another node's accusation is not evidence: it is in the message, not here.
             _ => Vec::new(),
         }
     }
@@ -207,6 +218,7 @@ impl DkgError {
             DkgError::InvalidProofOfKnowledge { .. } => "invalid_proof_of_knowledge",
             DkgError::InvalidSecretShare { .. } => "invalid_secret_share",
             DkgError::Equivocation { .. } => "equivocation",
+            DkgError::EchoMismatch { .. } => "equivocation",
             DkgError::InvalidConfirmation { .. } => "invalid_confirmation",
             DkgError::ConfirmationMismatch { .. } => "confirmation_mismatch",
             DkgError::PeerAborted { .. } => "peer_aborted",
@@ -762,16 +774,17 @@ impl DkgSession {
         for (&reporter, hashes) in &self.echoes {
             for (sender, hash) in hashes {
                 if self.round1_hashes.get(sender) != Some(hash) {
-                    // If the disagreement is about our own package, the reporter is lying.
-                    let culprit = if *sender == self.me {
-                        reporter
-                    } else {
-                        *sender
-                    };
-                    return Err(DkgError::Equivocation {
-                        culprit,
-                        what: "round-1 packages",
-                        reported_by: reporter,
+                    // About our own package we know the truth: the reporter is lying.
+                    if *sender == self.me {
+                        return Err(DkgError::Equivocation {
+                            culprit: reporter,
+                            what: "echo of our round-1 package",
+                            reported_by: self.me,
+                        });
+                    }
+                    return Err(DkgError::EchoMismatch {
+                        sender: *sender,
+                        reporter,
                     });
                 }
             }

@@ -236,13 +236,6 @@ impl LocalCluster {
         }
     }
 
-    /// Freezes node `id`: its protocol logic stops while its connections stay open.
-    pub async fn hang(&mut self, id: NodeId) {
-        if let Some(n) = self.nodes[usize::from(id - 1)].as_mut() {
-            n.hang().await;
-        }
-    }
-
     /// Where the nodes keep their data.
     pub fn base_dir(&self) -> &Path {
         &self.base_dir

@@ -167,6 +167,8 @@ pub enum Body {
     SignForward {
         /// Key to sign with.
         key_id: String,
+        /// The group key the sender holds under `key_id`; a coordinator holding another refuses.
+        group_public_key: [u8; 32],
         /// Message to sign.
         message: Vec<u8>,
     },
@@ -185,6 +187,8 @@ pub enum Body {
         attempt: u8,
         /// Key to sign with.
         key_id: String,
+        /// The group key the coordinator holds under `key_id`; a signer holding another refuses.
+        group_public_key: [u8; 32],
         /// Message that will be signed.
         message: Vec<u8>,
     },

@@ -67,10 +67,48 @@ async fn replayed_signing_package_is_refused() {
         }
     };
 
+    let gpk: [u8; 32] = hex::decode(&key.group_public_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
+
+    // A listed peer may not speak for another node: the envelope must carry its own id.
+    let impersonated = wire::encode(&Envelope::new(
+        session,
+        2,
+        Body::CommitRequest {
+            attempt: 0,
+            key_id: "k".into(),
+            group_public_key: gpk,
+            message: b"x".to_vec(),
+        },
+    ))
+    .unwrap();
+    let answer = client.request(target_pid, impersonated).await.unwrap();
+    match wire::decode(&answer, 1 << 20).unwrap().body {
+        Body::Refused { reason, .. } => {
+            assert!(reason.contains("claims to come from node 2"), "{reason}")
+        }
+        other => panic!("impersonation must be refused, got {other:?}"),
+    }
+    // A commitment request for another group key under the same id is refused.
+    match ask(Body::CommitRequest {
+        attempt: 0,
+        key_id: "k".into(),
+        group_public_key: [9; 32],
+        message: b"x".to_vec(),
+    })
+    .await
+    {
+        Body::Refused { kind, .. } => assert_eq!(kind, "key_mismatch"),
+        other => panic!("expected a key mismatch, got {other:?}"),
+    }
+
     let message = b"pay 1 coin".to_vec();
     let theirs = match ask(Body::CommitRequest {
         attempt: 0,
         key_id: "k".into(),
+        group_public_key: gpk,
         message: message.clone(),
     })
     .await
@@ -110,6 +148,7 @@ async fn replayed_signing_package_is_refused() {
     let _ = ask(Body::CommitRequest {
         attempt: 1,
         key_id: "k".into(),
+        group_public_key: gpk,
         message: b"pay 1 coin".to_vec(),
     })
     .await;

@@ -230,24 +230,50 @@ async fn two_stopped_nodes_still_sign_three_give_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hung_coordinator_is_skipped_by_failover() {
-    let (_dir, mut c, gpk) = cluster(5, 3).await;
-    // Node 2 keeps its connections but answers nothing: requests that elect it as coordinator
-    // (about one in five) and sessions that pick it as a signer must move on without it.
-    c.hang(2).await;
-    let mut rng = rand::thread_rng();
-    for i in 0..60 {
-        let via = [1u16, 3, 4, 5][rng.gen_range(0..4)];
-        let message = format!("failover {i}").into_bytes();
-        let r = c
-            .handle(via)
-            .sign("k", message.clone())
-            .await
-            .unwrap_or_else(|e| panic!("request {i} via node {via}: {e}"));
-        check(&gpk, &message, &r);
+async fn hung_node_is_skipped_as_coordinator_and_as_signer() {
+    let dir = tempfile::tempdir().unwrap();
+    // Short deadlines so that waiting out a hung node takes seconds, not minutes.
+    let c = LocalCluster::start_with(5, dir.path(), |cfg| {
+        cfg.request_timeout = Duration::from_secs(4);
+        cfg.sign_timeout = Duration::from_millis(2400);
+    })
+    .await
+    .unwrap();
+    c.wait_connected(WAIT).await.unwrap();
+    let gpk = c
+        .handle(1)
+        .keygen(KeygenRequest {
+            key_id: "k".into(),
+            threshold: Some(3),
+            participants: None,
+        })
+        .await
+        .unwrap()
+        .group_public_key;
+    // Node 2 keeps its connections and takes every request, but never answers: requests that
+    // elect it as coordinator (about one in five) must fail over to the next in the ranking,
+    // and sessions that pick it as a signer must replace it.
+    c.handle(2).set_unresponsive(true).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40u16 {
+        let via = [1u16, 3, 4, 5][usize::from(i % 4)];
+        let h = c.handle(via);
+        tasks.push(tokio::spawn(async move {
+            let m = format!("failover {i}").into_bytes();
+            (via, m.clone(), h.sign("k", m).await)
+        }));
+    }
+    for t in tasks {
+        let (via, m, r) = t.await.unwrap();
+        let r = r.unwrap_or_else(|e| panic!("request via node {via}: {e}"));
+        check(&gpk, &m, &r);
         assert_ne!(r.coordinator, 2);
         assert!(!r.signers.contains(&2));
     }
+    assert!(
+        c.handle(2).ready_peers().len() == 4,
+        "the hung node stayed connected"
+    );
     c.shutdown().await;
 }
 

@@ -148,7 +148,12 @@ impl request_response::Codec for RpcCodec {
     where
         T: futures::AsyncRead + Unpin + Send,
     {
-        self.read_bounded(io).await
+        let buf = self.read_bounded(io).await?;
+        if buf.is_empty() {
+            // The remote closed the stream without answering.
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no response"));
+        }
+        Ok(buf)
     }
 
     async fn write_request<T>(

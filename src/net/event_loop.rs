@@ -42,7 +42,6 @@ pub struct NetParams {
 }
 
 /// Instructions from a [`Client`].
-#[derive(Debug)]
 pub enum Command {
     /// Broadcast on the DKG topic.
     Publish {
@@ -86,7 +85,6 @@ pub enum Command {
 }
 
 /// What the network reports to the node.
-#[derive(Debug)]
 pub enum Event {
     /// A gossip message, awaiting validation via [`Client::validate`].
     Gossip {
@@ -116,6 +114,39 @@ pub enum Event {
     Subscribed(PeerId),
     /// A peer unsubscribed from the DKG topic.
     Unsubscribed(PeerId),
+}
+
+// Payloads may hold secret shares: `Debug` shows sizes only.
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Publish { data } => write!(f, "Publish({} bytes)", data.len()),
+            Command::Request { peer, data, .. } => {
+                write!(f, "Request(to {peer}, {} bytes)", data.len())
+            }
+            Command::Respond { data, .. } => write!(f, "Respond({} bytes)", data.len()),
+            Command::Validate { message_id, .. } => write!(f, "Validate({message_id})"),
+            Command::SetPeerAddress { peer, addr } => write!(f, "SetPeerAddress({peer}, {addr})"),
+            Command::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Gossip { source, data, .. } => {
+                write!(f, "Gossip(from {source}, {} bytes)", data.len())
+            }
+            Event::Request { peer, data, .. } => {
+                write!(f, "Request(from {peer}, {} bytes)", data.len())
+            }
+            Event::Connected(p) => write!(f, "Connected({p})"),
+            Event::Disconnected(p) => write!(f, "Disconnected({p})"),
+            Event::Subscribed(p) => write!(f, "Subscribed({p})"),
+            Event::Unsubscribed(p) => write!(f, "Unsubscribed({p})"),
+        }
+    }
 }
 
 struct Redial {

@@ -295,13 +295,16 @@ impl Node {
     }
 
     fn conclude(&self, init: &Initiation) -> Result<KeyInfo, NodeError> {
-        // Our own failure explains the most; otherwise the first participant's failure.
+        // The report that names culprits explains the most (ours first), then any failure.
         let mut failures: Vec<(&NodeId, &DkgOutcome)> = init
             .reports
             .iter()
             .filter(|(_, o)| matches!(o, DkgOutcome::Failed { .. }))
             .collect();
-        failures.sort_by_key(|(id, _)| **id != self.config.id);
+        failures.sort_by_key(|(id, o)| {
+            let blames = matches!(o, DkgOutcome::Failed { culprits, .. } if !culprits.is_empty());
+            (!blames, **id != self.config.id)
+        });
         if let Some((
             id,
             DkgOutcome::Failed {
@@ -315,7 +318,7 @@ impl Node {
                 format!("DKG for key {:?} failed: {reason}", init.key_id)
             } else {
                 format!(
-                    "DKG for key {:?} failed on node {id}: {reason}",
+                    "DKG for key {:?} failed; node {id} reports: {reason}",
                     init.key_id
                 )
             };

@@ -165,6 +165,8 @@ enum Input {
     },
     #[cfg(feature = "fault-injection")]
     CorruptShares(bool),
+    #[cfg(feature = "fault-injection")]
+    Unresponsive(bool),
 }
 
 /// Cloneable handle for talking to a running node (used by the API and tests).
@@ -278,6 +280,16 @@ impl NodeHandle {
     pub async fn corrupt_signature_shares(&self, on: bool) -> Result<(), NodeError> {
         self.tx
             .send(Input::CorruptShares(on))
+            .await
+            .map_err(|_| NodeError::stopped())
+    }
+
+    /// Makes this node take requests and never answer them, while its connections stay up
+    /// (test builds only): a hung node, from its peers' view.
+    #[cfg(feature = "fault-injection")]
+    pub async fn set_unresponsive(&self, on: bool) -> Result<(), NodeError> {
+        self.tx
+            .send(Input::Unresponsive(on))
             .await
             .map_err(|_| NodeError::stopped())
     }
@@ -463,6 +475,8 @@ impl BoundNode {
             ready_tx,
             metrics: self.metrics,
             dkg_started: HashMap::new(),
+            #[cfg(feature = "fault-injection")]
+            faults: Faults::default(),
         };
         let node_task = tokio::spawn(node.run(rx, self.events));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -524,19 +538,6 @@ impl RunningNode {
         }
         self.client.shutdown();
         for t in tasks {
-            t.abort();
-            let _ = t.await;
-        }
-    }
-
-    /// Stops the API and the protocol logic but keeps the node's connections open: from its
-    /// peers' view a hung node (used to test failover).
-    pub async fn hang(&mut self) {
-        if let Some(stop) = self.stop_api.take() {
-            let _ = stop.send(());
-        }
-        // tasks: [network, node, api]
-        for t in self.tasks.drain(1..) {
             t.abort();
             let _ = t.await;
         }
@@ -605,6 +606,18 @@ struct Node {
     metrics: Metrics,
     /// When each DKG session started here, for the duration metric.
     dkg_started: HashMap<SessionId, Instant>,
+    #[cfg(feature = "fault-injection")]
+    faults: Faults,
+}
+
+/// Test-only misbehaviour of this node.
+#[cfg(feature = "fault-injection")]
+#[derive(Default)]
+struct Faults {
+    /// Take requests and never answer.
+    unresponsive: bool,
+    /// The requests taken and not answered.
+    held: Vec<ResponseChannel<Vec<u8>>>,
 }
 
 impl Node {
@@ -697,6 +710,13 @@ impl Node {
             }
             #[cfg(feature = "fault-injection")]
             Input::CorruptShares(on) => self.signer.set_corrupt_shares(on),
+            #[cfg(feature = "fault-injection")]
+            Input::Unresponsive(on) => {
+                self.faults.unresponsive = on;
+                if !on {
+                    self.faults.held.clear();
+                }
+            }
         }
     }
 
@@ -835,6 +855,10 @@ impl Node {
                 warn!(peer = %source, %reason, "broadcast rejected");
                 MessageAcceptance::Reject
             }
+            Ok(env) if !is_broadcast(&env.body) => {
+                warn!(peer = %source, kind = env.body.kind(), "message type not allowed as a broadcast; rejected");
+                MessageAcceptance::Reject
+            }
             // Valid messages are not relayed: every participant is directly connected to every
             // other (checked before a session starts) and flood publishing reaches each of
             // them directly, so a relay would only cost bandwidth and CPU.
@@ -847,6 +871,11 @@ impl Node {
     }
 
     fn on_request(&mut self, peer: PeerId, data: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        #[cfg(feature = "fault-injection")]
+        if self.faults.unresponsive {
+            self.faults.held.push(channel);
+            return;
+        }
         let env = match self.authenticate(peer, &data) {
             Ok(env) => env,
             Err(reason) => {
@@ -865,9 +894,14 @@ impl Node {
         let sid = env.session;
         let from = env.from;
         let reply = match env.body {
-            Body::SignForward { key_id, message } => {
+            Body::SignForward {
+                key_id,
+                group_public_key,
+                message,
+            } => {
                 // Answered when the signature is done.
-                self.coordinate(sid, key_id, message, signing::Responder::Peer(channel));
+                let responder = signing::Responder::Peer(channel);
+                self.coordinate(sid, key_id, Some(group_public_key), message, responder);
                 return;
             }
             body @ (Body::CommitRequest { .. } | Body::SignRequest { .. }) => {
@@ -934,6 +968,18 @@ impl Node {
             }
         }
     }
+}
+
+/// Bodies that may travel by GossipSub. Everything else (secret shares above all) is unicast.
+fn is_broadcast(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::DkgBegin
+            | Body::DkgRound1 { .. }
+            | Body::DkgEcho { .. }
+            | Body::DkgConfirm(_)
+            | Body::DkgAbort { .. }
+    )
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -2,7 +2,6 @@
 //! coordinates itself), runs the coordinator state machine, and answers as a signer.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use libp2p::request_response::ResponseChannel;
 use serde::{Deserialize, Serialize};
@@ -18,8 +17,6 @@ use crate::wire::{self, Body, Envelope, NodeId, SessionId};
 
 /// Largest message a node signs.
 pub const MAX_SIGN_MESSAGE: usize = 64 * 1024;
-/// How long the coordinator waits for one signer before replacing it.
-const SIGNER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Answer of a signing request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,11 +194,27 @@ impl Node {
         };
         let (key_id, message) = (fwd.key_id.clone(), fwd.message.clone());
         if next == self.config.id {
-            self.coordinate(rid, key_id, message, Responder::Local(rid));
-        } else {
-            debug!(request = %rid, coordinator = next, "forwarding signing request");
-            self.request(rid, next, Body::SignForward { key_id, message });
+            self.coordinate(rid, key_id, None, message, Responder::Local(rid));
+            return;
         }
+        let Some(group_public_key) = self
+            .keystore
+            .get(&key_id)
+            .and_then(|k| gpk_bytes(&k.group_public_key))
+        else {
+            self.finish_forward(
+                rid,
+                Err(NodeError::Internal("stored group key is corrupt".into())),
+            );
+            return;
+        };
+        debug!(request = %rid, coordinator = next, "forwarding signing request");
+        let body = Body::SignForward {
+            key_id,
+            group_public_key,
+            message,
+        };
+        self.request(rid, next, body);
     }
 
     pub(super) fn on_forward_reply(
@@ -248,7 +261,10 @@ impl Node {
             }
             Ok(Body::Refused { kind, reason }) => {
                 let err = NodeError::from_refusal(from, &kind, &reason);
-                if kind == "timeout" || kind == "unavailable" {
+                if matches!(
+                    kind.as_str(),
+                    "timeout" | "unavailable" | "not_found" | "key_mismatch"
+                ) {
                     warn!(request = %rid, coordinator = from, %reason, "coordinator failed; trying the next one");
                     if let Some(f) = self.forwards.get_mut(&rid) {
                         f.last_error = Some(err);
@@ -292,6 +308,7 @@ impl Node {
         &mut self,
         rid: SessionId,
         key_id: String,
+        expected_key: Option<[u8; 32]>,
         message: Vec<u8>,
         responder: Responder,
     ) {
@@ -302,6 +319,12 @@ impl Node {
                 "not_found",
                 format!("no key {key_id:?} on node {me}"),
             )),
+            Some(k) if expected_key.is_some() && gpk_bytes(&k.group_public_key) != expected_key => {
+                Some(refused(
+                    "key_mismatch",
+                    format!("node {me} holds a different group key under {key_id:?}"),
+                ))
+            }
             Some(_) if message.len() > MAX_SIGN_MESSAGE => {
                 Some(refused("bad_request", "message too long"))
             }
@@ -351,7 +374,8 @@ impl Node {
             params,
             preference,
             now.into_std(),
-            SIGNER_TIMEOUT.min(self.config.request_timeout),
+            // Time for the first signer set and two replacements within the signing deadline.
+            self.config.sign_timeout / 3,
             (now + self.config.sign_timeout).into_std(),
         );
         debug!(session = %sid, request = %rid, key_id = %key_id, "coordinating");
@@ -400,6 +424,7 @@ impl Node {
                     attempt,
                     key_id,
                     message,
+                    ..
                 },
                 Some(key),
             ) => self
@@ -526,13 +551,22 @@ impl Node {
                                 })
                                 .unwrap_or_default();
                             NodeError::Unavailable {
-                                message: reason,
+                                message: reason.clone(),
                                 missing,
                             }
                         }
                         _ => NodeError::from_refusal(self.config.id, &kind, &reason),
                     };
-                    self.finish_forward(rid, Err(err));
+                    if kind == "timeout" || kind == "unavailable" {
+                        // Another coordinator may reach signers this node cannot.
+                        warn!(request = %rid, %reason, "coordinating here failed; trying the next coordinator");
+                        if let Some(f) = self.forwards.get_mut(&rid) {
+                            f.last_error = Some(err);
+                        }
+                        self.next_coordinator(rid);
+                    } else {
+                        self.finish_forward(rid, Err(err));
+                    }
                 }
                 Ok(other) | Err(other) => {
                     let err = NodeError::Internal(format!("unexpected {}", other.kind()));
@@ -577,11 +611,18 @@ impl Node {
             Body::CommitRequest {
                 attempt,
                 key_id,
+                group_public_key,
                 message,
             } => {
                 let Some(key) = self.keystore.get(&key_id) else {
                     return refused("not_found", format!("no key {key_id:?} on node {me}"));
                 };
+                if gpk_bytes(&key.group_public_key) != Some(group_public_key) {
+                    return refused(
+                        "key_mismatch",
+                        format!("node {me} holds a different group key under {key_id:?}"),
+                    );
+                }
                 if !key.participants.contains(&coordinator) {
                     return refused(
                         "bad_request",
@@ -682,6 +723,10 @@ impl Node {
                 .await;
         });
     }
+}
+
+fn gpk_bytes(hex_key: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_key).ok()?.try_into().ok()
 }
 
 fn verifies(gpk_hex: &str, message: &[u8], signature: &[u8]) -> bool {

@@ -209,6 +209,7 @@ impl Coordinator {
         Body::CommitRequest {
             attempt: self.attempt,
             key_id: self.params.key_id.clone(),
+            group_public_key: self.params.group_public_key,
             message: self.params.message.clone(),
         }
     }
