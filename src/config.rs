@@ -80,6 +80,9 @@ pub struct RawConfig {
     /// Timeouts.
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// Encryption of key files at rest.
+    #[serde(default, skip_serializing_if = "RawKeystore::is_empty")]
+    pub keystore: RawKeystore,
     /// Every other node of the cluster.
     #[serde(default)]
     pub peers: Vec<RawPeer>,
@@ -108,6 +111,35 @@ impl Default for RawTimeouts {
             sign_ms: DEFAULT_SIGN_TIMEOUT_MS,
         }
     }
+}
+
+/// `[keystore]` section: where the passphrase that encrypts key files comes from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeystore {
+    /// Name of an environment variable holding the passphrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_env: Option<String>,
+    /// A file holding the passphrase (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl RawKeystore {
+    fn is_empty(&self) -> bool {
+        self.passphrase_env.is_none() && self.passphrase_file.is_none()
+    }
+}
+
+/// Where the key store passphrase comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassphraseSource {
+    /// Key files are stored unencrypted.
+    None,
+    /// An environment variable.
+    Env(String),
+    /// A file (its content, without a trailing newline).
+    File(PathBuf),
 }
 
 /// One `[[peers]]` entry as written.
@@ -170,6 +202,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Per-signature deadline at the coordinator.
     pub sign_timeout: Duration,
+    /// Passphrase for key files at rest.
+    pub passphrase: PassphraseSource,
     /// The other nodes, sorted by id.
     pub peers: Vec<Peer>,
 }
@@ -191,6 +225,11 @@ impl Config {
             config.data_dir = base.join(&config.data_dir);
         }
         if let Some(f) = config.identity_file.as_mut() {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        if let PassphraseSource::File(f) = &mut config.passphrase {
             if f.is_relative() {
                 *f = base.join(&*f);
             }
@@ -235,6 +274,20 @@ impl Config {
                 "must be shorter than timeouts.request_ms (a forwarded request waits for the signature)",
             ));
         }
+        let passphrase = match (&raw.keystore.passphrase_env, &raw.keystore.passphrase_file) {
+            (Some(_), Some(_)) => {
+                return Err(field_err(
+                    "keystore",
+                    "set passphrase_env or passphrase_file, not both",
+                ))
+            }
+            (Some(v), None) if v.is_empty() => {
+                return Err(field_err("keystore.passphrase_env", "must not be empty"))
+            }
+            (Some(v), None) => PassphraseSource::Env(v.clone()),
+            (None, Some(f)) => PassphraseSource::File(f.clone()),
+            (None, None) => PassphraseSource::None,
+        };
         let mut seen_ids = BTreeSet::new();
         let mut seen_peer_ids = BTreeSet::new();
         let mut peers = Vec::with_capacity(raw.peers.len());
@@ -282,8 +335,34 @@ impl Config {
             dkg_timeout: Duration::from_millis(raw.timeouts.dkg_ms),
             request_timeout: Duration::from_millis(raw.timeouts.request_ms),
             sign_timeout: Duration::from_millis(raw.timeouts.sign_ms),
+            passphrase,
             peers,
         })
+    }
+
+    /// Reads the key store passphrase, if one is configured.
+    pub fn read_passphrase(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, ConfigError> {
+        let text = match &self.passphrase {
+            PassphraseSource::None => return Ok(None),
+            PassphraseSource::Env(var) => std::env::var(var).map_err(|_| {
+                field_err(
+                    "keystore.passphrase_env",
+                    format!("environment variable {var} is not set"),
+                )
+            })?,
+            PassphraseSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+                field_err(
+                    "keystore.passphrase_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?,
+        };
+        let text = zeroize::Zeroizing::new(text);
+        let pass = text.trim_end_matches(['\n', '\r']);
+        if pass.is_empty() {
+            return Err(field_err("keystore", "the passphrase is empty"));
+        }
+        Ok(Some(zeroize::Zeroizing::new(pass.as_bytes().to_vec())))
     }
 
     /// Where the identity key is read from.

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use serde::{Deserialize, Serialize};
 
+use zeroize::Zeroizing;
+
+use crate::sealing::{SealError, SealedBlob, Sealer};
 use crate::securefile;
 use crate::wire::NodeId;
 
@@ -37,6 +40,9 @@ pub enum KeyStoreError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// Passphrase trouble (wrong, missing) or sealing failure.
+    #[error(transparent)]
+    Seal(#[from] SealError),
     /// A key file that cannot be used. The node refuses to start rather than run without it.
     #[error("key file {path} is unreadable: {message}")]
     Corrupt {
@@ -183,17 +189,40 @@ impl StoredKey {
     }
 }
 
+/// A key file sealed with the store's passphrase: only the id is readable.
+#[derive(Serialize, Deserialize)]
+struct SealedKeyFile {
+    format_version: u32,
+    key_id: String,
+    sealed: SealedBlob,
+}
+
+fn sealed_aad(key_id: &str) -> Vec<u8> {
+    format!("frostnode/key/v{KEY_FORMAT_VERSION}/{key_id}").into_bytes()
+}
+
 /// The key files of one node, loaded in memory.
 #[derive(Debug)]
 pub struct KeyStore {
     dir: PathBuf,
     keys: BTreeMap<String, StoredKey>,
+    sealer: Option<Sealer>,
 }
 
 impl KeyStore {
-    /// Opens (creating if needed) `data_dir/keys` and loads every key. A file that does not
-    /// parse or is inconsistent is an error: a node must not silently run without a key.
+    /// Opens (creating if needed) an unencrypted key store in `data_dir/keys`.
     pub fn open(data_dir: &Path) -> Result<KeyStore, KeyStoreError> {
+        Self::open_with(data_dir, None)
+    }
+
+    /// Opens (creating if needed) `data_dir/keys` and loads every key, decrypting with the
+    /// passphrase if one is given. A file that does not parse, does not decrypt or is
+    /// inconsistent is an error, and so is a wrong or missing passphrase: a node must not run
+    /// with part of its keys.
+    pub fn open_with(
+        data_dir: &Path,
+        passphrase: Option<&[u8]>,
+    ) -> Result<KeyStore, KeyStoreError> {
         let dir = data_dir.join("keys");
         let io = |source| KeyStoreError::Io {
             path: dir.clone(),
@@ -204,13 +233,23 @@ impl KeyStore {
         if removed > 0 {
             tracing::warn!(dir = %dir.display(), removed, "removed unfinished key writes left by a crash");
         }
-        let mut keys = BTreeMap::new();
+        let sealer = Sealer::open(&dir, passphrase)?;
+        let mut store = KeyStore {
+            dir: dir.clone(),
+            keys: BTreeMap::new(),
+            sealer,
+        };
+        let mut plaintext = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with('.') || path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let key = Self::read_key(&path)?;
+            let (key, was_sealed) = store.read_key(&path)?;
             let expected = path
                 .file_stem()
                 .and_then(|s| s.to_str())
@@ -222,26 +261,63 @@ impl KeyStore {
                     message: format!("holds key {:?}, not {expected:?}", key.key_id),
                 });
             }
-            keys.insert(key.key_id.clone(), key);
+            if !was_sealed {
+                plaintext.push(key.key_id.clone());
+            }
+            store.keys.insert(key.key_id.clone(), key);
         }
-        Ok(KeyStore { dir, keys })
+        if store.sealer.is_some() {
+            // Keys written before a passphrase was configured are sealed now.
+            for key_id in plaintext {
+                store.write(&key_id)?;
+                tracing::info!(key_id = %key_id, "key file encrypted with the configured passphrase");
+            }
+        }
+        Ok(store)
     }
 
-    fn read_key(path: &Path) -> Result<StoredKey, KeyStoreError> {
+    /// Whether key files are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    fn corrupt(path: &Path, message: impl Into<String>) -> KeyStoreError {
+        KeyStoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    /// Reads one file; returns the key and whether the file was sealed.
+    fn read_key(&self, path: &Path) -> Result<(StoredKey, bool), KeyStoreError> {
         let bytes = std::fs::read(path).map_err(|source| KeyStoreError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let key: StoredKey =
-            serde_json::from_slice(&bytes).map_err(|e| KeyStoreError::Corrupt {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        key.check().map_err(|message| KeyStoreError::Corrupt {
-            path: path.to_path_buf(),
-            message,
-        })?;
-        Ok(key)
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Self::corrupt(path, e.to_string()))?;
+        let (key, sealed): (StoredKey, bool) = if value.get("sealed").is_some() {
+            let file: SealedKeyFile =
+                serde_json::from_value(value).map_err(|e| Self::corrupt(path, e.to_string()))?;
+            let Some(sealer) = &self.sealer else {
+                return Err(KeyStoreError::Seal(SealError::PassphraseRequired(
+                    self.dir.display().to_string(),
+                )));
+            };
+            let plain = sealer
+                .open_blob(&sealed_aad(&file.key_id), &file.sealed)
+                .map_err(|e| Self::corrupt(path, e.to_string()))?;
+            let key =
+                serde_json::from_slice(&plain).map_err(|e| Self::corrupt(path, e.to_string()))?;
+            (key, true)
+        } else {
+            let key =
+                serde_json::from_value(value).map_err(|e| Self::corrupt(path, e.to_string()))?;
+            (key, false)
+        };
+        key.check()
+            .map_err(|message| Self::corrupt(path, message))?;
+        Ok((key, sealed))
     }
 
     /// Directory holding the key files.
@@ -270,15 +346,36 @@ impl KeyStore {
         if self.keys.contains_key(&key.key_id) {
             return Err(KeyStoreError::Exists(key.key_id));
         }
-        let path = self.dir.join(format!("{}.json", key.key_id));
-        let json = serde_json::to_vec_pretty(&key).map_err(|e| KeyStoreError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        securefile::write_private_atomic(&path, &json)
-            .map_err(|source| KeyStoreError::Io { path, source })?;
-        self.keys.insert(key.key_id.clone(), key);
+        let key_id = key.key_id.clone();
+        self.keys.insert(key_id.clone(), key);
+        if let Err(e) = self.write(&key_id) {
+            self.keys.remove(&key_id);
+            return Err(e);
+        }
         Ok(())
+    }
+
+    fn write(&self, key_id: &str) -> Result<(), KeyStoreError> {
+        let Some(key) = self.keys.get(key_id) else {
+            return Ok(());
+        };
+        let path = self.dir.join(format!("{key_id}.json"));
+        let plain = Zeroizing::new(
+            serde_json::to_vec_pretty(key).map_err(|e| Self::corrupt(&path, e.to_string()))?,
+        );
+        let bytes = match &self.sealer {
+            None => plain.to_vec(),
+            Some(sealer) => {
+                let file = SealedKeyFile {
+                    format_version: KEY_FORMAT_VERSION,
+                    key_id: key_id.to_string(),
+                    sealed: sealer.seal(&sealed_aad(key_id), &plain)?,
+                };
+                serde_json::to_vec_pretty(&file).map_err(|e| Self::corrupt(&path, e.to_string()))?
+            }
+        };
+        securefile::write_private_atomic(&path, &bytes)
+            .map_err(|source| KeyStoreError::Io { path, source })
     }
 }
 
@@ -305,5 +402,103 @@ mod tests {
             Err(KeyStoreError::Corrupt { path, .. }) => assert!(path.ends_with("k.json")),
             other => panic!("expected corrupt, got {other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod sealed_tests {
+    use super::*;
+    use frost_ed25519 as frost;
+
+    fn sample_key(key_id: &str) -> StoredKey {
+        let (shares, public) = frost::keys::generate_with_dealer(
+            3,
+            2,
+            frost::keys::IdentifierList::Default,
+            rand::rngs::OsRng,
+        )
+        .unwrap();
+        let share = shares.into_values().next().unwrap();
+        let key_package = KeyPackage::try_from(share).unwrap();
+        StoredKey {
+            format_version: KEY_FORMAT_VERSION,
+            key_id: key_id.into(),
+            session: "00".into(),
+            created_at: 0,
+            threshold: 2,
+            participants: vec![1, 2, 3],
+            group_public_key: hex::encode(public.verifying_key().serialize().unwrap()),
+            key_package,
+            public_key_package: public,
+            confirmations: vec![],
+        }
+    }
+
+    #[test]
+    fn sealed_keys_round_trip_and_hide_the_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = sample_key("k");
+        let share_hex = hex::encode(key.key_package.signing_share().serialize());
+        let mut store = KeyStore::open_with(dir.path(), Some(b"correct horse")).unwrap();
+        assert!(store.is_encrypted());
+        store.insert(key.clone()).unwrap();
+        let on_disk = std::fs::read_to_string(dir.path().join("keys/k.json")).unwrap();
+        assert!(
+            !on_disk.contains(&share_hex),
+            "the share is not on disk in clear"
+        );
+        assert!(on_disk.contains("\"sealed\""));
+
+        let again = KeyStore::open_with(dir.path(), Some(b"correct horse")).unwrap();
+        assert_eq!(
+            again.get("k").unwrap().key_package.signing_share(),
+            key.key_package.signing_share()
+        );
+    }
+
+    #[test]
+    fn wrong_or_missing_passphrase_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = KeyStore::open_with(dir.path(), Some(b"right")).unwrap();
+        store.insert(sample_key("k")).unwrap();
+        assert!(matches!(
+            KeyStore::open_with(dir.path(), Some(b"wrong")),
+            Err(KeyStoreError::Seal(SealError::WrongPassphrase(_)))
+        ));
+        assert!(matches!(
+            KeyStore::open(dir.path()),
+            Err(KeyStoreError::Seal(SealError::PassphraseRequired(_)))
+        ));
+    }
+
+    #[test]
+    fn plaintext_keys_are_sealed_when_a_passphrase_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = sample_key("old");
+        let share_hex = hex::encode(key.key_package.signing_share().serialize());
+        KeyStore::open(dir.path()).unwrap().insert(key).unwrap();
+        let path = dir.path().join("keys/old.json");
+        assert!(std::fs::read_to_string(&path).unwrap().contains(&share_hex));
+        let store = KeyStore::open_with(dir.path(), Some(b"now secret")).unwrap();
+        assert!(store.get("old").is_some());
+        assert!(!std::fs::read_to_string(&path).unwrap().contains(&share_hex));
+    }
+
+    #[test]
+    fn tampered_sealed_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = KeyStore::open_with(dir.path(), Some(b"p")).unwrap();
+        store.insert(sample_key("k")).unwrap();
+        let path = dir.path().join("keys/k.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Flip one hex digit of the ciphertext.
+        let at = text.find("\"ciphertext\": \"").unwrap() + 20;
+        let mut bytes = text.into_bytes();
+        bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            KeyStore::open_with(dir.path(), Some(b"p")),
+            Err(KeyStoreError::Corrupt { .. })
+        ));
     }
 }

@@ -15,6 +15,7 @@ pub mod localnet;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod sealing;
 pub mod securefile;
 pub mod signing;
 pub mod wire;

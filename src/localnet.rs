@@ -120,6 +120,7 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
             .then(|| PathBuf::from("/etc/frostnode/identity.key")),
         max_message_size: crate::config::DEFAULT_MAX_MESSAGE_SIZE,
         timeouts: RawTimeouts::default(),
+        keystore: Default::default(),
         peers,
     }
 }
@@ -161,6 +162,7 @@ impl LocalCluster {
                 dkg_timeout: Duration::from_millis(crate::config::DEFAULT_DKG_TIMEOUT_MS),
                 request_timeout: Duration::from_millis(crate::config::DEFAULT_REQUEST_TIMEOUT_MS),
                 sign_timeout: Duration::from_millis(crate::config::DEFAULT_SIGN_TIMEOUT_MS),
+                passphrase: crate::config::PassphraseSource::None,
                 peers: (1..=n)
                     .filter(|&j| j != k)
                     .map(|j| crate::config::Peer {

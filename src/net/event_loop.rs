@@ -422,15 +422,7 @@ impl EventLoop {
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
             Command::SetPeerAddress { peer, addr } => {
-                self.swarm.behaviour_mut().allow.allow_peer(peer);
-                self.peers.insert(peer, addr);
-                self.redial.insert(
-                    peer,
-                    Redial {
-                        at: Instant::now(),
-                        backoff: REDIAL_MIN,
-                    },
-                );
+                self.set_peer_address(peer, addr);
                 self.dial_due();
             }
             Command::Shutdown => {}

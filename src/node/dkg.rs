@@ -9,10 +9,10 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{default_threshold, Input, KeygenRequest, Node, NodeError, Session, FINISHED_MEMORY};
+use super::{default_threshold, KeygenRequest, Node, NodeError, Session, FINISHED_MEMORY};
 use crate::dkg::{DkgError, DkgOutput, DkgParams, DkgSession, Effect};
 use crate::keystore::{self, KeyInfo, StoredConfirmation, StoredKey};
-use crate::wire::{self, Body, DkgOutcome, DkgStart, Envelope, NodeId, SessionId};
+use crate::wire::{Body, DkgOutcome, DkgStart, NodeId, SessionId};
 
 /// Bookkeeping of a DKG this node started.
 pub(super) struct Initiation {
@@ -90,7 +90,7 @@ impl Node {
             .iter()
             .filter(|&&id| id != self.config.id)
         {
-            self.request_with_reply(sid, to, start.clone());
+            self.request(sid, to, start.clone());
         }
     }
 
@@ -177,37 +177,6 @@ impl Node {
             threshold,
             initiator: self.config.id,
         })
-    }
-
-    fn request_with_reply(&self, session: SessionId, to: NodeId, body: Body) {
-        let Some(&peer) = self.pid_by_id.get(&to) else {
-            return;
-        };
-        let bytes = match wire::encode(&Envelope::new(session, self.config.id, body)) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "cannot encode request");
-                return;
-            }
-        };
-        let net = self.net.clone();
-        let inbox = self.inbox.clone();
-        let max = self.config.max_message_size;
-        tokio::spawn(async move {
-            let result = match net.request(peer, bytes).await {
-                Ok(resp) => wire::decode(&resp, max)
-                    .map(|env| env.body)
-                    .map_err(|e| format!("bad response: {e}")),
-                Err(e) => Err(e.to_string()),
-            };
-            let _ = inbox
-                .send(Input::Reply {
-                    session,
-                    from: to,
-                    result,
-                })
-                .await;
-        });
     }
 
     pub(super) fn on_start_reply(

@@ -320,6 +320,9 @@ pub enum StartError {
     /// Key store trouble.
     #[error(transparent)]
     KeyStore(#[from] KeyStoreError),
+    /// Configuration trouble found at start (e.g. the passphrase cannot be read).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Network trouble.
     #[error(transparent)]
     Net(#[from] net::NetError),
@@ -355,7 +358,17 @@ pub struct BoundNode {
 impl BoundNode {
     /// Loads the key store, opens the libp2p listener and the API socket.
     pub async fn bind(config: Config, keypair: Keypair) -> Result<BoundNode, StartError> {
-        let keystore = KeyStore::open(&config.data_dir)?;
+        let passphrase = config.read_passphrase()?;
+        let keystore =
+            KeyStore::open_with(&config.data_dir, passphrase.as_ref().map(|p| p.as_slice()))?;
+        if keystore.is_encrypted() {
+            info!(dir = %keystore.dir().display(), "key store encrypted at rest (Argon2id + XChaCha20-Poly1305)");
+        } else {
+            warn!(
+                dir = %keystore.dir().display(),
+                "KEY SHARES ARE STORED UNENCRYPTED: set [keystore] passphrase_env or passphrase_file"
+            );
+        }
         let mut peer_keys = BTreeMap::new();
         for p in &config.peers {
             let key = peer_public_key(&p.peer_id).ok_or(StartError::PeerKey(p.id))?;

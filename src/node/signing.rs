@@ -44,7 +44,6 @@ pub(super) struct Coordination {
     pub(super) coordinator: Coordinator,
     pub(super) key_id: String,
     responder: Responder,
-    request_id: SessionId,
     started: Instant,
 }
 
@@ -237,8 +236,9 @@ impl Node {
                     .get(&fwd.key_id)
                     .map(|k| k.group_public_key.clone())
                     .unwrap_or_default();
-                // Never pass on a signature that does not verify, whoever produced it.
-                if !verifies(&gpk, &fwd.message, &signature) {
+                // Never pass on a signature that does not verify, whoever produced it (our own
+                // coordinator already checked its aggregate).
+                if from != self.config.id && !verifies(&gpk, &fwd.message, &signature) {
                     warn!(request = %rid, coordinator = from, "coordinator returned an invalid signature");
                     self.count_culprits(&[from]);
                     if let Some(f) = self.forwards.get_mut(&rid) {
@@ -334,21 +334,17 @@ impl Node {
             Some(_) => None,
         };
         if let Some(body) = refusal {
-            self.respond_to(responder, sid, Err(body));
+            self.respond_to(responder, sid, body);
             return;
         }
         let Some(key) = self.keystore.get(&key_id) else {
             return;
         };
-        let Ok(group_public_key) = <[u8; 32]>::try_from(
-            hex::decode(&key.group_public_key)
-                .unwrap_or_default()
-                .as_slice(),
-        ) else {
+        let Some(group_public_key) = gpk_bytes(&key.group_public_key) else {
             self.respond_to(
                 responder,
                 sid,
-                Err(refused("internal", "stored group key is corrupt")),
+                refused("internal", "stored group key is corrupt"),
             );
             return;
         };
@@ -385,7 +381,6 @@ impl Node {
                 coordinator,
                 key_id,
                 responder,
-                request_id: rid,
                 started: now,
             })),
         );
@@ -490,89 +485,25 @@ impl Node {
                     );
                 }
                 info!(session = %sid, key_id = %c.key_id, signers = ?out.signers, elapsed_ms, "signed");
-                Ok(Body::SignDone {
+                Body::SignDone {
                     signature: out.signature.to_vec(),
                     signers: out.signers,
                     coordinator: self.config.id,
-                })
+                }
             }
             Err((error, culprits)) => {
                 warn!(session = %sid, key_id = %c.key_id, culprits = ?culprits, error = %error, "signing failed");
-                Err(refused(error.kind(), error.to_string()))
+                refused(error.kind(), error.to_string())
             }
         };
-        let _ = c.request_id;
         self.respond_to(c.responder, sid, body);
     }
 
-    fn respond_to(&mut self, responder: Responder, sid: SessionId, body: Result<Body, Body>) {
+    fn respond_to(&mut self, responder: Responder, sid: SessionId, body: Body) {
         match responder {
-            Responder::Peer(channel) => {
-                let body = match body {
-                    Ok(b) | Err(b) => b,
-                };
-                self.respond(channel, sid, body);
-            }
-            Responder::Local(rid) => match body {
-                Ok(Body::SignDone {
-                    signature,
-                    signers,
-                    coordinator,
-                }) => {
-                    let gpk = self
-                        .forwards
-                        .get(&rid)
-                        .and_then(|f| self.keystore.get(&f.key_id))
-                        .map(|k| k.group_public_key.clone())
-                        .unwrap_or_default();
-                    self.finish_forward(
-                        rid,
-                        Ok(SignResponse {
-                            signature: hex::encode(signature),
-                            group_public_key: gpk,
-                            signers,
-                            coordinator,
-                        }),
-                    );
-                }
-                Err(Body::Refused { kind, reason }) | Ok(Body::Refused { kind, reason }) => {
-                    let err = match kind.as_str() {
-                        "unavailable" => {
-                            let missing = self
-                                .forwards
-                                .get(&rid)
-                                .and_then(|f| self.keystore.get(&f.key_id))
-                                .map(|k| {
-                                    k.participants
-                                        .iter()
-                                        .copied()
-                                        .filter(|&id| !self.reachable(id))
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            NodeError::Unavailable {
-                                message: reason.clone(),
-                                missing,
-                            }
-                        }
-                        _ => NodeError::from_refusal(self.config.id, &kind, &reason),
-                    };
-                    if kind == "timeout" || kind == "unavailable" {
-                        // Another coordinator may reach signers this node cannot.
-                        warn!(request = %rid, %reason, "coordinating here failed; trying the next coordinator");
-                        if let Some(f) = self.forwards.get_mut(&rid) {
-                            f.last_error = Some(err);
-                        }
-                        self.next_coordinator(rid);
-                    } else {
-                        self.finish_forward(rid, Err(err));
-                    }
-                }
-                Ok(other) | Err(other) => {
-                    let err = NodeError::Internal(format!("unexpected {}", other.kind()));
-                    self.finish_forward(rid, Err(err));
-                }
-            },
+            Responder::Peer(channel) => self.respond(channel, sid, body),
+            // Coordinated here for a request received here: same path as a remote answer.
+            Responder::Local(rid) => self.on_forward_reply(rid, self.config.id, Ok(body)),
         }
     }
 
