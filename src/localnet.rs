@@ -120,7 +120,11 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
             .then(|| PathBuf::from("/etc/frostnode/identity.key")),
         max_message_size: crate::config::DEFAULT_MAX_MESSAGE_SIZE,
         timeouts: RawTimeouts::default(),
-        keystore: Default::default(),
+        // The compose file sets this variable (a throwaway passphrase for local testing).
+        keystore: crate::config::RawKeystore {
+            passphrase_env: layout.docker.then(|| "FROSTNODE_PASSPHRASE".to_string()),
+            passphrase_file: None,
+        },
         peers,
     }
 }

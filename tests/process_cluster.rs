@@ -416,3 +416,62 @@ fn verify_command_accepts_good_and_rejects_bad_signatures() {
     assert!(!run(&bad).status.success());
     assert!(!run(&bad[..10]).status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_missing_passphrase_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port();
+    let out = Command::new(BIN)
+        .args(["cluster-config", "--nodes", "2", "--base-port"])
+        .arg(base.to_string())
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let config = dir.path().join("node1.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[keystore]\npassphrase_env = \"FROSTNODE_TEST_PASSPHRASE\"\n");
+    std::fs::write(&config, text).unwrap();
+
+    // First start with the passphrase: the key store is set up encrypted.
+    let mut node = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("FROSTNODE_TEST_PASSPHRASE", "right one")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{}/v1/health", base + 1001);
+    let deadline = Instant::now() + WAIT;
+    while reqwest::get(&health).await.is_err() {
+        assert!(Instant::now() < deadline, "node did not come up");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = Command::new("kill").arg(node.id().to_string()).status();
+    let out = node.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("encrypted at rest"), "{log}");
+    assert!(dir.path().join("node1/keys/.keystore.json").exists());
+
+    for (env, expect) in [
+        (Some("wrong one"), "wrong passphrase"),
+        (None, "FROSTNODE_TEST_PASSPHRASE is not set"),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").arg("--config").arg(&config);
+        cmd.env_remove("FROSTNODE_TEST_PASSPHRASE");
+        if let Some(v) = env {
+            cmd.env("FROSTNODE_TEST_PASSPHRASE", v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "must refuse to start");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{err}");
+        assert!(
+            !err.contains("right one") && !err.contains("wrong one"),
+            "passphrase leaked: {err}"
+        );
+    }
+}

@@ -84,6 +84,8 @@ for k in 1 2 3 4 5; do
   wait_for "node $k sees every peer" 120 ready_peers_are "$k" "$others"
 done
 
+dc logs node1 2>&1 | grep -q "encrypted at rest" || fail "node 1's key store is not encrypted"
+
 step "keygen (3 of 5)"
 KEY=$(curl -sf -X POST "$(api 1)/v1/keys" -H 'content-type: application/json' \
   -d '{"key_id": "ci", "threshold": 3}')
