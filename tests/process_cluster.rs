@@ -435,7 +435,7 @@ async fn wrong_or_missing_passphrase_refuses_to_start() {
     std::fs::write(&config, text).unwrap();
 
     // First start with the passphrase: the key store is set up encrypted.
-    let mut node = Command::new(BIN)
+    let node = Command::new(BIN)
         .arg("run")
         .arg("--config")
         .arg(&config)
