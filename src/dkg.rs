@@ -181,6 +181,12 @@ pub enum DkgError {
         /// Participants we were still waiting for.
         missing: Vec<NodeId>,
     },
+    /// A participant's connection dropped mid-session: the DKG cannot complete without it.
+    #[error("participant {node} disconnected during the DKG")]
+    Disconnected {
+        /// The lost participant.
+        node: NodeId,
+    },
     /// Any other frost error.
     #[error("frost: {0}")]
     Frost(String),
@@ -206,6 +212,7 @@ impl DkgError {
     pub fn missing(&self) -> Vec<NodeId> {
         match self {
             DkgError::Timeout { missing, .. } => missing.clone(),
+            DkgError::Disconnected { node } => vec![*node],
             _ => Vec::new(),
         }
     }
@@ -223,6 +230,7 @@ impl DkgError {
             DkgError::ConfirmationMismatch { .. } => "confirmation_mismatch",
             DkgError::PeerAborted { .. } => "peer_aborted",
             DkgError::Timeout { .. } => "timeout",
+            DkgError::Disconnected { .. } => "disconnected",
             DkgError::Frost(_) => "frost",
         }
     }

@@ -92,6 +92,13 @@ impl Cluster {
         self.children[usize::from(k - 1)] = Some(child);
     }
 
+    /// SIGKILL: no chance to clean up.
+    fn crash(&mut self, k: u16) {
+        let mut child = self.children[usize::from(k - 1)].take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// SIGTERM, then wait for the process to exit.
     fn stop(&mut self, k: u16) {
         let mut child = self.children[usize::from(k - 1)].take().unwrap();
@@ -473,5 +480,113 @@ async fn wrong_or_missing_passphrase_refuses_to_start() {
             !err.contains("right one") && !err.contains("wrong one"),
             "passphrase leaked: {err}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_bursts_loses_nothing_confirmed() {
+    let mut c = Cluster::new();
+    for k in 1..=5u16 {
+        c.wait_ready(k, &others(u64::from(k))).await;
+    }
+    let (s, _) = c
+        .post(1, "/v1/keys", json!({ "key_id": "base", "threshold": 3 }))
+        .await;
+    assert_eq!(s, 200);
+    let mut confirmed: Vec<(String, String)> = Vec::new();
+    for round in 0..4u16 {
+        let victim = round % 5 + 1;
+        // A key confirmed before the burst.
+        let key_id = format!("pre{round}");
+        let (s, b) = c
+            .post(
+                victim,
+                "/v1/keys",
+                json!({ "key_id": key_id, "threshold": 3 }),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        confirmed.push((key_id, b["group_public_key"].as_str().unwrap().to_string()));
+        // A burst of key generations and signatures through the other nodes.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..3u16 {
+            let via = (victim + i) % 5 + 1;
+            let url = c.url(via, "/v1/keys");
+            let http = c.http.clone();
+            let key_id = format!("r{round}k{i}");
+            tasks.spawn(async move {
+                let r = http
+                    .post(url)
+                    .json(&json!({ "key_id": key_id, "threshold": 3 }))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        let v: Value = r.json().await.unwrap();
+                        Some((key_id, v["group_public_key"].as_str().unwrap().to_string()))
+                    }
+                    _ => None,
+                }
+            });
+        }
+        for i in 0..8u16 {
+            let via = (victim + i % 4) % 5 + 1;
+            let url = c.url(via, "/v1/keys/base/sign");
+            let http = c.http.clone();
+            tasks.spawn(async move {
+                let _ = http
+                    .post(url)
+                    .json(&json!({ "message": format!("{i:04x}") }))
+                    .send()
+                    .await;
+                None
+            });
+        }
+        // Kill a node in the middle of the burst: as soon as the first request has finished.
+        if let Some(first) = tasks.join_next().await {
+            confirmed.extend(first.unwrap());
+        }
+        c.crash(victim);
+        while let Some(r) = tasks.join_next().await {
+            confirmed.extend(r.unwrap());
+        }
+        c.start(victim);
+        for k in 1..=5u16 {
+            c.wait_ready(k, &others(u64::from(k))).await;
+        }
+    }
+
+    assert!(confirmed.len() >= 4, "{confirmed:?}");
+    // Every key confirmed to a client is on every node, with the same group key, and signs.
+    for (key_id, gpk) in &confirmed {
+        for k in 1..=5 {
+            let (s, key) = c.get(k, &format!("/v1/keys/{key_id}")).await;
+            assert_eq!(s, 200, "node {k} lost confirmed key {key_id}");
+            assert_eq!(key["group_public_key"], gpk.as_str());
+        }
+    }
+    for (key_id, gpk) in confirmed
+        .iter()
+        .chain([("base".to_string(), String::new())].iter())
+    {
+        let (s, sig) = c
+            .post(
+                2,
+                &format!("/v1/keys/{key_id}/sign"),
+                json!({ "message": "c0ffee" }),
+            )
+            .await;
+        assert_eq!(s, 200, "{key_id}: {sig}");
+        if !gpk.is_empty() {
+            assert_eq!(sig["group_public_key"], gpk.as_str());
+        }
+    }
+
+    // Stopped, every node's key store loads completely: no torn file anywhere.
+    for k in 1..=5 {
+        c.stop(k);
+        let store = frostnode::keystore::KeyStore::open(&c.dir.path().join(format!("node{k}")))
+            .unwrap_or_else(|e| panic!("node {k}'s key store: {e}"));
+        assert!(store.get("base").is_some());
     }
 }

@@ -537,6 +537,27 @@ impl Node {
         }
     }
 
+    /// A participant's last connection closed: its DKG sessions cannot finish, abort them now
+    /// rather than at the deadline.
+    pub(super) fn on_peer_lost(&mut self, node: NodeId) {
+        let affected: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter_map(|(sid, s)| match s {
+                Session::Dkg(d) if d.params().participants.contains(&node) && !d.is_finished() => {
+                    Some(*sid)
+                }
+                _ => None,
+            })
+            .collect();
+        for sid in affected {
+            if let Some(Session::Dkg(s)) = self.sessions.get_mut(&sid) {
+                let effects = s.abort(DkgError::Disconnected { node });
+                self.apply(sid, effects);
+            }
+        }
+    }
+
     /// Answers initiations whose participants did not all report in time.
     pub(super) fn expire_initiations(&mut self, now: Instant) {
         let overdue: Vec<SessionId> = self

@@ -810,6 +810,7 @@ impl Node {
                     self.connected.remove(&id);
                     self.subscribed.remove(&id);
                     self.metrics.set_peers(self.connected.len());
+                    self.on_peer_lost(id);
                 }
             }
             net::Event::Subscribed(pid) => {

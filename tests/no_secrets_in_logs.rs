@@ -1,0 +1,104 @@
+//! Runs a DKG and signings with every log at TRACE level (ours and libp2p's) and checks that no
+//! key share appears in the logs or in any API answer, in hex or base64.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use frostnode::keystore::StoredKey;
+use frostnode::localnet::LocalCluster;
+use frostnode::node::KeygenRequest;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_share_in_trace_logs_or_api_answers() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let dir = tempfile::tempdir().unwrap();
+    let c = LocalCluster::start(3, dir.path()).await.unwrap();
+    c.wait_connected(Duration::from_secs(60)).await.unwrap();
+    let mut answers = Vec::new();
+    let key = c
+        .handle(1)
+        .keygen(KeygenRequest {
+            key_id: "s".into(),
+            threshold: Some(2),
+            participants: None,
+        })
+        .await
+        .unwrap();
+    answers.push(serde_json::to_string(&key).unwrap());
+    for i in 0..5u8 {
+        let h = c.handle(u16::from(i % 3) + 1);
+        let r = h.sign("s", vec![i; 16]).await.unwrap();
+        answers.push(serde_json::to_string(&r).unwrap());
+        answers.push(serde_json::to_string(&h.status().await.unwrap()).unwrap());
+        answers.push(serde_json::to_string(&h.list_keys().await.unwrap()).unwrap());
+    }
+    c.shutdown().await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.len() > 10_000,
+        "trace logging was captured ({} bytes)",
+        logs.len()
+    );
+    assert!(logs.contains("DKG complete"));
+    let haystack = format!("{logs}\n{}", answers.join("\n"));
+    for k in 1..=3 {
+        let path = dir.path().join(format!("node{k}/keys/s.json"));
+        let stored: StoredKey = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let share = stored.key_package.signing_share().serialize();
+        for needle in [
+            hex::encode(&share),
+            hex::encode_upper(&share),
+            base64(&share),
+        ] {
+            assert!(
+                !haystack.contains(&needle),
+                "node {k}'s share leaked as {needle}"
+            );
+        }
+        // The Debug form of the key package must not print it either.
+        let debug = format!("{:?} {:?}", stored, stored.key_package);
+        assert!(
+            !debug.contains(&hex::encode(&share)),
+            "Debug prints the share"
+        );
+    }
+}
