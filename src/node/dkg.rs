@@ -419,8 +419,16 @@ impl Node {
     pub(super) fn apply(&mut self, sid: SessionId, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Broadcast(body) => self.broadcast(sid, body),
-                Effect::Send { to, body } => self.send_oneway(sid, to, body),
+                Effect::Broadcast(body) => {
+                    #[cfg(feature = "fault-injection")]
+                    let body = self.inject_round1_fault(sid, body);
+                    self.broadcast(sid, body)
+                }
+                Effect::Send { to, body } => {
+                    #[cfg(feature = "fault-injection")]
+                    let body = self.inject_round2_fault(body);
+                    self.send_oneway(sid, to, body)
+                }
                 Effect::Completed(out) => {
                     let outcome = self.store(sid, *out);
                     self.end_session(sid, outcome);
@@ -535,6 +543,52 @@ impl Node {
         } else {
             self.send_oneway(sid, initiator, Body::DkgResult(outcome));
         }
+    }
+
+    /// Equivocation (fault-injection builds): after the real round-1 package, broadcast
+    /// another one for the same identifier.
+    #[cfg(feature = "fault-injection")]
+    fn inject_round1_fault(&self, sid: SessionId, body: Body) -> Body {
+        if self.faults.equivocate_round1 {
+            if let (Body::DkgRound1 { .. }, Some(Session::Dkg(s))) =
+                (&body, self.sessions.get(&sid))
+            {
+                let p = s.params();
+                let other = frost_ed25519::Identifier::try_from(self.config.id)
+                    .ok()
+                    .and_then(|id| {
+                        frost_ed25519::keys::dkg::part1(
+                            id,
+                            p.participants.len() as u16,
+                            p.threshold,
+                            rand::rngs::OsRng,
+                        )
+                        .ok()
+                    })
+                    .and_then(|(_, pkg)| pkg.serialize().ok());
+                if let Some(package) = other {
+                    self.broadcast(sid, body);
+                    return Body::DkgRound1 { package };
+                }
+            }
+        }
+        body
+    }
+
+    /// A wrong but well-formed round-2 share (fault-injection builds).
+    #[cfg(feature = "fault-injection")]
+    fn inject_round2_fault(&self, body: Body) -> Body {
+        if !self.faults.corrupt_round2 || !matches!(body, Body::DkgRound2 { .. }) {
+            return body;
+        }
+        frost_ed25519::keys::SigningShare::deserialize(&[7u8; 32])
+            .map(frost_ed25519::keys::dkg::round2::Package::new)
+            .ok()
+            .and_then(|p| p.serialize().ok())
+            .map(|bytes| Body::DkgRound2 {
+                package: crate::wire::SecretBytes(bytes),
+            })
+            .unwrap_or(body)
     }
 
     /// A participant's last connection closed: its DKG sessions cannot finish, abort them now

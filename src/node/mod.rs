@@ -167,6 +167,8 @@ enum Input {
     CorruptShares(bool),
     #[cfg(feature = "fault-injection")]
     Unresponsive(bool),
+    #[cfg(feature = "fault-injection")]
+    DkgFaults(DkgFaults),
 }
 
 /// Cloneable handle for talking to a running node (used by the API and tests).
@@ -290,6 +292,15 @@ impl NodeHandle {
     pub async fn set_unresponsive(&self, on: bool) -> Result<(), NodeError> {
         self.tx
             .send(Input::Unresponsive(on))
+            .await
+            .map_err(|_| NodeError::stopped())
+    }
+
+    /// Makes this node misbehave in DKGs (test builds only).
+    #[cfg(feature = "fault-injection")]
+    pub async fn set_dkg_faults(&self, faults: DkgFaults) -> Result<(), NodeError> {
+        self.tx
+            .send(Input::DkgFaults(faults))
             .await
             .map_err(|_| NodeError::stopped())
     }
@@ -631,6 +642,20 @@ struct Faults {
     unresponsive: bool,
     /// The requests taken and not answered.
     held: Vec<ResponseChannel<Vec<u8>>>,
+    /// Send every DKG recipient a wrong (well-formed) round-2 share.
+    corrupt_round2: bool,
+    /// Broadcast a second, different round-1 package in every DKG.
+    equivocate_round1: bool,
+}
+
+/// Test-only DKG misbehaviour (fault-injection builds only).
+#[cfg(feature = "fault-injection")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DkgFaults {
+    /// Send every recipient a wrong (well-formed) round-2 share.
+    pub corrupt_round2: bool,
+    /// Broadcast a second, different round-1 package.
+    pub equivocate_round1: bool,
 }
 
 impl Node {
@@ -723,6 +748,11 @@ impl Node {
             }
             #[cfg(feature = "fault-injection")]
             Input::CorruptShares(on) => self.signer.set_corrupt_shares(on),
+            #[cfg(feature = "fault-injection")]
+            Input::DkgFaults(f) => {
+                self.faults.corrupt_round2 = f.corrupt_round2;
+                self.faults.equivocate_round1 = f.equivocate_round1;
+            }
             #[cfg(feature = "fault-injection")]
             Input::Unresponsive(on) => {
                 self.faults.unresponsive = on;
