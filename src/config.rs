@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::wire::NodeId;
 
 /// Default maximum size of one network message.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024;
 /// Default time a whole DKG may take.
 pub const DEFAULT_DKG_TIMEOUT_MS: u64 = 30_000;
 /// Default time a coordinator may take for one signature.

@@ -77,7 +77,7 @@ impl Behaviour {
             )],
             request_response::Config::default()
                 .with_request_timeout(request_timeout)
-                .with_max_concurrent_streams(1024),
+                .with_max_concurrent_streams(256),
         );
         Ok(Self {
             allow: allow_block_list::Behaviour::default(),

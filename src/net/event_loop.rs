@@ -24,7 +24,7 @@ const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(10);
 const REDIAL_MIN: Duration = Duration::from_millis(250);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
 /// Capacity of the event channel towards the node (backpressure onto the network).
-const EVENT_QUEUE: usize = 4096;
+const EVENT_QUEUE: usize = 1024;
 
 /// What the network layer needs to start.
 #[derive(Clone, Debug)]

@@ -10,6 +10,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{default_threshold, KeygenRequest, Node, NodeError, Session, FINISHED_MEMORY};
+
+/// Most DKG sessions one initiator may run with this node at once.
+const MAX_DKG_PER_INITIATOR: usize = 8;
 use crate::dkg::{DkgError, DkgOutput, DkgParams, DkgSession, Effect};
 use crate::keystore::{self, KeyInfo, StoredConfirmation, StoredKey};
 use crate::wire::{Body, DkgOutcome, DkgStart, NodeId, SessionId};
@@ -207,7 +210,7 @@ impl Node {
             }
             Ok(Body::Refused { kind, reason }) => match kind.as_str() {
                 "conflict" => NodeError::Conflict(format!("node {from} refused: {reason}")),
-                "unavailable" => NodeError::Unavailable {
+                "unavailable" | "busy" => NodeError::Unavailable {
                     message: format!("node {from} refused: {reason}"),
                     missing: vec![from],
                 },
@@ -342,6 +345,24 @@ impl Node {
         }
         if self.sessions.contains_key(&sid) || self.finished.contains_key(&sid) {
             return refuse("conflict", format!("session {sid} is already known"));
+        }
+        let running = self
+            .sessions
+            .values()
+            .filter(|s| matches!(s, Session::Dkg(d) if d.params().initiator == from))
+            .count();
+        if running >= MAX_DKG_PER_INITIATOR {
+            warn!(
+                peer = from,
+                running, "too many DKG sessions from one initiator; refused"
+            );
+            return refuse(
+                "busy",
+                format!(
+                    "node {from} already runs {running} DKGs with node {}",
+                    self.config.id
+                ),
+            );
         }
         if self.keystore.contains(&start.key_id) {
             return refuse(

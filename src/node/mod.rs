@@ -945,13 +945,20 @@ impl Node {
             } => {
                 // Answered when the signature is done.
                 let responder = signing::Responder::Peer(channel);
-                self.coordinate(sid, key_id, Some(group_public_key), message, responder);
+                let expected = Some(group_public_key);
+                self.coordinate(sid, key_id, expected, message, responder, Some(from));
                 return;
             }
             body @ (Body::CommitRequest { .. } | Body::SignRequest { .. }) => {
                 self.serve_signer(sid, from, body)
             }
-            Body::DkgStart(start) => self.on_dkg_start(sid, from, start),
+            Body::DkgStart(start) => {
+                let reply = self.on_dkg_start(sid, from, start);
+                if let Body::Refused { kind, reason } = &reply {
+                    warn!(session = %sid, peer = from, %kind, %reason, "DkgStart refused");
+                }
+                reply
+            }
             Body::DkgResult(outcome) => {
                 self.on_report(sid, from, outcome);
                 Body::Ack

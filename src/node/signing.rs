@@ -15,6 +15,9 @@ use crate::signing::coordinator::{Coordinator, Effect, SignOutput, SignParams};
 use crate::signing::{election, SignError};
 use crate::wire::{self, Body, Envelope, NodeId, SessionId};
 
+/// Most signing requests one peer may have this node coordinate at once.
+const MAX_FORWARDS_PER_PEER: usize = 256;
+
 /// Largest message a node signs.
 pub const MAX_SIGN_MESSAGE: usize = 64 * 1024;
 
@@ -43,6 +46,8 @@ pub(super) enum Responder {
 pub(super) struct Coordination {
     pub(super) coordinator: Coordinator,
     pub(super) key_id: String,
+    /// The peer that forwarded the request, if any.
+    forwarded_by: Option<NodeId>,
     responder: Responder,
     started: Instant,
 }
@@ -193,7 +198,7 @@ impl Node {
         };
         let (key_id, message) = (fwd.key_id.clone(), fwd.message.clone());
         if next == self.config.id {
-            self.coordinate(rid, key_id, None, message, Responder::Local(rid));
+            self.coordinate(rid, key_id, None, message, Responder::Local(rid), None);
             return;
         }
         let Some(group_public_key) = self
@@ -263,7 +268,7 @@ impl Node {
                 let err = NodeError::from_refusal(from, &kind, &reason);
                 if matches!(
                     kind.as_str(),
-                    "timeout" | "unavailable" | "not_found" | "key_mismatch"
+                    "timeout" | "unavailable" | "not_found" | "key_mismatch" | "busy"
                 ) {
                     warn!(request = %rid, coordinator = from, %reason, "coordinator failed; trying the next one");
                     if let Some(f) = self.forwards.get_mut(&rid) {
@@ -311,9 +316,29 @@ impl Node {
         expected_key: Option<[u8; 32]>,
         message: Vec<u8>,
         responder: Responder,
+        forwarded_by: Option<NodeId>,
     ) {
         let me = self.config.id;
         let sid = session_for(&rid, me);
+        if let Some(peer) = forwarded_by {
+            let open = self
+                .sessions
+                .values()
+                .filter(|s| matches!(s, Session::Coordinate(c) if c.forwarded_by == Some(peer)))
+                .count();
+            if open >= MAX_FORWARDS_PER_PEER {
+                warn!(
+                    peer,
+                    open, "too many signing requests from one peer; refused"
+                );
+                let body = refused(
+                    "busy",
+                    format!("node {me} coordinates {open} requests for node {peer}"),
+                );
+                self.respond_to(responder, sid, body);
+                return;
+            }
+        }
         let refusal = match self.keystore.get(&key_id) {
             None => Some(refused(
                 "not_found",
@@ -380,6 +405,7 @@ impl Node {
             Session::Coordinate(Box::new(Coordination {
                 coordinator,
                 key_id,
+                forwarded_by,
                 responder,
                 started: now,
             })),

@@ -1,0 +1,229 @@
+//! A listed peer gone bad, over a real connection: truncated, oversized, random, wrong-version,
+//! wrong-session, out-of-step and impersonating messages, by request and by broadcast. The node
+//! refuses each with a log line naming the peer, never panics, and afterwards still runs a DKG
+//! and signs with the honest nodes.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use frostnode::localnet::LocalCluster;
+use frostnode::net::{EventLoop, NetParams};
+use frostnode::node::KeygenRequest;
+use frostnode::wire::{self, Body, DkgStart, Envelope, SecretBytes, SessionId};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("frostnode=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = LocalCluster::start(3, dir.path()).await.unwrap();
+    c.wait_connected(WAIT).await.unwrap();
+    let target = c.handle(1);
+    let target_pid = target.peer_id();
+    let target_addr = c.p2p_addrs()[0].clone();
+
+    // Node 3 turns hostile: its identity now speaks through a raw swarm.
+    c.stop(3).await;
+    target
+        .wait_ready_where(|r| !r.contains(&3), WAIT)
+        .await
+        .unwrap();
+    let identity = frostnode::identity::load(&dir.path().join("node3")).unwrap();
+    let hostile_pid = identity.public().to_peer_id();
+    let (client, _events, mut event_loop) = EventLoop::new(NetParams {
+        keypair: identity,
+        listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        peers: vec![(target_pid, target_addr)],
+        // Larger than the node's limit, so oversized messages really are sent.
+        max_message_size: 4 << 20,
+        request_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    event_loop.wait_listening(WAIT).await.unwrap();
+    tokio::spawn(event_loop.run());
+    target
+        .wait_ready_where(|r| r.contains(&3), WAIT)
+        .await
+        .unwrap();
+
+    let env = |session: SessionId, from: u16, body: Body| {
+        wire::encode(&Envelope::new(session, from, body)).unwrap()
+    };
+    let valid = env(SessionId([1; 32]), 3, Body::Ack);
+    let mut wrong_version = valid.clone();
+    wrong_version[0] = 9;
+    let random: Vec<u8> = (0..200).map(|_| rand::random()).collect();
+    let requests: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", valid[..valid.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+        ("random", random.clone()),
+        ("wrong version", wrong_version),
+        (
+            "oversized",
+            env(
+                SessionId([1; 32]),
+                3,
+                Body::DkgRound1 {
+                    package: vec![0; 300_000],
+                },
+            ),
+        ),
+        (
+            "wrong session",
+            env(
+                SessionId([2; 32]),
+                3,
+                Body::DkgRound2 {
+                    package: SecretBytes(vec![1; 40]),
+                },
+            ),
+        ),
+        (
+            "out of step",
+            env(
+                SessionId([3; 32]),
+                3,
+                Body::SignRequest {
+                    attempt: 0,
+                    signing_package: vec![1, 2, 3],
+                },
+            ),
+        ),
+        (
+            "not a request",
+            env(
+                SessionId([4; 32]),
+                3,
+                Body::DkgConfirm(frostnode::wire::Confirmation {
+                    transcript: [0; 32],
+                    group_public_key: [0; 32],
+                    public_key_package_hash: [0; 32],
+                    signature: vec![],
+                }),
+            ),
+        ),
+        (
+            "impersonation",
+            env(
+                SessionId([5; 32]),
+                2,
+                Body::DkgStart(DkgStart {
+                    key_id: "x".into(),
+                    participants: vec![1, 2],
+                    threshold: 2,
+                }),
+            ),
+        ),
+        (
+            "bad key id",
+            env(
+                SessionId([6; 32]),
+                3,
+                Body::DkgStart(DkgStart {
+                    key_id: "../../etc/passwd".into(),
+                    participants: vec![1, 3],
+                    threshold: 2,
+                }),
+            ),
+        ),
+    ];
+    for (what, bytes) in requests {
+        match client.request(target_pid, bytes).await {
+            // Refused in the answer…
+            Ok(answer) => match wire::decode(&answer, 1 << 20).map(|e| e.body) {
+                Ok(Body::Refused { .. }) | Ok(Body::Ack) => {}
+                other => panic!("{what}: unexpected answer {other:?}"),
+            },
+            // …or the stream is reset (oversized messages are not even read).
+            Err(_) => {}
+        }
+    }
+    // Broadcast garbage too.
+    for bytes in [
+        random,
+        env(SessionId([7; 32]), 2, Body::DkgBegin),
+        env(
+            SessionId([8; 32]),
+            3,
+            Body::DkgRound2 {
+                package: SecretBytes(vec![0; 8]),
+            },
+        ),
+    ] {
+        client.publish(bytes).unwrap();
+    }
+    // A round trip after the garbage proves the node processed all of it.
+    let probe = client
+        .request(target_pid, env(SessionId([9; 32]), 3, Body::Ack))
+        .await
+        .unwrap();
+    assert!(matches!(
+        wire::decode(&probe, 1 << 20).unwrap().body,
+        Body::Refused { .. }
+    ));
+    assert_eq!(
+        target.status().await.unwrap().active_sessions,
+        0,
+        "no session was opened"
+    );
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let hostile = hostile_pid.to_string();
+    for reason in [
+        "malformed message",
+        "unsupported wire version 9",
+        "claims to come from node 2",
+        "invalid key id",
+        "unexpected request",
+    ] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains(reason) && (l.contains(&hostile) || l.contains("peer=3"))),
+            "no log line names the peer for {reason:?}:\n{logs}"
+        );
+    }
+    client.shutdown();
+    target
+        .wait_ready_where(|r| !r.contains(&3), WAIT)
+        .await
+        .unwrap();
+
+    // The honest nodes carry on.
+    let key = target
+        .keygen(KeygenRequest {
+            key_id: "after".into(),
+            threshold: Some(2),
+            participants: Some(vec![1, 2]),
+        })
+        .await
+        .unwrap();
+    let sig = c
+        .handle(2)
+        .sign("after", b"still fine".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(sig.group_public_key, key.group_public_key);
+    c.shutdown().await;
+}
