@@ -1,0 +1,43 @@
+//! Arbitrary decoded envelopes into a DKG session.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use frostnode::dkg::{DkgParams, DkgSession};
+use frostnode::wire::SessionId;
+use libfuzzer_sys::fuzz_target;
+use libp2p::identity::Keypair;
+
+fuzz_target!(|data: &[u8]| {
+    let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+    let peers = [(1u16, keys[0].public()), (3u16, keys[2].public())]
+        .into_iter()
+        .collect();
+    let params = DkgParams {
+        session: SessionId([3; 32]),
+        key_id: "f".into(),
+        participants: vec![1, 2, 3],
+        threshold: 2,
+        initiator: 1,
+    };
+    let mut s = DkgSession::new(
+        params,
+        2,
+        keys[1].clone(),
+        peers,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .expect("valid parameters");
+    // The input is a sequence of length-prefixed envelopes.
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+        let (chunk, tail) = rest[2..].split_at(len);
+        rest = tail;
+        if let Ok(env) = frostnode::wire::decode(chunk, 1 << 20) {
+            let _ = s.handle(env);
+        }
+    }
+    let _ = s.on_timeout(Instant::now() + Duration::from_secs(61));
+    assert!(s.is_finished());
+});

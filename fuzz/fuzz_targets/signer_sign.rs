@@ -1,0 +1,33 @@
+//! Arbitrary signing packages into a signer that committed.
+#![no_main]
+
+use std::time::Instant;
+
+use frost_ed25519 as frost;
+use frostnode::signing::participant::Signer;
+use frostnode::wire::SessionId;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let (shares, _) = frost::keys::generate_with_dealer(
+        3,
+        2,
+        frost::keys::IdentifierList::Default,
+        rand::rngs::OsRng,
+    )
+    .expect("dealer");
+    let key = frost::keys::KeyPackage::try_from(shares.into_values().next().expect("a share"))
+        .expect("key package");
+    let mut signer = Signer::new();
+    let now = Instant::now();
+    let sid = SessionId([4; 32]);
+    signer
+        .commit(now, sid, 0, 2, "k", b"m", &key)
+        .expect("commit");
+    let _ = signer.sign(now, sid, 0, 2, data, &key, &[1, 2, 3]);
+    assert_eq!(
+        signer.pending(),
+        0,
+        "nonces are consumed whatever the package"
+    );
+});
