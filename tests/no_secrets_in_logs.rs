@@ -5,7 +5,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use frostnode::keystore::StoredKey;
+use frostnode::config::PassphraseSource;
+use frostnode::keystore::KeyStore;
 use frostnode::localnet::LocalCluster;
 use frostnode::node::KeygenRequest;
 
@@ -50,7 +51,13 @@ async fn no_share_in_trace_logs_or_api_answers() {
         .init();
 
     let dir = tempfile::tempdir().unwrap();
-    let c = LocalCluster::start(3, dir.path()).await.unwrap();
+    let passphrase = "a passphrase that must never be logged";
+    std::env::set_var("FROSTNODE_LEAK_TEST_PASSPHRASE", passphrase);
+    let c = LocalCluster::start_with(3, dir.path(), |cfg| {
+        cfg.passphrase = PassphraseSource::Env("FROSTNODE_LEAK_TEST_PASSPHRASE".into());
+    })
+    .await
+    .unwrap();
     c.wait_connected(Duration::from_secs(60)).await.unwrap();
     let mut answers = Vec::new();
     let key = c
@@ -70,6 +77,15 @@ async fn no_share_in_trace_logs_or_api_answers() {
         answers.push(serde_json::to_string(&h.status().await.unwrap()).unwrap());
         answers.push(serde_json::to_string(&h.list_keys().await.unwrap()).unwrap());
     }
+    let mut nonces = Vec::new();
+    for h in c.handles() {
+        nonces.extend(h.take_nonce_log().await.unwrap());
+    }
+    assert!(
+        nonces.len() >= 5 * 2 * 2,
+        "nonces were recorded: {}",
+        nonces.len()
+    );
     c.shutdown().await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -80,9 +96,19 @@ async fn no_share_in_trace_logs_or_api_answers() {
     );
     assert!(logs.contains("DKG complete"));
     let haystack = format!("{logs}\n{}", answers.join("\n"));
+    assert!(!haystack.contains(passphrase), "the passphrase leaked");
+    for n in &nonces {
+        for needle in [hex::encode(n), base64(n)] {
+            assert!(!haystack.contains(&needle), "a nonce leaked as {needle}");
+        }
+    }
     for k in 1..=3 {
-        let path = dir.path().join(format!("node{k}/keys/s.json"));
-        let stored: StoredKey = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let store = KeyStore::open_with(
+            &dir.path().join(format!("node{k}")),
+            Some(passphrase.as_bytes()),
+        )
+        .unwrap();
+        let stored = store.get("s").unwrap().clone();
         let share = stored.key_package.signing_share().serialize();
         for needle in [
             hex::encode(&share),

@@ -169,6 +169,10 @@ enum Input {
     Unresponsive(bool),
     #[cfg(feature = "fault-injection")]
     DkgFaults(DkgFaults),
+    #[cfg(feature = "fault-injection")]
+    TakeNonceLog {
+        reply: oneshot::Sender<Vec<Vec<u8>>>,
+    },
 }
 
 /// Cloneable handle for talking to a running node (used by the API and tests).
@@ -294,6 +298,13 @@ impl NodeHandle {
             .send(Input::Unresponsive(on))
             .await
             .map_err(|_| NodeError::stopped())
+    }
+
+    /// Every signing nonce this node made since the last call (test builds only: for tests
+    /// that check nonces never leak).
+    #[cfg(feature = "fault-injection")]
+    pub async fn take_nonce_log(&self) -> Result<Vec<Vec<u8>>, NodeError> {
+        self.ask(|reply| Input::TakeNonceLog { reply }).await
     }
 
     /// Makes this node misbehave in DKGs (test builds only).
@@ -748,6 +759,10 @@ impl Node {
             }
             #[cfg(feature = "fault-injection")]
             Input::CorruptShares(on) => self.signer.set_corrupt_shares(on),
+            #[cfg(feature = "fault-injection")]
+            Input::TakeNonceLog { reply } => {
+                let _ = reply.send(self.signer.take_nonce_log());
+            }
             #[cfg(feature = "fault-injection")]
             Input::DkgFaults(f) => {
                 self.faults.corrupt_round2 = f.corrupt_round2;

@@ -76,6 +76,9 @@ pub struct Signer {
     per_coordinator: HashMap<NodeId, usize>,
     #[cfg(feature = "fault-injection")]
     corrupt_shares: bool,
+    /// Every nonce made, for tests that check no nonce ever leaks (fault-injection builds).
+    #[cfg(feature = "fault-injection")]
+    nonce_log: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -104,6 +107,12 @@ impl Signer {
     /// When the oldest nonces expire, if any are held.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.pending.values().map(|p| p.expires).min()
+    }
+
+    /// The nonces made since the last call (fault-injection builds only, for leak tests).
+    #[cfg(feature = "fault-injection")]
+    pub fn take_nonce_log(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.nonce_log)
     }
 
     /// Makes this signer return corrupted shares (fault-injection builds only).
@@ -150,6 +159,11 @@ impl Signer {
             return Err(SignerError::Busy);
         }
         let (nonces, commitments) = round1::commit(key.signing_share(), &mut OsRng);
+        #[cfg(feature = "fault-injection")]
+        {
+            self.nonce_log.push(nonces.hiding().serialize());
+            self.nonce_log.push(nonces.binding().serialize());
+        }
         self.pending.insert(
             slot,
             Pending {
