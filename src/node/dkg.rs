@@ -249,12 +249,17 @@ impl Node {
             warn!(session = %sid, node = from, %reason, "participant reports DKG failure");
         }
         init.reports.insert(from, outcome);
-        let failed = |o: &DkgOutcome| matches!(o, DkgOutcome::Failed { .. });
-        // Answer once everyone reported, or as soon as a failure is known and our own
-        // session has ended too (it will have seen the abort).
+        // A failure that explains itself: it names culprits, or who went missing.
+        let explained = |o: &DkgOutcome| {
+            matches!(o, DkgOutcome::Failed { culprits, missing, .. }
+                if !culprits.is_empty() || !missing.is_empty())
+        };
+        // Answer once everyone reported, or once our own session has ended and some report
+        // explains the failure. A node that merely followed another's abort waits for the
+        // aborting node's own report, so the answer names the culprit it found.
         let all_in = init.reports.len() == init.participants.len();
         let own_in = init.reports.contains_key(&self.config.id);
-        if !(all_in || (own_in && init.reports.values().any(failed))) {
+        if !(all_in || (own_in && init.reports.values().any(explained))) {
             return;
         }
         let Some(mut init) = self.initiations.remove(&sid) else {
