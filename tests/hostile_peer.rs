@@ -3,29 +3,13 @@
 //! refuses each with a log line naming the peer, never panics, and afterwards still runs a DKG
 //! and signs with the honest nodes.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use frostnode::localnet::LocalCluster;
-use frostnode::net::{EventLoop, NetParams};
 use frostnode::node::KeygenRequest;
 use frostnode::wire::{self, Body, DkgStart, Envelope, SecretBytes, SessionId};
 
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::{Captured, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
@@ -42,31 +26,14 @@ async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
     c.wait_connected(WAIT).await.unwrap();
     let target = c.handle(1);
     let target_pid = target.peer_id();
-    let target_addr = c.p2p_addrs()[0].clone();
 
-    // Node 3 turns hostile: its identity now speaks through a raw swarm.
-    c.stop(3).await;
-    target
-        .wait_ready_where(|r| !r.contains(&3), WAIT)
-        .await
-        .unwrap();
-    let identity = frostnode::identity::load(&dir.path().join("node3")).unwrap();
-    let hostile_pid = identity.public().to_peer_id();
-    let (client, _events, mut event_loop) = EventLoop::new(NetParams {
-        keypair: identity,
-        listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
-        peers: vec![(target_pid, target_addr)],
-        // Larger than the node's limit, so oversized messages really are sent.
-        max_message_size: 4 << 20,
-        request_timeout: Duration::from_secs(10),
-    })
-    .unwrap();
-    event_loop.wait_listening(WAIT).await.unwrap();
-    tokio::spawn(event_loop.run());
-    target
-        .wait_ready_where(|r| r.contains(&3), WAIT)
-        .await
-        .unwrap();
+    // Node 3 turns hostile: its identity now speaks through a raw swarm. Its message limit is
+    // larger than the node's, so oversized messages really are sent.
+    let hostile_pid = frostnode::identity::load(&dir.path().join("node3"))
+        .unwrap()
+        .public()
+        .to_peer_id();
+    let client = common::take_over(&mut c, dir.path(), 3, 1, 4 << 20).await;
 
     let env = |session: SessionId, from: u16, body: Body| {
         wire::encode(&Envelope::new(session, from, body)).unwrap()
@@ -187,7 +154,7 @@ async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
         "no session was opened"
     );
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let hostile = hostile_pid.to_string();
     for reason in [
         "malformed message",

@@ -1,8 +1,6 @@
 //! Runs a DKG and signings with every log at TRACE level (ours and libp2p's) and checks that no
 //! key share appears in the logs or in any API answer, in hex or base64.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use frostnode::config::PassphraseSource;
@@ -10,18 +8,9 @@ use frostnode::keystore::KeyStore;
 use frostnode::localnet::LocalCluster;
 use frostnode::node::KeygenRequest;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+mod common;
 
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::Captured;
 
 fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -88,7 +77,7 @@ async fn no_share_in_trace_logs_or_api_answers() {
     );
     c.shutdown().await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.len() > 10_000,
         "trace logging was captured ({} bytes)",

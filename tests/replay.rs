@@ -3,16 +3,16 @@
 //! its nonces for that session are gone.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use frost_ed25519 as frost;
 use frostnode::keystore::StoredKey;
 use frostnode::localnet::LocalCluster;
-use frostnode::net::{EventLoop, NetParams};
 use frostnode::node::KeygenRequest;
 use frostnode::wire::{self, Body, Envelope, SessionId};
 
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
+
+use common::WAIT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_signing_package_is_refused() {
@@ -30,32 +30,12 @@ async fn replayed_signing_package_is_refused() {
         .unwrap();
     let target = cluster.handle(1);
     let target_pid = target.peer_id();
-    let target_addr = cluster.p2p_addrs()[0].clone();
 
     // Node 3 goes away; its identity and key share now speak through a raw swarm.
-    cluster.stop(3).await;
-    target
-        .wait_ready_where(|r| !r.contains(&3), WAIT)
-        .await
-        .unwrap();
-    let node3 = dir.path().join("node3");
-    let identity = frostnode::identity::load(&node3).unwrap();
+    let client = common::take_over(&mut cluster, dir.path(), 3, 1, 1 << 20).await;
     let stored: StoredKey =
-        serde_json::from_slice(&std::fs::read(node3.join("keys/k.json")).unwrap()).unwrap();
-    let (client, _events, mut event_loop) = EventLoop::new(NetParams {
-        keypair: identity,
-        listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
-        peers: vec![(target_pid, target_addr)],
-        max_message_size: 1 << 20,
-        request_timeout: Duration::from_secs(10),
-    })
-    .unwrap();
-    event_loop.wait_listening(WAIT).await.unwrap();
-    tokio::spawn(event_loop.run());
-    target
-        .wait_ready_where(|r| r.contains(&3), WAIT)
-        .await
-        .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("node3/keys/k.json")).unwrap())
+            .unwrap();
 
     let session = SessionId([0x5a; 32]);
     let ask = |body: Body| {
