@@ -57,7 +57,7 @@ impl From<NodeError> for ApiError {
         };
         ApiError {
             status,
-            kind: e.kind(),
+            kind: e.kind().as_str().to_string(),
             message: e.to_string(),
             culprits,
             missing,

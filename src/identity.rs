@@ -81,6 +81,57 @@ pub fn save(data_dir: &Path, key: &Keypair) -> Result<(), IdentityError> {
     securefile::write_private_atomic(&path, &bytes).map_err(io)
 }
 
+/// This node's identity key and every configured peer's public key: what a DKG session
+/// signs its confirmation with and checks the others' against.
+pub struct NodeKeys {
+    keypair: Keypair,
+    peers: std::collections::BTreeMap<crate::wire::NodeId, libp2p::identity::PublicKey>,
+}
+
+impl NodeKeys {
+    /// Keys for a node holding `keypair`, with its peers' public keys by node id.
+    pub fn new(
+        keypair: Keypair,
+        peers: std::collections::BTreeMap<crate::wire::NodeId, libp2p::identity::PublicKey>,
+    ) -> Self {
+        Self { keypair, peers }
+    }
+}
+
+impl std::fmt::Debug for NodeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeKeys")
+            .field("peer_id", &self.keypair.public().to_peer_id())
+            .field("peers", &self.peers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl crate::dkg::ConfirmationKeys for NodeKeys {
+    fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+        self.keypair.sign(message).ok()
+    }
+
+    fn verify(&self, node: crate::wire::NodeId, message: &[u8], signature: &[u8]) -> bool {
+        self.peers
+            .get(&node)
+            .is_some_and(|k| k.verify(message, signature))
+    }
+
+    fn knows(&self, node: crate::wire::NodeId) -> bool {
+        self.peers.contains_key(&node)
+    }
+}
+
+/// The Ed25519 public key embedded in an Ed25519 PeerId.
+pub fn peer_public_key(peer_id: &libp2p::PeerId) -> Option<libp2p::identity::PublicKey> {
+    let mh = peer_id.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -342,40 +342,81 @@ impl KeyStore {
 
     /// Writes a new key to disk (atomically) and then keeps it in memory.
     pub fn insert(&mut self, key: StoredKey) -> Result<(), KeyStoreError> {
+        self.prepare(&key)?.commit()?;
+        self.adopt(key)
+    }
+
+    /// Encodes (and seals) a new key's file without touching the disk, so that the slow part,
+    /// [`KeyWrite::commit`], can run off the caller's task. Refuses invalid or taken ids.
+    pub fn prepare(&self, key: &StoredKey) -> Result<KeyWrite, KeyStoreError> {
         validate_key_id(&key.key_id)?;
+        if self.keys.contains_key(&key.key_id) {
+            return Err(KeyStoreError::Exists(key.key_id.clone()));
+        }
+        self.encode(key)
+    }
+
+    /// Keeps a key whose file [`KeyWrite::commit`] wrote.
+    pub fn adopt(&mut self, key: StoredKey) -> Result<(), KeyStoreError> {
         if self.keys.contains_key(&key.key_id) {
             return Err(KeyStoreError::Exists(key.key_id));
         }
-        let key_id = key.key_id.clone();
-        self.keys.insert(key_id.clone(), key);
-        if let Err(e) = self.write(&key_id) {
-            self.keys.remove(&key_id);
-            return Err(e);
-        }
+        self.keys.insert(key.key_id.clone(), key);
         Ok(())
     }
 
     fn write(&self, key_id: &str) -> Result<(), KeyStoreError> {
-        let Some(key) = self.keys.get(key_id) else {
-            return Ok(());
-        };
+        match self.keys.get(key_id) {
+            Some(key) => self.encode(key)?.commit(),
+            None => Ok(()),
+        }
+    }
+
+    fn encode(&self, key: &StoredKey) -> Result<KeyWrite, KeyStoreError> {
+        let key_id = key.key_id.as_str();
         let path = self.dir.join(format!("{key_id}.json"));
         let plain = Zeroizing::new(
             serde_json::to_vec_pretty(key).map_err(|e| Self::corrupt(&path, e.to_string()))?,
         );
         let bytes = match &self.sealer {
-            None => plain.to_vec(),
+            None => plain,
             Some(sealer) => {
                 let file = SealedKeyFile {
                     format_version: KEY_FORMAT_VERSION,
                     key_id: key_id.to_string(),
                     sealed: sealer.seal(&sealed_aad(key_id), &plain)?,
                 };
-                serde_json::to_vec_pretty(&file).map_err(|e| Self::corrupt(&path, e.to_string()))?
+                Zeroizing::new(
+                    serde_json::to_vec_pretty(&file)
+                        .map_err(|e| Self::corrupt(&path, e.to_string()))?,
+                )
             }
         };
-        securefile::write_private_atomic(&path, &bytes)
-            .map_err(|source| KeyStoreError::Io { path, source })
+        Ok(KeyWrite { path, bytes })
+    }
+}
+
+/// A key file ready to be written: encoded and, with a passphrase, sealed.
+pub struct KeyWrite {
+    path: PathBuf,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for KeyWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyWrite({})", self.path.display())
+    }
+}
+
+impl KeyWrite {
+    /// Writes the file atomically (temporary file, fsync, rename, mode 0600). Blocking.
+    pub fn commit(self) -> Result<(), KeyStoreError> {
+        securefile::write_private_atomic(&self.path, &self.bytes).map_err(|source| {
+            KeyStoreError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 }
 

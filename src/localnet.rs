@@ -9,8 +9,9 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::config::{Config, RawConfig, RawPeer, RawTimeouts};
+use crate::daemon::{BoundNode, RunningNode, StartError};
 use crate::identity;
-use crate::node::{BoundNode, NodeError, NodeHandle, RunningNode, StartError};
+use crate::node::{NodeError, NodeHandle};
 use crate::wire::NodeId;
 
 /// How `cluster-config` lays out the nodes.

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use frostnode::client::{http, verify_hex};
 use frostnode::config::Config;
+use frostnode::daemon::BoundNode;
 use frostnode::localnet::{self, ClusterLayout, LocalnetOptions};
-use frostnode::node::BoundNode;
 use frostnode::wire::NodeId;
 
 #[derive(Parser)]

@@ -28,6 +28,16 @@ pub struct CulpritLabels {
     pub node: String,
 }
 
+/// Labels of the counter of network events the node could not take in time.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabels {
+    /// `gossip` or `request`.
+    pub kind: String,
+}
+
+/// Counter of network events dropped because the node's queue was full.
+pub type DroppedEvents = Family<DroppedLabels, Counter>;
+
 /// The node's metric handles (cheap to clone; all share one registry).
 #[derive(Clone)]
 pub struct Metrics {
@@ -37,6 +47,7 @@ pub struct Metrics {
     dkg_seconds: Histogram,
     peers: Gauge,
     culprits: Family<CulpritLabels, Counter>,
+    dropped: DroppedEvents,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,6 +75,7 @@ impl Metrics {
             dkg_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             peers: Gauge::default(),
             culprits: Family::default(),
+            dropped: Family::default(),
         };
         registry.register(
             "dkg_sessions",
@@ -95,7 +107,17 @@ impl Metrics {
             "Misbehaviour detected (invalid shares, equivocation, bad packages), by node",
             m.culprits.clone(),
         );
+        registry.register(
+            "net_events_dropped",
+            "Network messages dropped because the node task was behind, by kind",
+            m.dropped.clone(),
+        );
         m
+    }
+
+    /// The counter the network event loop increments when it drops an event.
+    pub fn dropped_events(&self) -> DroppedEvents {
+        self.dropped.clone()
     }
 
     /// A DKG session started on this node.

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 /// Protocol version carried in every envelope. Unknown versions are rejected.
-pub const WIRE_VERSION: u8 = 1;
+///
+/// Version 2: refusals carry a typed [`ErrorKind`] instead of a free-form string.
+pub const WIRE_VERSION: u8 = 2;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
 /// Request-response protocol name for unicasts.
@@ -108,6 +110,83 @@ pub struct Confirmation {
     pub public_key_package_hash: [u8; 32],
     /// Signature by the sender's node identity key over the fields above and the session.
     pub signature: Vec<u8>,
+}
+
+/// Why a request was refused or a session failed: the machine-readable class carried in
+/// [`Body::Refused`] and in the node's errors. [`ErrorKind::as_str`] is the `kind` field of
+/// API errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The request is malformed or not allowed.
+    BadRequest,
+    /// No such key.
+    NotFound,
+    /// The key id exists or a session for it is running.
+    Conflict,
+    /// Participants cannot be reached.
+    Unavailable,
+    /// Too many sessions in flight for this sender.
+    Busy,
+    /// Participants did not answer in time.
+    Timeout,
+    /// The receiver holds a different group key under the same key id.
+    KeyMismatch,
+    /// Signers sent invalid signature shares and no honest replacement was left.
+    InvalidShares,
+    /// The aggregate signature did not verify.
+    BadSignature,
+    /// The FROST library refused.
+    Frost,
+    /// A DKG aborted.
+    DkgFailed,
+    /// Participants stored different group keys.
+    Inconsistent,
+    /// Anything else.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 13] = [
+        ErrorKind::BadRequest,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Unavailable,
+        ErrorKind::Busy,
+        ErrorKind::Timeout,
+        ErrorKind::KeyMismatch,
+        ErrorKind::InvalidShares,
+        ErrorKind::BadSignature,
+        ErrorKind::Frost,
+        ErrorKind::DkgFailed,
+        ErrorKind::Inconsistent,
+        ErrorKind::Internal,
+    ];
+
+    /// The stable name used in API errors and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::KeyMismatch => "key_mismatch",
+            ErrorKind::InvalidShares => "invalid_shares",
+            ErrorKind::BadSignature => "bad_signature",
+            ErrorKind::Frost => "frost",
+            ErrorKind::DkgFailed => "dkg_failed",
+            ErrorKind::Inconsistent => "inconsistent",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Outcome a participant reports to the DKG initiator.
@@ -217,14 +296,22 @@ pub enum Body {
     Ack,
     /// RPC response: refused, with the reason.
     Refused {
-        /// Machine-readable class of the refusal (`conflict`, `unavailable`, `bad_request`, …).
-        kind: String,
+        /// Machine-readable class of the refusal.
+        kind: ErrorKind,
         /// Human-readable reason.
         reason: String,
     },
 }
 
 impl Body {
+    /// A refusal of `kind` with a human-readable reason.
+    pub fn refused(kind: ErrorKind, reason: impl Into<String>) -> Body {
+        Body::Refused {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
     /// Short name for logs and errors.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -343,9 +430,9 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert_eq!(decode(&long, 1024), Err(WireError::Trailing(1)));
-        let mut v2 = bytes.clone();
-        v2[0] = 2;
-        assert_eq!(decode(&v2, 1024), Err(WireError::UnsupportedVersion(2)));
+        let mut v1 = bytes.clone();
+        v1[0] = 1;
+        assert_eq!(decode(&v1, 1024), Err(WireError::UnsupportedVersion(1)));
         assert!(matches!(decode(&[], 1024), Err(WireError::Malformed(_))));
     }
 

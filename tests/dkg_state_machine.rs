@@ -2,10 +2,12 @@
 //! are delivered, dropped, duplicated, reordered or tampered with.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frost_ed25519 as frost;
 use frostnode::dkg::{DkgError, DkgOutput, DkgParams, DkgSession, Effect, Rejection};
+use frostnode::identity::NodeKeys;
 use frostnode::wire::{Body, Envelope, NodeId, SecretBytes, SessionId};
 use libp2p::identity::Keypair;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -27,6 +29,8 @@ struct Bus {
     outcomes: BTreeMap<NodeId, Result<Box<DkgOutput>, DkgError>>,
     filter: Filter,
     shuffle: Option<StdRng>,
+    /// The nodes' protocol randomness: seeded, so every run of a test is the same run.
+    rng: StdRng,
     start: Instant,
 }
 
@@ -57,8 +61,7 @@ impl Bus {
                 let s = DkgSession::new(
                     params.clone(),
                     me,
-                    keys[&me].clone(),
-                    peer_keys,
+                    Arc::new(NodeKeys::new(keys[&me].clone(), peer_keys)),
                     start + Duration::from_secs(60),
                 )
                 .unwrap();
@@ -72,6 +75,7 @@ impl Bus {
             outcomes: BTreeMap::new(),
             filter: Box::new(|_, _, _| Action::Deliver),
             shuffle: None,
+            rng: StdRng::seed_from_u64(u64::from(n) << 8 | u64::from(t)),
             start,
         }
     }
@@ -115,7 +119,7 @@ impl Bus {
 
     /// The initiator begins, the others get `DkgBegin`, then messages flow until none are left.
     fn run(&mut self) {
-        let effects = self.nodes.get_mut(&1).unwrap().begin();
+        let effects = self.nodes.get_mut(&1).unwrap().begin(&mut self.rng);
         self.apply(1, effects);
         let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&id| id != 1).collect();
         for id in others {
@@ -128,7 +132,12 @@ impl Bus {
             };
             let (from, to, body) = self.queue.remove(idx).unwrap();
             let env = Envelope::new(self.session, from, body);
-            let effects = self.nodes.get_mut(&to).unwrap().handle(env).unwrap();
+            let effects = self
+                .nodes
+                .get_mut(&to)
+                .unwrap()
+                .handle(env, &mut self.rng)
+                .unwrap();
             self.apply(to, effects);
         }
     }
@@ -368,25 +377,27 @@ fn garbage_round1_package_is_named() {
 fn wrong_session_stranger_and_self_are_rejected() {
     let mut bus = Bus::new(3, 2);
     let node = bus.nodes.get_mut(&1).unwrap();
+    let rng = &mut StdRng::seed_from_u64(1);
     let other = SessionId([9; 32]);
-    let r = node.handle(Envelope::new(other, 2, Body::DkgRound1 { package: vec![] }));
+    let r = node.handle(
+        Envelope::new(other, 2, Body::DkgRound1 { package: vec![] }),
+        rng,
+    );
     assert!(matches!(r, Err(Rejection::WrongSession { .. })));
-    let r = node.handle(Envelope::new(
-        bus.session,
-        9,
-        Body::DkgRound1 { package: vec![] },
-    ));
+    let r = node.handle(
+        Envelope::new(bus.session, 9, Body::DkgRound1 { package: vec![] }),
+        rng,
+    );
     assert_eq!(r.unwrap_err(), Rejection::NotParticipant(9));
-    let r = node.handle(Envelope::new(
-        bus.session,
-        1,
-        Body::DkgRound1 { package: vec![] },
-    ));
+    let r = node.handle(
+        Envelope::new(bus.session, 1, Body::DkgRound1 { package: vec![] }),
+        rng,
+    );
     assert_eq!(r.unwrap_err(), Rejection::FromSelf);
-    let r = node.handle(Envelope::new(bus.session, 2, Body::Ack));
+    let r = node.handle(Envelope::new(bus.session, 2, Body::Ack), rng);
     assert!(matches!(r, Err(Rejection::Unexpected { from: 2, .. })));
     // DkgBegin from a non-initiator is refused too.
-    let r = node.handle(Envelope::new(bus.session, 2, Body::DkgBegin));
+    let r = node.handle(Envelope::new(bus.session, 2, Body::DkgBegin), rng);
     assert!(matches!(r, Err(Rejection::Unexpected { from: 2, .. })));
     // The session was not disturbed.
     bus.run();

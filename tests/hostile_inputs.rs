@@ -2,14 +2,16 @@
 //! network input reaches (the envelope decoder, the DKG state machine, the signer, the
 //! coordinator). None may panic; honest sessions survive the noise.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frost_ed25519 as frost;
 use frostnode::dkg::{DkgParams, DkgSession};
+use frostnode::identity::NodeKeys;
 use frostnode::signing::coordinator::{Coordinator, SignParams};
-use frostnode::signing::participant::Signer;
+use frostnode::signing::participant::{ShareRef, Signer, Slot};
 use frostnode::wire::{
-    self, Body, Confirmation, DkgOutcome, DkgStart, Envelope, SecretBytes, SessionId,
+    self, Body, Confirmation, DkgOutcome, DkgStart, Envelope, ErrorKind, SecretBytes, SessionId,
 };
 use libp2p::identity::Keypair;
 use proptest::prelude::*;
@@ -70,7 +72,8 @@ fn arb_body() -> impl Strategy<Value = Body> {
             attempt,
             signing_package
         }),
-        (".{0,20}", ".{0,40}").prop_map(|(kind, reason)| Body::Refused { kind, reason }),
+        (prop::sample::select(ErrorKind::ALL.to_vec()), ".{0,40}")
+            .prop_map(|(kind, reason)| Body::Refused { kind, reason }),
     ]
 }
 
@@ -91,8 +94,7 @@ fn dkg_session(me: u16) -> (DkgSession, SessionId) {
     let s = DkgSession::new(
         params,
         me,
-        keys[usize::from(me - 1)].clone(),
-        peers,
+        Arc::new(NodeKeys::new(keys[usize::from(me - 1)].clone(), peers)),
         Instant::now() + Duration::from_secs(60),
     )
     .unwrap();
@@ -124,7 +126,7 @@ proptest! {
         let (mut s, session) = dkg_session(2);
         for (from, body, right_session) in msgs {
             let sid = if right_session { session } else { SessionId([9; 32]) };
-            let _ = s.handle(Envelope::new(sid, from, body));
+            let _ = s.handle(Envelope::new(sid, from, body), &mut rand::rngs::OsRng);
         }
         let _ = s.on_timeout(Instant::now() + Duration::from_secs(61));
         prop_assert!(s.is_finished());
@@ -137,8 +139,10 @@ proptest! {
         let mut signer = Signer::new();
         let now = Instant::now();
         let sid = SessionId([4; 32]);
-        signer.commit(now, sid, attempt, coordinator, "k", b"m", &key).unwrap();
-        prop_assert!(signer.sign(now, sid, attempt, coordinator, &package, &key, &[1, 2, 3]).is_err());
+        let slot = Slot { coordinator, session: sid, attempt };
+        signer.commit(now, slot, "k", b"m", &key, &mut rand::rngs::OsRng).unwrap();
+        let share = ShareRef { key: &key, participants: &[1, 2, 3] };
+        prop_assert!(signer.sign(now, slot, &package, share).is_err());
         prop_assert_eq!(signer.pending(), 0);
     }
 
@@ -171,14 +175,16 @@ fn garbage_from_strangers_and_other_sessions_is_refused() {
     // Garbage from non-participants and for other sessions is refused and does not end a session.
     let (mut s, session) = dkg_session(2);
     for from in [0u16, 7, 9] {
-        let r = s.handle(Envelope::new(
-            session,
-            from,
-            Body::DkgRound1 { package: vec![1] },
-        ));
+        let r = s.handle(
+            Envelope::new(session, from, Body::DkgRound1 { package: vec![1] }),
+            &mut rand::rngs::OsRng,
+        );
         assert!(r.is_err());
     }
-    let r = s.handle(Envelope::new(SessionId([8; 32]), 1, Body::DkgBegin));
+    let r = s.handle(
+        Envelope::new(SessionId([8; 32]), 1, Body::DkgBegin),
+        &mut rand::rngs::OsRng,
+    );
     assert!(r.is_err());
     assert!(!s.is_finished());
 }

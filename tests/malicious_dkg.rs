@@ -1,24 +1,14 @@
-//! Malicious DKG participants over real swarms: a node that equivocates in round 1 and a node
-//! that hands out bad round-2 shares. The DKG aborts naming the culprit in the API error, the
-//! culprit is counted, and no honest node keeps a key from the aborted session.
+//! Malicious DKG participants over real swarms: a node that hands out bad round-2 shares, a
+//! node that equivocates in round 1, and a node that completes the DKG honestly but forges a
+//! failure report. Misbehaviour the initiator sees itself aborts the DKG naming the culprit in
+//! the API error, the culprit is counted, and no honest node keeps a key from the aborted
+//! session; a forged report changes nothing.
 
-use std::time::Duration;
+mod common;
 
+use common::Cluster;
 use frostnode::localnet::LocalCluster;
-use frostnode::node::{DkgFaults, KeygenRequest, NodeError};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-async fn keygen(c: &LocalCluster, via: u16, key_id: &str) -> Result<(), NodeError> {
-    c.handle(via)
-        .keygen(KeygenRequest {
-            key_id: key_id.into(),
-            threshold: Some(3),
-            participants: None,
-        })
-        .await
-        .map(|_| ())
-}
+use frostnode::node::{DkgFaults, NodeError};
 
 async fn assert_no_key_anywhere(c: &LocalCluster, key_id: &str) {
     for h in c.handles() {
@@ -49,17 +39,18 @@ async fn caught(c: &LocalCluster, culprit: u16) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_round2_shares_abort_naming_the_sender() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = LocalCluster::start(4, dir.path()).await.unwrap();
-    c.wait_connected(WAIT).await.unwrap();
+    let c = Cluster::start(4).await;
+    // Node 3 hands the initiator (node 1) a bad share: node 1 catches it itself, the others
+    // follow its abort.
     c.handle(3)
         .set_dkg_faults(DkgFaults {
             corrupt_round2: true,
+            only_to: Some(1),
             ..Default::default()
         })
         .await
         .unwrap();
-    match keygen(&c, 1, "bad-shares").await {
+    match c.keygen(1, "bad-shares", Some(3), None).await {
         Err(NodeError::Aborted {
             culprits, message, ..
         }) => {
@@ -82,15 +73,13 @@ async fn bad_round2_shares_abort_naming_the_sender() {
         .set_dkg_faults(DkgFaults::default())
         .await
         .unwrap();
-    keygen(&c, 1, "bad-shares").await.unwrap();
+    c.keygen(1, "bad-shares", Some(3), None).await.unwrap();
     c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round1_equivocation_aborts_naming_the_sender() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = LocalCluster::start(4, dir.path()).await.unwrap();
-    c.wait_connected(WAIT).await.unwrap();
+    let c = Cluster::start(4).await;
     c.handle(2)
         .set_dkg_faults(DkgFaults {
             equivocate_round1: true,
@@ -98,20 +87,80 @@ async fn round1_equivocation_aborts_naming_the_sender() {
         })
         .await
         .unwrap();
-    match keygen(&c, 4, "two-faced").await {
+    // The initiator (node 4) and the equivocator are the only participants, so the initiator
+    // sees both of node 2's packages itself.
+    match c.keygen(4, "two-faced", Some(2), Some(vec![2, 4])).await {
         Err(NodeError::Aborted {
             culprits, message, ..
         }) => {
             assert!(culprits.contains(&2), "{message}");
-            // Seen directly (two packages from node 2) or through another node's echo.
-            assert!(
-                message.contains("equivocated") || message.contains("different round-1 package"),
-                "{message}"
-            );
+            assert!(message.contains("equivocated"), "{message}");
         }
         other => panic!("expected an abort naming node 2, got {other:?}"),
     }
     assert_no_key_anywhere(&c, "two-faced").await;
     assert!(caught(&c, 2).await >= 1);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_failure_report_does_not_fail_a_confirmed_dkg() {
+    let c = Cluster::start(4).await;
+    // Node 2 takes part honestly, stores the key, then tells the initiator the DKG failed
+    // because node 3 cheated.
+    c.handle(2)
+        .set_dkg_faults(DkgFaults {
+            forge_failure_blaming: Some(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let info = c
+        .keygen(1, "forged", Some(3), None)
+        .await
+        .expect("the initiator verified every confirmation: the DKG succeeded");
+    for h in c.handles() {
+        let k = h.get_key("forged").await.unwrap();
+        assert_eq!(
+            k.map(|k| k.group_public_key),
+            Some(info.group_public_key.clone()),
+            "node {} holds the key",
+            h.id()
+        );
+    }
+    assert_eq!(
+        caught(&c, 3).await,
+        0,
+        "nobody counts node 3 on node 2's word"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_abort_names_no_culprit_but_says_who_reported_it() {
+    let c = Cluster::start(4).await;
+    // Node 3 hands node 2 (not the initiator) a bad share: node 2 aborts naming node 3, and the
+    // initiator, which only saw node 2's abort, passes that on as node 2's report.
+    c.handle(3)
+        .set_dkg_faults(DkgFaults {
+            corrupt_round2: true,
+            only_to: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    match c.keygen(1, "hearsay", Some(3), None).await {
+        Err(NodeError::Aborted {
+            culprits,
+            reported_by,
+            message,
+            ..
+        }) => {
+            assert!(culprits.is_empty(), "{message}");
+            assert_eq!(reported_by.get(&2), Some(&vec![3]), "{message}");
+        }
+        other => panic!("expected an abort reported by node 2, got {other:?}"),
+    }
+    assert_no_key_anywhere(&c, "hearsay").await;
     c.shutdown().await;
 }

@@ -8,7 +8,7 @@ use frost_ed25519 as frost;
 use frostnode::keystore::StoredKey;
 use frostnode::localnet::LocalCluster;
 use frostnode::node::KeygenRequest;
-use frostnode::wire::{self, Body, Envelope, SessionId};
+use frostnode::wire::{self, Body, Envelope, ErrorKind, SessionId};
 
 mod common;
 
@@ -80,7 +80,7 @@ async fn replayed_signing_package_is_refused() {
     })
     .await
     {
-        Body::Refused { kind, .. } => assert_eq!(kind, "key_mismatch"),
+        Body::Refused { kind, .. } => assert_eq!(kind, ErrorKind::KeyMismatch),
         other => panic!("expected a key mismatch, got {other:?}"),
     }
 

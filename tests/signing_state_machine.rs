@@ -6,9 +6,22 @@ use std::time::{Duration, Instant};
 
 use frost_ed25519 as frost;
 use frostnode::signing::coordinator::{Coordinator, Effect, SignParams};
-use frostnode::signing::participant::{Signer, SignerError};
+use frostnode::signing::participant::{ShareRef, Signer, SignerError, Slot};
 use frostnode::signing::SignError;
 use frostnode::wire::{Body, NodeId, SessionId};
+
+/// The nonce slot of `coordinator`'s `session`, attempt `attempt`.
+fn slot(session: SessionId, attempt: u8, coordinator: NodeId) -> Slot {
+    Slot {
+        coordinator,
+        session,
+        attempt,
+    }
+}
+
+fn share<'a>(key: &'a frost::keys::KeyPackage, participants: &'a [NodeId]) -> ShareRef<'a> {
+    ShareRef { key, participants }
+}
 
 struct Keys {
     packages: BTreeMap<NodeId, frost::keys::KeyPackage>,
@@ -109,7 +122,14 @@ fn run(
                         } => {
                             assert_eq!(m, message);
                             let c = signer
-                                .commit(now, session, attempt, 1, "k", &m, key)
+                                .commit(
+                                    now,
+                                    slot(session, attempt, 1),
+                                    "k",
+                                    &m,
+                                    key,
+                                    &mut rand::rngs::OsRng,
+                                )
                                 .unwrap();
                             Body::Commitment {
                                 attempt,
@@ -124,12 +144,9 @@ fn run(
                             let mut share = signer
                                 .sign(
                                     now,
-                                    session,
-                                    attempt,
-                                    1,
+                                    slot(session, attempt, 1),
                                     &signing_package,
-                                    key,
-                                    &participants,
+                                    share(key, &participants),
                                 )
                                 .unwrap();
                             if matches!(action, Fate::CorruptShare) {
@@ -252,7 +269,14 @@ fn package_for(
 ) -> Vec<u8> {
     let now = Instant::now();
     let mine = signer
-        .commit(now, session, 0, 9, "k", message, &k.packages[&id])
+        .commit(
+            now,
+            slot(session, 0, 9),
+            "k",
+            message,
+            &k.packages[&id],
+            &mut rand::rngs::OsRng,
+        )
         .unwrap();
     let mut commitments = BTreeMap::new();
     commitments.insert(frost::Identifier::try_from(id).unwrap(), mine);
@@ -273,11 +297,11 @@ fn nonces_sign_once_and_replays_are_refused() {
     let session = SessionId([1; 32]);
     let pkg = package_for(&k, &mut s, session, b"msg", 1);
     assert_eq!(s.pending(), 1);
-    s.sign(now, session, 0, 9, &pkg, &k.packages[&1], P)
+    s.sign(now, slot(session, 0, 9), &pkg, share(&k.packages[&1], P))
         .unwrap();
     assert_eq!(s.pending(), 0, "nonces are gone after use");
     assert_eq!(
-        s.sign(now, session, 0, 9, &pkg, &k.packages[&1], P)
+        s.sign(now, slot(session, 0, 9), &pkg, share(&k.packages[&1], P))
             .unwrap_err(),
         SignerError::UnknownSession {
             session,
@@ -299,7 +323,8 @@ fn signer_checks_message_commitment_signers_and_coordinator() {
     let mut other = Signer::new();
     let forged = package_for(&k, &mut other, a, b"something else", 1);
     assert_eq!(
-        s.sign(now, a, 0, 9, &forged, key, P).unwrap_err(),
+        s.sign(now, slot(a, 0, 9), &forged, share(key, P))
+            .unwrap_err(),
         SignerError::MessageMismatch
     );
     assert_eq!(s.pending(), 0, "a refused package still burns the nonces");
@@ -310,7 +335,8 @@ fn signer_checks_message_commitment_signers_and_coordinator() {
     let mut third = Signer::new();
     let foreign = package_for(&k, &mut third, b, b"m", 1);
     assert_eq!(
-        s.sign(now, b, 0, 9, &foreign, key, P).unwrap_err(),
+        s.sign(now, slot(b, 0, 9), &foreign, share(key, P))
+            .unwrap_err(),
         SignerError::CommitmentMismatch
     );
 
@@ -318,17 +344,18 @@ fn signer_checks_message_commitment_signers_and_coordinator() {
     let c = SessionId([4; 32]);
     let pkg = package_for(&k, &mut s, c, b"m", 1);
     assert!(matches!(
-        s.sign(now, c, 0, 8, &pkg, key, P),
+        s.sign(now, slot(c, 0, 8), &pkg, share(key, P)),
         Err(SignerError::UnknownSession { .. })
     ));
-    s.sign(now, c, 0, 9, &pkg, key, P)
+    s.sign(now, slot(c, 0, 9), &pkg, share(key, P))
         .expect("the real coordinator still gets its share");
 
     // Signers outside the key.
     let e = SessionId([6; 32]);
     let pkg = package_for(&k, &mut s, e, b"m", 1);
     assert_eq!(
-        s.sign(now, e, 0, 9, &pkg, key, &[1, 3]).unwrap_err(),
+        s.sign(now, slot(e, 0, 9), &pkg, share(key, &[1, 3]))
+            .unwrap_err(),
         SignerError::UnknownSigners
     );
 
@@ -336,7 +363,8 @@ fn signer_checks_message_commitment_signers_and_coordinator() {
     let d = SessionId([5; 32]);
     let _ = package_for(&k, &mut s, d, b"m", 1);
     assert_eq!(
-        s.sign(now, d, 0, 9, b"junk", key, P).unwrap_err(),
+        s.sign(now, slot(d, 0, 9), b"junk", share(key, P))
+            .unwrap_err(),
         SignerError::Malformed
     );
 }
@@ -348,11 +376,22 @@ fn commit_is_idempotent_and_nonces_expire() {
     let mut s = Signer::new();
     let now = Instant::now();
     let sid = SessionId([6; 32]);
-    let a = s.commit(now, sid, 0, 9, "k", b"m", key).unwrap();
-    let b = s.commit(now, sid, 0, 9, "k", b"m", key).unwrap();
+    let a = s
+        .commit(now, slot(sid, 0, 9), "k", b"m", key, &mut rand::rngs::OsRng)
+        .unwrap();
+    let b = s
+        .commit(now, slot(sid, 0, 9), "k", b"m", key, &mut rand::rngs::OsRng)
+        .unwrap();
     assert_eq!(a, b, "a retried commit request gets the same commitments");
     assert!(matches!(
-        s.commit(now, sid, 0, 9, "k", b"other", key),
+        s.commit(
+            now,
+            slot(sid, 0, 9),
+            "k",
+            b"other",
+            key,
+            &mut rand::rngs::OsRng
+        ),
         Err(SignerError::Conflict(_))
     ));
     let later = now + frostnode::signing::participant::NONCE_TTL + Duration::from_secs(1);
@@ -369,12 +408,9 @@ fn commit_is_idempotent_and_nonces_expire() {
     assert!(matches!(
         s.sign(
             Instant::now() + frostnode::signing::participant::NONCE_TTL,
-            late,
-            0,
-            9,
+            slot(late, 0, 9),
             &pkg,
-            key,
-            P
+            share(key, P)
         ),
         Err(SignerError::UnknownSession { .. })
     ));
@@ -390,13 +426,35 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
     for i in 0..MAX_PENDING_PER_COORDINATOR {
         let mut sid = [0u8; 32];
         sid[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        s.commit(now, SessionId(sid), 0, 9, "k", b"m", key).unwrap();
+        s.commit(
+            now,
+            slot(SessionId(sid), 0, 9),
+            "k",
+            b"m",
+            key,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
     }
     assert_eq!(
-        s.commit(now, SessionId([0xee; 32]), 0, 9, "k", b"m", key)
-            .unwrap_err(),
+        s.commit(
+            now,
+            slot(SessionId([0xee; 32]), 0, 9),
+            "k",
+            b"m",
+            key,
+            &mut rand::rngs::OsRng
+        )
+        .unwrap_err(),
         SignerError::Busy
     );
-    s.commit(now, SessionId([0xee; 32]), 0, 8, "k", b"m", key)
-        .expect("another coordinator still gets commitments");
+    s.commit(
+        now,
+        slot(SessionId([0xee; 32]), 0, 8),
+        "k",
+        b"m",
+        key,
+        &mut rand::rngs::OsRng,
+    )
+    .expect("another coordinator still gets commitments");
 }

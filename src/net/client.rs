@@ -3,22 +3,49 @@
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, NetError};
 
+/// Why [`Client::try_command`] did not queue a command.
+#[derive(Debug)]
+pub enum TryCommandError {
+    /// The queue is full; here is the command back.
+    Full(Box<Command>),
+    /// The event loop is gone.
+    Stopped,
+}
+
 /// Handle to a running [`super::EventLoop`].
 #[derive(Clone, Debug)]
 pub struct Client {
-    pub(super) tx: mpsc::UnboundedSender<Command>,
+    pub(super) tx: mpsc::Sender<Command>,
 }
 
 impl Client {
     fn send(&self, cmd: Command) -> Result<(), NetError> {
-        self.tx.send(cmd).map_err(|_| NetError::Stopped)
+        self.tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(_) => NetError::Busy,
+            TrySendError::Closed(_) => NetError::Stopped,
+        })
     }
 
-    /// Broadcasts on the DKG topic. Retried inside the event loop while no peer is subscribed
+    /// Queues a command without waiting; a full queue hands it back.
+    pub fn try_command(&self, cmd: Command) -> Result<(), TryCommandError> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(cmd) => TryCommandError::Full(Box::new(cmd)),
+            TrySendError::Closed(_) => TryCommandError::Stopped,
+        })
+    }
+
+    /// Queues a command, waiting for room in the queue.
+    pub async fn command(&self, cmd: Command) -> Result<(), NetError> {
+        self.tx.send(cmd).await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Broadcasts on the DKG topic (fails with [`NetError::Busy`] when the command queue is
+    /// full). Retried inside the event loop while no peer is subscribed
     /// yet, for up to the publish deadline.
     pub fn publish(&self, data: Vec<u8>) -> Result<(), NetError> {
         self.send(Command::Publish { data })
@@ -27,7 +54,7 @@ impl Client {
     /// Sends a request and waits for the response (bounded by the request timeout).
     pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, NetError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Request { peer, data, reply })?;
+        self.command(Command::Request { peer, data, reply }).await?;
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
@@ -61,6 +88,11 @@ impl Client {
 
     /// Stops the event loop; connections are closed.
     pub fn shutdown(&self) {
-        let _ = self.send(Command::Shutdown);
+        if let Err(TrySendError::Full(cmd)) = self.tx.try_send(Command::Shutdown) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(cmd).await;
+            });
+        }
     }
 }

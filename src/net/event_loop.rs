@@ -1,6 +1,11 @@
 //! The event loop that owns the `Swarm`: executes [`Command`]s, turns swarm events into
 //! [`Event`]s, keeps every configured peer dialled (with backoff while it is down) and retries
 //! broadcasts that found no subscribed peer yet.
+//!
+//! The loop never stops polling the swarm to wait for the node: when the node's queue is full,
+//! a gossip message or an inbound request is dropped (counted in
+//! `frostnode_net_events_dropped_total` and logged), and connection and subscription changes,
+//! which must not be lost, wait in order in a small backlog.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -11,11 +16,13 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::{Client, NetError};
+use crate::metrics::{DroppedEvents, DroppedLabels};
 use crate::wire::DKG_TOPIC;
 
 /// How long a broadcast is retried while no peer is subscribed.
@@ -23,8 +30,12 @@ const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(10);
 /// First and largest redial delay.
 const REDIAL_MIN: Duration = Duration::from_millis(250);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
-/// Capacity of the event channel towards the node (backpressure onto the network).
-const EVENT_QUEUE: usize = 1024;
+/// Capacity of the event channel towards the node.
+const EVENT_QUEUE: usize = 4096;
+/// Capacity of the command channel from the node's clients.
+const COMMAND_QUEUE: usize = 4096;
+/// Least time between two warnings about dropped events.
+const DROP_WARN_EVERY: Duration = Duration::from_secs(5);
 
 /// What the network layer needs to start.
 #[derive(Clone, Debug)]
@@ -157,8 +168,13 @@ struct Redial {
 /// Owns the swarm; run it with [`EventLoop::run`].
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
+    /// Peer state events waiting for room in the node's queue, oldest first.
+    backlog: VecDeque<Event>,
+    dropped: Option<DroppedEvents>,
+    dropped_since_warning: u64,
+    last_drop_warning: Option<Instant>,
     topic: IdentTopic,
     peers: HashMap<PeerId, Multiaddr>,
     redial: HashMap<PeerId, Redial>,
@@ -210,7 +226,7 @@ impl EventLoop {
                 addr: params.listen.to_string(),
                 reason: e.to_string(),
             })?;
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let now = Instant::now();
         let redial = peers
@@ -229,6 +245,10 @@ impl EventLoop {
             swarm,
             commands: cmd_rx,
             events: ev_tx,
+            backlog: VecDeque::new(),
+            dropped: None,
+            dropped_since_warning: 0,
+            last_drop_warning: None,
             topic,
             peers,
             redial,
@@ -269,6 +289,12 @@ impl EventLoop {
         self
     }
 
+    /// Counts the events dropped because the node's queue was full.
+    pub fn with_drop_counter(mut self, counter: DroppedEvents) -> Self {
+        self.dropped = Some(counter);
+        self
+    }
+
     /// Sets a peer's dial address before the loop runs (for clusters whose ports are only
     /// known once every node listens).
     pub fn set_peer_address(&mut self, peer: PeerId, addr: Multiaddr) {
@@ -293,8 +319,17 @@ impl EventLoop {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let backlog_tx = (!self.backlog.is_empty()).then(|| self.events.clone());
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                permit = reserve(backlog_tx.as_ref()) => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.backlog.pop_front() {
+                            permit.send(event);
+                        }
+                    }
+                    Err(_) => self.backlog.clear(),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(c) => self.on_command(c),
@@ -429,13 +464,72 @@ impl EventLoop {
         }
     }
 
-    async fn emit(&mut self, event: Event) {
-        if self.events.send(event).await.is_err() {
-            tracing::debug!("node stopped listening to network events");
+    /// Hands an event to the node without waiting. Peer state events queue up behind each
+    /// other when the node is behind; messages are dropped instead.
+    fn emit(&mut self, event: Event) {
+        let is_state = matches!(
+            event,
+            Event::Connected(_)
+                | Event::Disconnected(_)
+                | Event::Subscribed(_)
+                | Event::Unsubscribed(_)
+        );
+        if is_state && !self.backlog.is_empty() {
+            self.backlog.push_back(event);
+            return;
+        }
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => {
+                tracing::debug!("node stopped listening to network events");
+            }
+            Err(TrySendError::Full(event)) if is_state => self.backlog.push_back(event),
+            Err(TrySendError::Full(event)) => self.drop_event(event),
         }
     }
 
-    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+    fn drop_event(&mut self, event: Event) {
+        let kind = match event {
+            Event::Gossip {
+                message_id,
+                propagation_source,
+                ..
+            } => {
+                // Nothing will judge it: let gossipsub forget it now.
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Ignore,
+                    );
+                "gossip"
+            }
+            // Dropping the channel closes the stream: the requester sees a failure at once.
+            Event::Request { .. } => "request",
+            _ => "state",
+        };
+        if let Some(c) = &self.dropped {
+            c.get_or_create(&DroppedLabels { kind: kind.into() }).inc();
+        }
+        self.dropped_since_warning += 1;
+        let now = Instant::now();
+        if self
+            .last_drop_warning
+            .is_none_or(|at| now.duration_since(at) >= DROP_WARN_EVERY)
+        {
+            tracing::warn!(
+                dropped = self.dropped_since_warning,
+                kind,
+                "node is behind: network messages dropped"
+            );
+            self.dropped_since_warning = 0;
+            self.last_drop_warning = Some(now);
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         if let Some(m) = &self.metrics {
             use libp2p::metrics::Recorder;
             m.record(&event);
@@ -460,7 +554,7 @@ impl EventLoop {
                 self.redial.remove(&peer_id);
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, addr = %endpoint.get_remote_address(), "peer connected");
-                    self.emit(Event::Connected(peer_id)).await;
+                    self.emit(Event::Connected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -474,7 +568,7 @@ impl EventLoop {
                     .unwrap_or_else(|| "closed".into());
                 tracing::info!(peer = %peer_id, %cause, "peer disconnected");
                 self.schedule_redial(peer_id);
-                self.emit(Event::Disconnected(peer_id)).await;
+                self.emit(Event::Disconnected(peer_id));
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -493,8 +587,8 @@ impl EventLoop {
             } => {
                 tracing::debug!(addr = %send_back_addr, error = %error, "incoming connection refused");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev).await,
-            SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc(ev).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ev)) => {
                 if let Err(e) = ev.result {
                     tracing::info!(peer = %ev.peer, error = %e, "ping failed; closing connection");
@@ -505,22 +599,19 @@ impl EventLoop {
         }
     }
 
-    async fn on_gossip(&mut self, event: gossipsub::Event) {
+    fn on_gossip(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message {
                 propagation_source,
                 message_id,
                 message,
             } => match message.source {
-                Some(source) => {
-                    self.emit(Event::Gossip {
-                        source,
-                        propagation_source,
-                        message_id,
-                        data: message.data,
-                    })
-                    .await
-                }
+                Some(source) => self.emit(Event::Gossip {
+                    source,
+                    propagation_source,
+                    message_id,
+                    data: message.data,
+                }),
                 None => {
                     self.swarm
                         .behaviour_mut()
@@ -533,31 +624,28 @@ impl EventLoop {
                 }
             },
             gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
-                self.emit(Event::Subscribed(peer_id)).await;
+                self.emit(Event::Subscribed(peer_id));
                 if !self.pending_publish.is_empty() {
                     self.retry_publish();
                 }
             }
             gossipsub::Event::Unsubscribed { peer_id, topic } if topic == self.topic.hash() => {
-                self.emit(Event::Unsubscribed(peer_id)).await
+                self.emit(Event::Unsubscribed(peer_id))
             }
             _ => {}
         }
     }
 
-    async fn on_rpc(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+    fn on_rpc(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => {
-                    self.emit(Event::Request {
-                        peer,
-                        data: request,
-                        channel,
-                    })
-                    .await
-                }
+                } => self.emit(Event::Request {
+                    peer,
+                    data: request,
+                    channel,
+                }),
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -585,5 +673,15 @@ impl EventLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+}
+
+/// Room for one event in the node's queue; never ready without a sender.
+async fn reserve(
+    tx: Option<&mpsc::Sender<Event>>,
+) -> Result<mpsc::Permit<'_, Event>, mpsc::error::SendError<()>> {
+    match tx {
+        Some(tx) => tx.reserve().await,
+        None => std::future::pending().await,
     }
 }

@@ -7,7 +7,7 @@ mod client;
 mod event_loop;
 
 pub use behaviour::{Behaviour, BehaviourEvent, RpcCodec};
-pub use client::Client;
+pub use client::{Client, TryCommandError};
 pub use event_loop::{Command, Event, EventLoop, NetParams};
 
 /// Network-layer errors.
@@ -16,6 +16,9 @@ pub enum NetError {
     /// The event loop is gone (node shutting down).
     #[error("network event loop has stopped")]
     Stopped,
+    /// The command queue towards the event loop is full.
+    #[error("network command queue is full")]
+    Busy,
     /// libp2p transport or configuration trouble at start.
     #[error("network setup: {0}")]
     Setup(String),

@@ -10,7 +10,7 @@ pub mod coordinator;
 pub mod election;
 pub mod participant;
 
-use crate::wire::NodeId;
+use crate::wire::{ErrorKind, NodeId};
 
 /// Why a signing session failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,13 +47,13 @@ pub enum SignError {
 
 impl SignError {
     /// Short machine-readable class.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            SignError::NotEnoughSigners { .. } => "unavailable",
-            SignError::InvalidShares { .. } => "invalid_shares",
-            SignError::Timeout { .. } => "timeout",
-            SignError::BadSignature => "bad_signature",
-            SignError::Frost(_) => "frost",
+            SignError::NotEnoughSigners { .. } => ErrorKind::Unavailable,
+            SignError::InvalidShares { .. } => ErrorKind::InvalidShares,
+            SignError::Timeout { .. } => ErrorKind::Timeout,
+            SignError::BadSignature => ErrorKind::BadSignature,
+            SignError::Frost(_) => ErrorKind::Frost,
         }
     }
 }

@@ -1,18 +1,19 @@
 //! The signer's side of a signing session (sans-IO).
 //!
-//! `commit` makes fresh nonces for one (coordinator, session, attempt) and keeps them in memory
-//! only; `sign` takes them *out* of the table before using them, so a second signing package
-//! for the same session finds none: a nonce signs at most once. Nonces are never written
-//! anywhere and expire if the coordinator does not come back. Each coordinator has its own
-//! quota, so one participant cannot fill the table for the others.
+//! `commit` makes fresh nonces for one [`Slot`] (coordinator, session, attempt) and keeps them
+//! in memory only; `sign` takes them *out* of the table before using them, so a second signing
+//! package for the same session finds none: a nonce signs at most once. Nonces are never
+//! written anywhere and expire if the coordinator does not come back. Each coordinator has its
+//! own quota, so one participant cannot fill the table for the others. Time and randomness come
+//! from the caller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use frost_ed25519::keys::KeyPackage;
 use frost_ed25519::round1::{self, SigningCommitments, SigningNonces};
 use frost_ed25519::{round2, Identifier, SigningPackage};
-use rand::rngs::OsRng;
+use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::wire::{NodeId, SessionId};
@@ -59,6 +60,30 @@ pub enum SignerError {
     Frost(String),
 }
 
+/// One use of a signer's nonces: which coordinator asked, for which session and attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// The coordinator that asked (authenticated by the transport).
+    pub coordinator: NodeId,
+    /// The signing session.
+    pub session: SessionId,
+    /// The attempt within the session.
+    pub attempt: u8,
+}
+
+/// The key a signer signs with: its share and the key's participants.
+#[derive(Clone, Copy)]
+pub struct ShareRef<'a> {
+    /// This node's key package.
+    pub key: &'a KeyPackage,
+    /// Every participant of the key.
+    pub participants: &'a [NodeId],
+}
+
+/// Sees every nonce pair a signer makes (installed by leak tests; nothing installs one in a
+/// running node unless a test asks for it).
+pub type NonceObserver = Box<dyn FnMut(&SigningNonces) + Send>;
+
 struct Pending {
     nonces: SigningNonces,
     commitments: SigningCommitments,
@@ -67,18 +92,15 @@ struct Pending {
     expires: Instant,
 }
 
-type Slot = (NodeId, SessionId, u8);
-
-/// Nonces this node has committed to, by (coordinator, session, attempt).
+/// Nonces this node has committed to, by [`Slot`].
 #[derive(Default)]
 pub struct Signer {
     pending: HashMap<Slot, Pending>,
     per_coordinator: HashMap<NodeId, usize>,
-    #[cfg(feature = "fault-injection")]
-    corrupt_shares: bool,
-    /// Every nonce made, for tests that check no nonce ever leaks (fault-injection builds).
-    #[cfg(feature = "fault-injection")]
-    nonce_log: Vec<Vec<u8>>,
+    /// Slots in the order they expire (every slot lives [`NONCE_TTL`]); entries whose slot is
+    /// already gone are skipped.
+    expiries: VecDeque<(Instant, Slot)>,
+    observer: Option<NonceObserver>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -99,6 +121,11 @@ impl Signer {
         Self::default()
     }
 
+    /// Calls `observer` with every nonce pair made from now on.
+    pub fn observe_nonces(&mut self, observer: NonceObserver) {
+        self.observer = Some(observer);
+    }
+
     /// Sessions with nonces waiting.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -106,64 +133,52 @@ impl Signer {
 
     /// When the oldest nonces expire, if any are held.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.expires).min()
-    }
-
-    /// The nonces made since the last call (fault-injection builds only, for leak tests).
-    #[cfg(feature = "fault-injection")]
-    pub fn take_nonce_log(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.nonce_log)
-    }
-
-    /// Makes this signer return corrupted shares (fault-injection builds only).
-    #[cfg(feature = "fault-injection")]
-    pub fn set_corrupt_shares(&mut self, on: bool) {
-        self.corrupt_shares = on;
+        self.expiries.front().map(|(at, _)| *at)
     }
 
     fn take(&mut self, slot: &Slot) -> Option<Pending> {
         let p = self.pending.remove(slot)?;
-        if let Some(n) = self.per_coordinator.get_mut(&slot.0) {
+        if let Some(n) = self.per_coordinator.get_mut(&slot.coordinator) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.per_coordinator.remove(&slot.0);
+                self.per_coordinator.remove(&slot.coordinator);
             }
         }
         Some(p)
     }
 
-    /// Round 1: fresh nonces for `(coordinator, session, attempt)`; returns the commitments.
-    /// Repeating the same request returns the same commitments (the coordinator may retry).
-    #[allow(clippy::too_many_arguments)]
-    pub fn commit(
+    /// Round 1: fresh nonces for `slot`; returns the commitments. Repeating the same request
+    /// returns the same commitments (the coordinator may retry).
+    pub fn commit<R: RngCore + CryptoRng>(
         &mut self,
         now: Instant,
-        session: SessionId,
-        attempt: u8,
-        coordinator: NodeId,
+        slot: Slot,
         key_id: &str,
         message: &[u8],
         key: &KeyPackage,
+        rng: &mut R,
     ) -> Result<SigningCommitments, SignerError> {
         self.expire(now);
-        let slot = (coordinator, session, attempt);
         let message_hash = digest(message);
         if let Some(p) = self.pending.get(&slot) {
             if p.message_hash == message_hash && p.key_id == key_id {
                 return Ok(p.commitments);
             }
-            return Err(SignerError::Conflict(session));
+            return Err(SignerError::Conflict(slot.session));
         }
-        let mine = self.per_coordinator.get(&coordinator).copied().unwrap_or(0);
+        let mine = self
+            .per_coordinator
+            .get(&slot.coordinator)
+            .copied()
+            .unwrap_or(0);
         if self.pending.len() >= MAX_PENDING || mine >= MAX_PENDING_PER_COORDINATOR {
             return Err(SignerError::Busy);
         }
-        let (nonces, commitments) = round1::commit(key.signing_share(), &mut OsRng);
-        #[cfg(feature = "fault-injection")]
-        {
-            self.nonce_log.push(nonces.hiding().serialize());
-            self.nonce_log.push(nonces.binding().serialize());
+        let (nonces, commitments) = round1::commit(key.signing_share(), rng);
+        if let Some(observe) = self.observer.as_mut() {
+            observe(&nonces);
         }
+        let expires = now + NONCE_TTL;
         self.pending.insert(
             slot,
             Pending {
@@ -171,58 +186,49 @@ impl Signer {
                 commitments,
                 message_hash,
                 key_id: key_id.to_string(),
-                expires: now + NONCE_TTL,
+                expires,
             },
         );
-        *self.per_coordinator.entry(coordinator).or_default() += 1;
+        self.expiries.push_back((expires, slot));
+        *self.per_coordinator.entry(slot.coordinator).or_default() += 1;
         Ok(commitments)
     }
 
-    /// The key a pending session is for, if any.
-    pub fn key_of(&self, coordinator: NodeId, session: SessionId, attempt: u8) -> Option<&str> {
-        self.pending
-            .get(&(coordinator, session, attempt))
-            .map(|p| p.key_id.as_str())
+    /// The key a pending slot is for, if any.
+    pub fn key_of(&self, slot: &Slot) -> Option<&str> {
+        self.pending.get(slot).map(|p| p.key_id.as_str())
     }
 
-    /// Round 2: signs the serialized package with the nonces of `(coordinator, session,
-    /// attempt)`, which are consumed whatever the outcome. `participants` are the key's.
-    #[allow(clippy::too_many_arguments)]
+    /// Round 2: signs the serialized package with the nonces of `slot`, which are consumed
+    /// whatever the outcome.
     pub fn sign(
         &mut self,
         now: Instant,
-        session: SessionId,
-        attempt: u8,
-        coordinator: NodeId,
+        slot: Slot,
         package: &[u8],
-        key: &KeyPackage,
-        participants: &[NodeId],
+        share: ShareRef<'_>,
     ) -> Result<Vec<u8>, SignerError> {
-        let pending = self.take_live(now, (coordinator, session, attempt))?;
+        let pending = self.take_live(now, slot)?;
         let package = SigningPackage::deserialize(package).map_err(|_| SignerError::Malformed)?;
-        self.sign_with(pending, &package, key, participants)
+        sign_with(pending, &package, share)
     }
 
     /// Round 2 with an already decoded package (this node coordinates: no encoding round trip).
-    #[allow(clippy::too_many_arguments)]
     pub fn sign_package(
         &mut self,
         now: Instant,
-        session: SessionId,
-        attempt: u8,
-        coordinator: NodeId,
+        slot: Slot,
         package: &SigningPackage,
-        key: &KeyPackage,
-        participants: &[NodeId],
+        share: ShareRef<'_>,
     ) -> Result<Vec<u8>, SignerError> {
-        let pending = self.take_live(now, (coordinator, session, attempt))?;
-        self.sign_with(pending, package, key, participants)
+        let pending = self.take_live(now, slot)?;
+        sign_with(pending, package, share)
     }
 
     fn take_live(&mut self, now: Instant, slot: Slot) -> Result<Pending, SignerError> {
         let unknown = SignerError::UnknownSession {
-            session: slot.1,
-            attempt: slot.2,
+            session: slot.session,
+            attempt: slot.attempt,
         };
         let pending = self.take(&slot).ok_or(unknown.clone())?;
         if pending.expires <= now {
@@ -231,64 +237,52 @@ impl Signer {
         Ok(pending)
     }
 
-    fn sign_with(
-        &self,
-        pending: Pending,
-        package: &SigningPackage,
-        key: &KeyPackage,
-        participants: &[NodeId],
-    ) -> Result<Vec<u8>, SignerError> {
-        if digest(package.message()) != pending.message_hash {
-            return Err(SignerError::MessageMismatch);
-        }
-        let allowed: Vec<Identifier> = participants
-            .iter()
-            .filter_map(|&id| Identifier::try_from(id).ok())
-            .collect();
-        let commitments = package.signing_commitments();
-        if commitments.len() > allowed.len() || commitments.keys().any(|i| !allowed.contains(i)) {
-            return Err(SignerError::UnknownSigners);
-        }
-        if package.signing_commitment(key.identifier()) != Some(pending.commitments) {
-            return Err(SignerError::CommitmentMismatch);
-        }
-        let share = round2::sign(package, &pending.nonces, key)
-            .map_err(|e| SignerError::Frost(e.to_string()))?;
-        #[allow(unused_mut)]
-        let mut bytes = share.serialize();
-        #[cfg(feature = "fault-injection")]
-        if self.corrupt_shares {
-            // A valid scalar that is not this signer's share.
-            bytes = round2::SignatureShare::deserialize(&[3u8; 32])
-                .map(|s| s.serialize())
-                .unwrap_or(bytes);
-        }
-        Ok(bytes)
-    }
-
     /// Drops nonces whose time is up.
     pub fn expire(&mut self, now: Instant) {
-        let expired: Vec<Slot> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.expires <= now)
-            .map(|(s, _)| *s)
-            .collect();
-        for slot in expired {
-            self.take(&slot);
+        while let Some(&(at, slot)) = self.expiries.front() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_front();
+            if self.pending.get(&slot).is_some_and(|p| p.expires <= now) {
+                self.take(&slot);
+            }
         }
     }
 
     /// Drops every nonce a coordinator holds for a session (all attempts), when it is over.
-    pub fn forget(&mut self, coordinator: NodeId, session: SessionId) {
-        let done: Vec<Slot> = self
-            .pending
-            .keys()
-            .filter(|(c, s, _)| *c == coordinator && *s == session)
-            .copied()
-            .collect();
-        for slot in done {
-            self.take(&slot);
+    pub fn forget(&mut self, coordinator: NodeId, session: SessionId, attempts: u8) {
+        for attempt in 0..=attempts {
+            self.take(&Slot {
+                coordinator,
+                session,
+                attempt,
+            });
         }
     }
+}
+
+fn sign_with(
+    pending: Pending,
+    package: &SigningPackage,
+    share: ShareRef<'_>,
+) -> Result<Vec<u8>, SignerError> {
+    if digest(package.message()) != pending.message_hash {
+        return Err(SignerError::MessageMismatch);
+    }
+    let allowed: Vec<Identifier> = share
+        .participants
+        .iter()
+        .filter_map(|&id| Identifier::try_from(id).ok())
+        .collect();
+    let commitments = package.signing_commitments();
+    if commitments.len() > allowed.len() || commitments.keys().any(|i| !allowed.contains(i)) {
+        return Err(SignerError::UnknownSigners);
+    }
+    if package.signing_commitment(share.key.identifier()) != Some(pending.commitments) {
+        return Err(SignerError::CommitmentMismatch);
+    }
+    let signature_share = round2::sign(package, &pending.nonces, share.key)
+        .map_err(|e| SignerError::Frost(e.to_string()))?;
+    Ok(signature_share.serialize())
 }

@@ -1,17 +1,131 @@
-//! Helpers shared by the integration tests.
+//! The one helper module of the integration tests: clusters of real nodes on loopback (started,
+//! connected, optionally with a key), the waits tests need, signature checks, forced coordinator
+//! elections, an in-memory log writer, and a raw swarm speaking with a listed node's identity.
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use frostnode::config::Config;
+use frostnode::keystore::KeyInfo;
 use frostnode::localnet::LocalCluster;
 use frostnode::net::{Client, EventLoop, NetParams};
-use frostnode::wire::NodeId;
+use frostnode::node::{KeygenRequest, NodeError, NodeHandle, SignResponse};
+use frostnode::signing::election;
+use frostnode::wire::{NodeId, SessionId};
 
 /// Generous wait for anything a loaded 2-core machine might be slow at.
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// An in-process cluster with its data directory; derefs to the [`LocalCluster`].
+pub struct Cluster {
+    /// Where the nodes keep their identities and keys (deleted on drop).
+    pub dir: tempfile::TempDir,
+    cluster: LocalCluster,
+}
+
+impl Deref for Cluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.cluster
+    }
+}
+
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut LocalCluster {
+        &mut self.cluster
+    }
+}
+
+impl Cluster {
+    /// `n` nodes, every one connected to every other.
+    pub async fn start(n: u16) -> Cluster {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with each node's config adjusted first.
+    pub async fn start_with(n: u16, adjust: impl Fn(&mut Config)) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = LocalCluster::start_with(n, dir.path(), adjust)
+            .await
+            .unwrap();
+        cluster.wait_connected(WAIT).await.unwrap();
+        Cluster { dir, cluster }
+    }
+
+    /// `n` nodes and a `t`-of-`n` key `"k"` over all of them; returns the group key too.
+    pub async fn with_key(n: u16, t: u16) -> (Cluster, String) {
+        let c = Self::start(n).await;
+        let gpk = c
+            .keygen(1, "k", Some(t), None)
+            .await
+            .unwrap()
+            .group_public_key;
+        (c, gpk)
+    }
+
+    /// Runs a DKG through node `via`.
+    pub async fn keygen(
+        &self,
+        via: NodeId,
+        key_id: &str,
+        threshold: Option<u16>,
+        participants: Option<Vec<NodeId>>,
+    ) -> Result<KeyInfo, NodeError> {
+        self.handle(via)
+            .keygen(KeygenRequest {
+                key_id: key_id.into(),
+                threshold,
+                participants,
+            })
+            .await
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Checks a signing answer with ed25519-dalek's strict verifier.
+pub fn check_signature(gpk: &str, message: &[u8], r: &SignResponse) {
+    assert_eq!(r.group_public_key, gpk);
+    let pk: [u8; 32] = hex::decode(gpk).unwrap().try_into().unwrap();
+    let sig: [u8; 64] = hex::decode(&r.signature).unwrap().try_into().unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&pk)
+        .unwrap()
+        .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+        .expect("ed25519-dalek verify_strict accepts the signature");
+}
+
+/// Waits until `h` no longer sees any of `gone` as a ready peer.
+pub async fn wait_gone(h: &NodeHandle, gone: &[NodeId]) {
+    h.wait_ready_where(|r| gone.iter().all(|g| !r.contains(g)), WAIT)
+        .await
+        .unwrap();
+}
+
+/// Request ids (numbered from `from`) whose coordinator ranking over `participants` satisfies
+/// `pred`: the way a test chooses who coordinates and who is asked first.
+pub fn request_ids_where(
+    participants: &[NodeId],
+    from: u64,
+    count: usize,
+    pred: impl Fn(&[NodeId]) -> bool,
+) -> Vec<SessionId> {
+    (from..)
+        .map(|i| {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&i.to_be_bytes());
+            SessionId(id)
+        })
+        .filter(|id| pred(&election::rank(&id.0, participants)))
+        .take(count)
+        .collect()
+}
 
 /// A log writer that keeps everything in memory, for tests that read the logs.
 #[derive(Clone, Default)]

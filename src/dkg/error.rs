@@ -1,0 +1,168 @@
+//! Why a DKG session aborts ([`DkgError`], naming the culprit where there is one) and why a
+//! single message is refused without changing the session ([`Rejection`]).
+
+use crate::wire::{NodeId, SessionId};
+
+use super::Phase;
+
+/// Why a session aborted. Every variant caused by a participant names it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DkgError {
+    /// Bad session parameters.
+    #[error("invalid DKG parameters: {0}")]
+    InvalidParams(String),
+    /// A package that does not decode or has the wrong shape.
+    #[error("node {culprit} sent a malformed {what}")]
+    Malformed {
+        /// Sender.
+        culprit: NodeId,
+        /// What was malformed.
+        what: &'static str,
+    },
+    /// frost rejected a round-1 proof of knowledge.
+    #[error("node {culprit} sent an invalid proof of knowledge")]
+    InvalidProofOfKnowledge {
+        /// Sender.
+        culprit: NodeId,
+    },
+    /// frost rejected a round-2 share.
+    #[error("node {culprit} sent an invalid secret share")]
+    InvalidSecretShare {
+        /// Sender.
+        culprit: NodeId,
+    },
+    /// A participant sent conflicting packages (to us twice, or different ones to different peers).
+    #[error("node {culprit} equivocated: conflicting {what} (reported by node {reported_by})")]
+    Equivocation {
+        /// The equivocating sender.
+        culprit: NodeId,
+        /// Which message.
+        what: &'static str,
+        /// Who noticed.
+        reported_by: NodeId,
+    },
+    /// Another participant's echo disagrees with ours about a third participant's round-1
+    /// package: either the sender showed different packages to different peers, or the
+    /// reporter lies about what it received. Both are suspects.
+    #[error("node {reporter} reports a different round-1 package from node {sender} than this node received (one of them is lying)")]
+    EchoMismatch {
+        /// Whose package is disputed.
+        sender: NodeId,
+        /// Who reported the other version.
+        reporter: NodeId,
+    },
+    /// A confirmation whose signature does not verify.
+    #[error("node {culprit} sent a confirmation with an invalid signature")]
+    InvalidConfirmation {
+        /// Sender.
+        culprit: NodeId,
+    },
+    /// Participants confirmed a different result than ours.
+    #[error("nodes {culprits:?} confirmed a different group key or transcript")]
+    ConfirmationMismatch {
+        /// Those that disagree with us.
+        culprits: Vec<NodeId>,
+    },
+    /// Another participant aborted the session.
+    #[error("node {by} aborted the session: {reason} (it blames {culprits:?})")]
+    PeerAborted {
+        /// Who aborted.
+        by: NodeId,
+        /// Their reason.
+        reason: String,
+        /// Whom they blamed.
+        culprits: Vec<NodeId>,
+    },
+    /// The deadline passed.
+    #[error("timed out in {phase} waiting for nodes {missing:?}")]
+    Timeout {
+        /// Phase at the deadline.
+        phase: Phase,
+        /// Participants we were still waiting for.
+        missing: Vec<NodeId>,
+    },
+    /// A participant's connection dropped mid-session: the DKG cannot complete without it.
+    #[error("participant {node} disconnected during the DKG")]
+    Disconnected {
+        /// The lost participant.
+        node: NodeId,
+    },
+    /// The key was confirmed by all, but this node could not store it.
+    #[error("could not store the key: {0}")]
+    Storage(String),
+    /// Any other frost error.
+    #[error("frost: {0}")]
+    Frost(String),
+}
+
+impl DkgError {
+    /// The participants this error blames.
+    pub fn culprits(&self) -> Vec<NodeId> {
+        match self {
+            DkgError::Malformed { culprit, .. }
+            | DkgError::InvalidProofOfKnowledge { culprit }
+            | DkgError::InvalidSecretShare { culprit }
+            | DkgError::Equivocation { culprit, .. }
+            | DkgError::InvalidConfirmation { culprit } => vec![*culprit],
+            DkgError::EchoMismatch { sender, reporter } => vec![*sender, *reporter],
+            DkgError::ConfirmationMismatch { culprits } => culprits.clone(),
+            // Another node's accusation is not evidence: it is in the message, not here.
+            _ => Vec::new(),
+        }
+    }
+
+    /// The participants that did not answer, for a timeout.
+    pub fn missing(&self) -> Vec<NodeId> {
+        match self {
+            DkgError::Timeout { missing, .. } => missing.clone(),
+            DkgError::Disconnected { node } => vec![*node],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Short machine-readable class, used in metrics and API errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DkgError::InvalidParams(_) => "invalid_params",
+            DkgError::Malformed { .. } => "malformed",
+            DkgError::InvalidProofOfKnowledge { .. } => "invalid_proof_of_knowledge",
+            DkgError::InvalidSecretShare { .. } => "invalid_secret_share",
+            DkgError::Equivocation { .. } => "equivocation",
+            DkgError::EchoMismatch { .. } => "equivocation",
+            DkgError::InvalidConfirmation { .. } => "invalid_confirmation",
+            DkgError::ConfirmationMismatch { .. } => "confirmation_mismatch",
+            DkgError::PeerAborted { .. } => "peer_aborted",
+            DkgError::Timeout { .. } => "timeout",
+            DkgError::Disconnected { .. } => "disconnected",
+            DkgError::Storage(_) => "storage",
+            DkgError::Frost(_) => "frost",
+        }
+    }
+}
+
+/// A message the machine refused without changing its state.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The envelope belongs to another session.
+    #[error("message for session {got}, not {expected}")]
+    WrongSession {
+        /// This session.
+        expected: SessionId,
+        /// The envelope's.
+        got: SessionId,
+    },
+    /// The sender is not a participant.
+    #[error("node {0} is not a participant of this session")]
+    NotParticipant(NodeId),
+    /// The message claims to come from this node.
+    #[error("message claims to come from this node")]
+    FromSelf,
+    /// A message that has no place in a DKG from this sender.
+    #[error("unexpected {kind} from node {from}")]
+    Unexpected {
+        /// Sender.
+        from: NodeId,
+        /// Message kind.
+        kind: &'static str,
+    },
+}

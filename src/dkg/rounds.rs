@@ -1,0 +1,256 @@
+//! The protocol steps of a [`DkgSession`] that run once a phase's inputs are complete:
+//! `part2` with the echo, `part3` with the signed confirmation, and the final agreement check.
+
+use std::collections::BTreeMap;
+
+use frost_ed25519::keys::dkg::{self, round1, round2};
+use frost_ed25519::Identifier;
+use sha2::{Digest, Sha256};
+
+use super::{
+    confirmation_message, sha256, DkgError, DkgOutput, DkgSession, Effect, Phase, TRANSCRIPT_DOMAIN,
+};
+use crate::wire::{Body, Confirmation, NodeId, SecretBytes};
+
+impl DkgSession {
+    /// Advances through every phase whose inputs are complete.
+    pub(super) fn progress(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        loop {
+            let step = match self.phase {
+                Phase::Round1 if self.round1_packages.len() == self.others().count() => {
+                    self.run_part2()
+                }
+                Phase::Round2
+                    if self.round2_raw.len() == self.others().count()
+                        && self.echoes.len() == self.others().count() =>
+                {
+                    self.run_part3()
+                }
+                Phase::Confirming if self.confirmations.len() == self.others().count() => {
+                    self.finish()
+                }
+                _ => return effects,
+            };
+            let stop = step
+                .iter()
+                .any(|e| matches!(e, Effect::Failed(_) | Effect::Completed(_)));
+            effects.extend(step);
+            if stop {
+                return effects;
+            }
+        }
+    }
+
+    fn frost_packages(&self) -> BTreeMap<Identifier, round1::Package> {
+        self.round1_packages
+            .iter()
+            .map(|(&id, p)| (self.ident(id), p.clone()))
+            .collect()
+    }
+
+    fn blame(&self, error: frost_ed25519::Error) -> DkgError {
+        let culprit = error
+            .culprits()
+            .first()
+            .and_then(|ident| self.ident_to_id.get(ident).copied());
+        match (error, culprit) {
+            (frost_ed25519::Error::InvalidProofOfKnowledge { .. }, Some(culprit)) => {
+                DkgError::InvalidProofOfKnowledge { culprit }
+            }
+            (frost_ed25519::Error::InvalidSecretShare { .. }, Some(culprit)) => {
+                DkgError::InvalidSecretShare { culprit }
+            }
+            (other, _) => DkgError::Frost(other.to_string()),
+        }
+    }
+
+    fn run_part2(&mut self) -> Vec<Effect> {
+        let Some(secret) = self.round1_secret.take() else {
+            return self.fail(DkgError::Frost("round-1 secret missing".into()), true);
+        };
+        let (secret2, packages) = match dkg::part2(secret, &self.frost_packages()) {
+            Ok(v) => v,
+            Err(frost_ed25519::Error::IncorrectNumberOfCommitments) => {
+                let culprit = self.wrong_length_commitment().unwrap_or(self.me);
+                return self.fail(
+                    DkgError::Malformed {
+                        culprit,
+                        what: "round-1 package (wrong threshold)",
+                    },
+                    true,
+                );
+            }
+            Err(e) => {
+                let err = self.blame(e);
+                return self.fail(err, true);
+            }
+        };
+        let mut effects = Vec::with_capacity(packages.len() + 1);
+        for (ident, package) in packages {
+            let Some(&to) = self.ident_to_id.get(&ident) else {
+                continue;
+            };
+            match package.serialize() {
+                Ok(bytes) => effects.push(Effect::Send {
+                    to,
+                    body: Body::DkgRound2 {
+                        package: SecretBytes(bytes),
+                    },
+                }),
+                Err(e) => return self.fail(DkgError::Frost(e.to_string()), true),
+            }
+        }
+        self.round2_secret = Some(secret2);
+        effects.push(Effect::Broadcast(Body::DkgEcho {
+            round1_hashes: self.round1_hashes.iter().map(|(&k, &v)| (k, v)).collect(),
+        }));
+        self.phase = Phase::Round2;
+        effects
+    }
+
+    /// The first sender whose commitment does not have `threshold` coefficients (slow: only
+    /// called after `part2` reported a mismatch).
+    fn wrong_length_commitment(&self) -> Option<NodeId> {
+        let t = usize::from(self.params.threshold);
+        self.round1_packages
+            .iter()
+            .find(|(_, p)| p.commitment().serialize().map_or(true, |c| c.len() != t))
+            .map(|(&id, _)| id)
+    }
+
+    fn check_echoes(&self) -> Result<(), DkgError> {
+        for (&reporter, hashes) in &self.echoes {
+            for (sender, hash) in hashes {
+                if self.round1_hashes.get(sender) != Some(hash) {
+                    // About our own package we know the truth: the reporter is lying.
+                    if *sender == self.me {
+                        return Err(DkgError::Equivocation {
+                            culprit: reporter,
+                            what: "echo of our round-1 package",
+                            reported_by: self.me,
+                        });
+                    }
+                    return Err(DkgError::EchoMismatch {
+                        sender: *sender,
+                        reporter,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn transcript(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(TRANSCRIPT_DOMAIN);
+        h.update(self.params.session.0);
+        h.update((self.params.key_id.len() as u32).to_be_bytes());
+        h.update(self.params.key_id.as_bytes());
+        h.update(self.params.threshold.to_be_bytes());
+        for (id, hash) in &self.round1_hashes {
+            h.update(id.to_be_bytes());
+            h.update(hash);
+        }
+        h.finalize().into()
+    }
+
+    fn run_part3(&mut self) -> Vec<Effect> {
+        if let Err(e) = self.check_echoes() {
+            return self.fail(e, true);
+        }
+        let mut round2 = BTreeMap::new();
+        for (&from, raw) in &self.round2_raw {
+            match round2::Package::deserialize(&raw.0) {
+                Ok(p) => {
+                    round2.insert(self.ident(from), p);
+                }
+                Err(_) => {
+                    return self.fail(
+                        DkgError::Malformed {
+                            culprit: from,
+                            what: "round-2 package",
+                        },
+                        true,
+                    )
+                }
+            }
+        }
+        let Some(secret) = self.round2_secret.take() else {
+            return self.fail(DkgError::Frost("round-2 secret missing".into()), true);
+        };
+        let (key_package, public_key_package) =
+            match dkg::part3(&secret, &self.frost_packages(), &round2) {
+                Ok(v) => v,
+                Err(e) => {
+                    let err = self.blame(e);
+                    return self.fail(err, true);
+                }
+            };
+        self.round2_raw.clear();
+        let (gpk, pkp_bytes) = match (
+            public_key_package.verifying_key().serialize(),
+            public_key_package.serialize(),
+        ) {
+            (Ok(g), Ok(p)) => (g, p),
+            _ => {
+                return self.fail(
+                    DkgError::Frost("cannot serialize the group key".into()),
+                    true,
+                )
+            }
+        };
+        let Ok(group_public_key) = <[u8; 32]>::try_from(gpk.as_slice()) else {
+            return self.fail(DkgError::Frost("group key is not 32 bytes".into()), true);
+        };
+        let mut confirmation = Confirmation {
+            transcript: self.transcript(),
+            group_public_key,
+            public_key_package_hash: sha256(&pkp_bytes),
+            signature: Vec::new(),
+        };
+        match self
+            .keys
+            .sign(&confirmation_message(&self.params.session, &confirmation))
+        {
+            Some(sig) => confirmation.signature = sig,
+            None => return self.fail(DkgError::Frost("cannot sign the confirmation".into()), true),
+        }
+        self.result = Some((key_package, public_key_package));
+        self.own_confirmation = Some(confirmation.clone());
+        self.phase = Phase::Confirming;
+        vec![Effect::Broadcast(Body::DkgConfirm(confirmation))]
+    }
+
+    fn finish(&mut self) -> Vec<Effect> {
+        let Some(own) = self.own_confirmation.clone() else {
+            return self.fail(DkgError::Frost("own confirmation missing".into()), true);
+        };
+        let same = |c: &Confirmation| {
+            c.transcript == own.transcript
+                && c.group_public_key == own.group_public_key
+                && c.public_key_package_hash == own.public_key_package_hash
+        };
+        let culprits: Vec<NodeId> = self
+            .confirmations
+            .iter()
+            .filter(|(_, c)| !same(c))
+            .map(|(&id, _)| id)
+            .collect();
+        if !culprits.is_empty() {
+            return self.fail(DkgError::ConfirmationMismatch { culprits }, true);
+        }
+        let Some((key_package, public_key_package)) = self.result.take() else {
+            return self.fail(DkgError::Frost("result missing".into()), true);
+        };
+        let mut confirmations = self.confirmations.clone();
+        confirmations.insert(self.me, own.clone());
+        self.phase = Phase::Done;
+        vec![Effect::Completed(Box::new(DkgOutput {
+            key_package,
+            public_key_package,
+            group_public_key: own.group_public_key,
+            confirmations,
+        }))]
+    }
+}

@@ -1,0 +1,369 @@
+//! One participant's [`DkgSession`]: its state, construction, message intake and aborts. The
+//! protocol steps that run once a phase's inputs are complete are in `rounds.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use frost_ed25519::keys::dkg::{self, round1, round2};
+use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
+use frost_ed25519::Identifier;
+use rand::{CryptoRng, RngCore};
+
+use super::{
+    confirmation_message, sha256, ConfirmationKeys, DkgError, DkgParams, Effect, Phase, Rejection,
+};
+use crate::wire::{Body, Confirmation, Envelope, NodeId, SecretBytes};
+
+/// One participant's DKG session.
+pub struct DkgSession {
+    pub(super) params: DkgParams,
+    pub(super) me: NodeId,
+    pub(super) keys: Arc<dyn ConfirmationKeys>,
+    pub(super) ident_to_id: BTreeMap<Identifier, NodeId>,
+    pub(super) phase: Phase,
+    pub(super) deadline: Instant,
+    pub(super) round1_secret: Option<round1::SecretPackage>,
+    pub(super) round2_secret: Option<round2::SecretPackage>,
+    /// Raw round-1 bytes hash per participant, own included.
+    pub(super) round1_hashes: BTreeMap<NodeId, [u8; 32]>,
+    /// Decoded round-1 packages of the others.
+    pub(super) round1_packages: BTreeMap<NodeId, round1::Package>,
+    /// Raw round-2 packages of the others, decoded only for `part3`.
+    pub(super) round2_raw: BTreeMap<NodeId, SecretBytes>,
+    pub(super) echoes: BTreeMap<NodeId, Vec<(NodeId, [u8; 32])>>,
+    pub(super) confirmations: BTreeMap<NodeId, Confirmation>,
+    pub(super) own_confirmation: Option<Confirmation>,
+    pub(super) result: Option<(KeyPackage, PublicKeyPackage)>,
+}
+
+impl fmt::Debug for DkgSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DkgSession")
+            .field("session", &self.params.session)
+            .field("key_id", &self.params.key_id)
+            .field("me", &self.me)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl DkgSession {
+    /// Creates a session in [`Phase::Prepared`].
+    ///
+    /// `keys` signs this node's confirmation and checks every other participant's;
+    /// `deadline` bounds the whole session.
+    pub fn new(
+        params: DkgParams,
+        me: NodeId,
+        keys: Arc<dyn ConfirmationKeys>,
+        deadline: Instant,
+    ) -> Result<Self, DkgError> {
+        let mut params = params;
+        params.validate()?;
+        params.participants.sort_unstable();
+        if !params.participants.contains(&me) {
+            return Err(DkgError::InvalidParams(format!(
+                "this node ({me}) is not among the participants {:?}",
+                params.participants
+            )));
+        }
+        let mut ident_to_id = BTreeMap::new();
+        for &id in &params.participants {
+            let ident = Identifier::try_from(id).map_err(|e| DkgError::Frost(e.to_string()))?;
+            ident_to_id.insert(ident, id);
+            if id != me && !keys.knows(id) {
+                return Err(DkgError::InvalidParams(format!(
+                    "no identity key known for participant {id}"
+                )));
+            }
+        }
+        Ok(Self {
+            params,
+            me,
+            keys,
+            ident_to_id,
+            phase: Phase::Prepared,
+            deadline,
+            round1_secret: None,
+            round2_secret: None,
+            round1_hashes: BTreeMap::new(),
+            round1_packages: BTreeMap::new(),
+            round2_raw: BTreeMap::new(),
+            echoes: BTreeMap::new(),
+            confirmations: BTreeMap::new(),
+            own_confirmation: None,
+            result: None,
+        })
+    }
+
+    /// Session parameters.
+    pub fn params(&self) -> &DkgParams {
+        &self.params
+    }
+
+    /// Current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the session has ended (done or failed).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Done | Phase::Failed)
+    }
+
+    /// When [`DkgSession::on_timeout`] must be called, if the session is still running.
+    pub fn deadline(&self) -> Option<Instant> {
+        (!self.is_finished()).then_some(self.deadline)
+    }
+
+    pub(super) fn others(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let me = self.me;
+        self.params
+            .participants
+            .iter()
+            .copied()
+            .filter(move |&id| id != me)
+    }
+
+    /// Runs round 1: generates this node's polynomial (from `rng`) and broadcasts its
+    /// commitment.
+    pub fn begin<R: RngCore + CryptoRng>(&mut self, rng: &mut R) -> Vec<Effect> {
+        if self.phase != Phase::Prepared {
+            return Vec::new();
+        }
+        let n = self.params.participants.len() as u16;
+        let ident = self.ident(self.me);
+        let (secret, package) = match dkg::part1(ident, n, self.params.threshold, &mut *rng) {
+            Ok(v) => v,
+            Err(e) => return self.fail(DkgError::Frost(e.to_string()), true),
+        };
+        let bytes = match package.serialize() {
+            Ok(b) => b,
+            Err(e) => return self.fail(DkgError::Frost(e.to_string()), true),
+        };
+        self.round1_hashes.insert(self.me, sha256(&bytes));
+        self.round1_secret = Some(secret);
+        self.phase = Phase::Round1;
+        let mut effects = vec![Effect::Broadcast(Body::DkgRound1 { package: bytes })];
+        effects.extend(self.progress());
+        effects
+    }
+
+    /// Handles one message from an authenticated sender.
+    ///
+    /// `Err` means the message was refused and the session is unchanged; aborts come out as
+    /// [`Effect::Failed`].
+    pub fn handle<R: RngCore + CryptoRng>(
+        &mut self,
+        envelope: Envelope,
+        rng: &mut R,
+    ) -> Result<Vec<Effect>, Rejection> {
+        let from = envelope.from;
+        if envelope.session != self.params.session {
+            return Err(Rejection::WrongSession {
+                expected: self.params.session,
+                got: envelope.session,
+            });
+        }
+        if from == self.me {
+            return Err(Rejection::FromSelf);
+        }
+        if !self.params.participants.contains(&from) {
+            return Err(Rejection::NotParticipant(from));
+        }
+        if self.is_finished() {
+            return Ok(Vec::new());
+        }
+        match envelope.body {
+            Body::DkgBegin if from == self.params.initiator => Ok(self.begin(rng)),
+            Body::DkgRound1 { package } => Ok(self.on_round1(from, package)),
+            Body::DkgRound2 { package } => Ok(self.on_round2(from, package)),
+            Body::DkgEcho { round1_hashes } => Ok(self.on_echo(from, round1_hashes)),
+            Body::DkgConfirm(c) => Ok(self.on_confirm(from, c)),
+            Body::DkgAbort { reason, culprits } => Ok(self.fail(
+                DkgError::PeerAborted {
+                    by: from,
+                    reason,
+                    culprits,
+                },
+                false,
+            )),
+            other => Err(Rejection::Unexpected {
+                from,
+                kind: other.kind(),
+            }),
+        }
+    }
+
+    /// Aborts with a timeout if the deadline has passed.
+    pub fn on_timeout(&mut self, now: Instant) -> Vec<Effect> {
+        if self.is_finished() || now < self.deadline {
+            return Vec::new();
+        }
+        let phase = self.phase;
+        let missing = self.missing();
+        self.fail(DkgError::Timeout { phase, missing }, true)
+    }
+
+    /// Aborts the session from outside (e.g. the initiator gave up); tells the others.
+    pub fn abort(&mut self, error: DkgError) -> Vec<Effect> {
+        if self.is_finished() {
+            return Vec::new();
+        }
+        self.fail(error, true)
+    }
+
+    /// Participants whose messages for the current phase have not arrived.
+    pub fn missing(&self) -> Vec<NodeId> {
+        match self.phase {
+            Phase::Prepared => vec![self.params.initiator],
+            Phase::Round1 => self
+                .others()
+                .filter(|id| !self.round1_packages.contains_key(id))
+                .collect(),
+            Phase::Round2 => self
+                .others()
+                .filter(|id| !self.round2_raw.contains_key(id) || !self.echoes.contains_key(id))
+                .collect(),
+            Phase::Confirming => self
+                .others()
+                .filter(|id| !self.confirmations.contains_key(id))
+                .collect(),
+            Phase::Done | Phase::Failed => Vec::new(),
+        }
+    }
+
+    pub(super) fn ident(&self, id: NodeId) -> Identifier {
+        // Every participant id was converted successfully in `new`.
+        self.ident_to_id
+            .iter()
+            .find_map(|(ident, &i)| (i == id).then_some(*ident))
+            .unwrap_or_else(|| Identifier::try_from(1u16).expect("1 is a valid identifier"))
+    }
+
+    pub(super) fn fail(&mut self, error: DkgError, tell_others: bool) -> Vec<Effect> {
+        self.phase = Phase::Failed;
+        self.round1_secret = None;
+        self.round2_secret = None;
+        self.round2_raw.clear();
+        self.result = None;
+        let mut effects = Vec::new();
+        if tell_others {
+            effects.push(Effect::Broadcast(Body::DkgAbort {
+                reason: error.to_string(),
+                culprits: error.culprits(),
+            }));
+        }
+        effects.push(Effect::Failed(error));
+        effects
+    }
+
+    fn on_round1(&mut self, from: NodeId, bytes: Vec<u8>) -> Vec<Effect> {
+        let hash = sha256(&bytes);
+        if let Some(existing) = self.round1_hashes.get(&from) {
+            if *existing == hash {
+                return Vec::new();
+            }
+            return self.fail(
+                DkgError::Equivocation {
+                    culprit: from,
+                    what: "round-1 packages",
+                    reported_by: self.me,
+                },
+                true,
+            );
+        }
+        // Decoding checks every point; the commitment length is checked by `part2`, which
+        // names no culprit, so `run_part2` finds it (see `wrong_length_commitments`).
+        let Ok(package) = round1::Package::deserialize(&bytes) else {
+            return self.fail(
+                DkgError::Malformed {
+                    culprit: from,
+                    what: "round-1 package",
+                },
+                true,
+            );
+        };
+        self.round1_hashes.insert(from, hash);
+        self.round1_packages.insert(from, package);
+        self.progress()
+    }
+
+    fn on_round2(&mut self, from: NodeId, bytes: SecretBytes) -> Vec<Effect> {
+        if let Some(existing) = self.round2_raw.get(&from) {
+            if *existing == bytes {
+                return Vec::new();
+            }
+            return self.fail(
+                DkgError::Equivocation {
+                    culprit: from,
+                    what: "round-2 packages",
+                    reported_by: self.me,
+                },
+                true,
+            );
+        }
+        if self.phase == Phase::Confirming {
+            // Part 3 already ran with a package from this sender.
+            return Vec::new();
+        }
+        self.round2_raw.insert(from, bytes);
+        self.progress()
+    }
+
+    fn on_echo(&mut self, from: NodeId, hashes: Vec<(NodeId, [u8; 32])>) -> Vec<Effect> {
+        let ids: Vec<NodeId> = hashes.iter().map(|(id, _)| *id).collect();
+        if ids != self.params.participants {
+            return self.fail(
+                DkgError::Malformed {
+                    culprit: from,
+                    what: "echo",
+                },
+                true,
+            );
+        }
+        if let Some(existing) = self.echoes.get(&from) {
+            if *existing == hashes {
+                return Vec::new();
+            }
+            return self.fail(
+                DkgError::Equivocation {
+                    culprit: from,
+                    what: "echoes",
+                    reported_by: self.me,
+                },
+                true,
+            );
+        }
+        self.echoes.insert(from, hashes);
+        self.progress()
+    }
+
+    fn on_confirm(&mut self, from: NodeId, c: Confirmation) -> Vec<Effect> {
+        let valid = self.keys.verify(
+            from,
+            &confirmation_message(&self.params.session, &c),
+            &c.signature,
+        );
+        if !valid {
+            return self.fail(DkgError::InvalidConfirmation { culprit: from }, true);
+        }
+        if let Some(existing) = self.confirmations.get(&from) {
+            if *existing == c {
+                return Vec::new();
+            }
+            return self.fail(
+                DkgError::Equivocation {
+                    culprit: from,
+                    what: "confirmations",
+                    reported_by: self.me,
+                },
+                true,
+            );
+        }
+        self.confirmations.insert(from, c);
+        self.progress()
+    }
+}

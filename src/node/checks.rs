@@ -1,0 +1,137 @@
+//! The checks that decide whether this node takes part in a session, shared by every role:
+//! one admission check for a DKG (run by the initiator before it asks anyone, and by each
+//! participant when asked) and one key check for signing (run by the coordinator and by each
+//! signer). Each refuses with a typed [`Refusal`].
+
+use crate::config::Config;
+use crate::keystore::{self, KeyStore, StoredKey};
+use crate::wire::{DkgStart, ErrorKind, NodeId};
+
+use super::error::Refusal;
+use super::peers::PeerBook;
+use super::requests::MAX_SIGN_MESSAGE;
+
+/// Whether this node can take part in the DKG `start`, started by `initiator`. `busy` says
+/// whether a DKG for the same key id is already running here.
+pub fn admit_dkg(
+    config: &Config,
+    peers: &PeerBook,
+    keystore: &KeyStore,
+    start: &DkgStart,
+    initiator: NodeId,
+    busy: bool,
+) -> Result<(), Refusal> {
+    let me = config.id;
+    let bad = |reason: String| Refusal::new(ErrorKind::BadRequest, reason);
+    keystore::validate_key_id(&start.key_id).map_err(|e| bad(e.to_string()))?;
+    if keystore.contains(&start.key_id) {
+        return Err(Refusal::new(
+            ErrorKind::Conflict,
+            format!("key {:?} already exists on node {me}", start.key_id),
+        ));
+    }
+    if busy {
+        return Err(Refusal::new(
+            ErrorKind::Conflict,
+            format!(
+                "a DKG for key {:?} is already running on node {me}",
+                start.key_id
+            ),
+        ));
+    }
+    let mut sorted = start.participants.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != start.participants.len() {
+        return Err(bad("participants contain duplicates".into()));
+    }
+    let all = config.all_ids();
+    let unknown: Vec<NodeId> = sorted
+        .iter()
+        .copied()
+        .filter(|id| !all.contains(id))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(bad(format!(
+            "unknown participants {unknown:?}: nodes configured on node {me} are {all:?}"
+        )));
+    }
+    if !sorted.contains(&me) {
+        return Err(bad(format!(
+            "this node ({me}) must be among the participants; send the request to one of {sorted:?}"
+        )));
+    }
+    if !sorted.contains(&initiator) {
+        return Err(bad("the initiator must be a participant".into()));
+    }
+    let n = sorted.len();
+    if n < 2 {
+        return Err(bad("a key needs at least 2 participants".into()));
+    }
+    let t = start.threshold;
+    if t < 2 || usize::from(t) > n {
+        return Err(bad(format!(
+            "threshold must satisfy 2 <= threshold <= participants ({n}), got {t}"
+        )));
+    }
+    let missing = peers.not_ready(&sorted);
+    if !missing.is_empty() {
+        return Err(Refusal::unavailable(
+            format!("participants {missing:?} are not reachable from node {me}"),
+            missing,
+        ));
+    }
+    Ok(())
+}
+
+/// The key this node signs `key_id` with, if it may: the key exists, is the group key the
+/// requester expects (when it says), `requester` (if any) is one of its participants, and the
+/// message is not too long.
+pub fn signing_key<'k>(
+    keystore: &'k KeyStore,
+    me: NodeId,
+    key_id: &str,
+    expected_group_key: Option<[u8; 32]>,
+    requester: Option<NodeId>,
+    message_len: usize,
+) -> Result<&'k StoredKey, Refusal> {
+    let Some(key) = keystore.get(key_id) else {
+        return Err(Refusal::new(
+            ErrorKind::NotFound,
+            format!("no key {key_id:?} on node {me}"),
+        ));
+    };
+    let ours = group_key_bytes(&key.group_public_key);
+    if ours.is_none() {
+        return Err(Refusal::new(
+            ErrorKind::Internal,
+            "stored group key is corrupt",
+        ));
+    }
+    if expected_group_key.is_some_and(|g| Some(g) != ours) {
+        return Err(Refusal::new(
+            ErrorKind::KeyMismatch,
+            format!("node {me} holds a different group key under {key_id:?}"),
+        ));
+    }
+    if let Some(r) = requester {
+        if !key.participants.contains(&r) {
+            return Err(Refusal::new(
+                ErrorKind::BadRequest,
+                format!("node {r} is not a participant of {key_id:?}"),
+            ));
+        }
+    }
+    if message_len > MAX_SIGN_MESSAGE {
+        return Err(Refusal::new(
+            ErrorKind::BadRequest,
+            format!("message of {message_len} bytes exceeds the limit of {MAX_SIGN_MESSAGE} bytes"),
+        ));
+    }
+    Ok(key)
+}
+
+/// The 32 bytes of a hex group key.
+pub fn group_key_bytes(hex_key: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_key).ok()?.try_into().ok()
+}

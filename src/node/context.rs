@@ -1,0 +1,111 @@
+//! What every component of the node works with while it handles one event: the moment the
+//! event is handled at (one clock read per event), the configuration, the peer book, the outbox,
+//! the key store, metrics, the culprit tally, the deadlines and the random number generator.
+//! Components own their sessions; everything they share is lent to them here, for the length
+//! of one event.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::outbox::Outbox;
+use super::peers::PeerBook;
+use super::timers::Timers;
+use crate::config::Config;
+use crate::keystore::{KeyStore, StoredKey};
+use crate::metrics::Metrics;
+use crate::rng::SecureRng;
+use crate::wire::{NodeId, SessionId};
+
+/// A key file written off the node task, coming back to be kept in memory.
+#[derive(Debug)]
+pub struct Stored {
+    /// The DKG session that produced the key.
+    pub session: SessionId,
+    /// The key.
+    pub key: Box<StoredKey>,
+    /// Whether the write succeeded (the reason if not).
+    pub result: Result<(), String>,
+}
+
+/// How often each peer was caught misbehaving.
+#[derive(Debug, Default)]
+pub struct Culprits(BTreeMap<NodeId, u64>);
+
+impl Culprits {
+    /// Counts (and exports) each of `culprits` once.
+    pub fn count(&mut self, culprits: &[NodeId], metrics: &Metrics) {
+        for id in culprits {
+            *self.0.entry(*id).or_default() += 1;
+            metrics.culprit(*id);
+        }
+    }
+
+    /// The tally.
+    pub fn tally(&self) -> BTreeMap<NodeId, u64> {
+        self.0.clone()
+    }
+}
+
+/// The node's shared state, lent to a component for one event.
+pub struct Ctx<'a> {
+    /// When the event is handled.
+    pub now: Instant,
+    /// This node's configuration.
+    pub config: &'a Config,
+    /// Peers and their state.
+    pub peers: &'a PeerBook,
+    /// Where messages leave.
+    pub outbox: &'a mut Outbox,
+    /// Stored keys.
+    pub keystore: &'a mut KeyStore,
+    /// Metrics.
+    pub metrics: &'a Metrics,
+    /// Misbehaviour tally.
+    pub culprits: &'a mut Culprits,
+    /// Deadlines.
+    pub timers: &'a mut Timers,
+    /// Randomness for protocol steps and ids.
+    pub rng: &'a mut dyn SecureRng,
+    /// Where finished key writes report.
+    pub stored: &'a mpsc::Sender<Stored>,
+}
+
+impl Ctx<'_> {
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// Counts misbehaviour.
+    pub fn blame(&mut self, culprits: &[NodeId]) {
+        self.culprits.count(culprits, self.metrics);
+    }
+
+    /// Writes a new key file on a blocking thread (fsync must not stall the node); the outcome
+    /// comes back as [`Stored`]. Fails at once if the key cannot be encoded or its id is taken.
+    pub fn persist(&mut self, session: SessionId, key: StoredKey) -> Result<(), String> {
+        let write = self.keystore.prepare(&key).map_err(|e| e.to_string())?;
+        let tx = self.stored.clone();
+        tokio::spawn(async move {
+            let result = match tokio::task::spawn_blocking(move || write.commit()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("key write task failed: {e}")),
+            };
+            if let Err(e) = &result {
+                warn!(%session, error = %e, "key file not written");
+            }
+            let _ = tx
+                .send(Stored {
+                    session,
+                    key: Box::new(key),
+                    result,
+                })
+                .await;
+        });
+        Ok(())
+    }
+}

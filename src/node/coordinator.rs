@@ -1,0 +1,361 @@
+//! The coordinator driver: the signing sessions this node coordinates, for requests it
+//! received itself or that a peer forwarded to it. It checks the key (the check the signers
+//! run too), starts a sans-IO [`Coordinator`], sends its requests through the outbox, answers
+//! its own requests through this node's signer without encoding round trips, and returns the
+//! signature (or the refusal) to whoever asked.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use libp2p::request_response::ResponseChannel;
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
+
+use super::checks;
+use super::context::Ctx;
+use super::outbox::ReplyTag;
+use super::signer::{Package, SignerDriver};
+use super::timers::Timer;
+use crate::signing::coordinator::{Coordinator, Effect, SignOutput, SignParams};
+use crate::signing::participant::Slot;
+use crate::signing::{election, SignError};
+use crate::wire::{Body, ErrorKind, NodeId, SessionId};
+
+/// Most signing requests one peer may have this node coordinate at once.
+const MAX_FORWARDS_PER_PEER: usize = 256;
+
+/// Where a coordinated session's result goes.
+pub enum Responder {
+    /// A request this node received itself: the forwarder's entry with this request id.
+    Local(SessionId),
+    /// A peer that forwarded the request.
+    Peer {
+        /// Its request's channel.
+        channel: ResponseChannel<Vec<u8>>,
+        /// The peer.
+        to: NodeId,
+    },
+}
+
+/// A request to coordinate.
+pub struct CoordinateRequest {
+    /// The request id (the coordinator's session id is derived from it).
+    pub request: SessionId,
+    /// Key to sign with.
+    pub key_id: String,
+    /// The group key the requester holds under `key_id`, if it said.
+    pub expected_key: Option<[u8; 32]>,
+    /// Message to sign.
+    pub message: Vec<u8>,
+    /// Where the answer goes.
+    pub responder: Responder,
+}
+
+/// The answer to a request this node received itself, for the forwarder.
+pub struct LocalAnswer {
+    /// The request id.
+    pub request: SessionId,
+    /// `SignDone` or `Refused`.
+    pub body: Body,
+}
+
+struct Coordination {
+    coordinator: Coordinator,
+    key_id: String,
+    responder: Responder,
+    started: Instant,
+}
+
+/// The signing sessions this node coordinates.
+#[derive(Default)]
+pub struct CoordinatorDriver {
+    sessions: HashMap<SessionId, Coordination>,
+    per_peer: HashMap<NodeId, usize>,
+}
+
+/// The coordinator's session id for a request: unique per request and coordinator.
+fn session_for(request_id: &SessionId, coordinator: NodeId) -> SessionId {
+    let mut h = Sha256::new();
+    h.update(b"frostnode/sign-session/v1");
+    h.update(request_id.0);
+    h.update(coordinator.to_be_bytes());
+    SessionId(h.finalize().into())
+}
+
+impl CoordinatorDriver {
+    /// Sessions running now.
+    pub fn active(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Starts coordinating `req`, unless the key check or a limit refuses it.
+    pub fn start(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        signer: &mut SignerDriver,
+        req: CoordinateRequest,
+    ) -> Option<LocalAnswer> {
+        let me = ctx.me();
+        let sid = session_for(&req.request, me);
+        if let Responder::Peer { to, .. } = &req.responder {
+            let open = self.per_peer.get(to).copied().unwrap_or(0);
+            if open >= MAX_FORWARDS_PER_PEER {
+                warn!(
+                    peer = to,
+                    open, "too many signing requests from one peer; refused"
+                );
+                let body = Body::refused(
+                    ErrorKind::Busy,
+                    format!("node {me} coordinates {open} requests for node {to}"),
+                );
+                return respond(ctx, req.responder, sid, body);
+            }
+        }
+        let checked = checks::signing_key(
+            ctx.keystore,
+            me,
+            &req.key_id,
+            req.expected_key,
+            None,
+            req.message.len(),
+        )
+        .and_then(|key| {
+            checks::group_key_bytes(&key.group_public_key)
+                .map(|gpk| (key, gpk))
+                .ok_or_else(|| {
+                    super::error::Refusal::new(ErrorKind::Internal, "stored group key is corrupt")
+                })
+        });
+        let (key, group_public_key) = match checked {
+            Ok(k) if !self.sessions.contains_key(&sid) => k,
+            Ok(_) => {
+                let body =
+                    Body::refused(ErrorKind::BadRequest, "request already being coordinated");
+                return respond(ctx, req.responder, sid, body);
+            }
+            Err(refusal) => return respond(ctx, req.responder, sid, refusal.to_body()),
+        };
+        // This node signs first (no network round trip), then the others in ranking order.
+        let mut preference = vec![me];
+        preference.extend(
+            election::rank(&req.request.0, &key.participants)
+                .into_iter()
+                .filter(|&id| id != me && ctx.peers.is_connected(id)),
+        );
+        let params = SignParams {
+            session: sid,
+            me,
+            key_id: req.key_id.clone(),
+            message: req.message,
+            threshold: key.threshold,
+            participants: key.participants.clone(),
+            public_key_package: key.public_key_package.clone(),
+            group_public_key,
+        };
+        let (coordinator, effects) = Coordinator::start(
+            params,
+            preference,
+            ctx.now,
+            // Time for the first signer set and two replacements within the signing deadline.
+            ctx.config.sign_timeout / 3,
+            ctx.now + ctx.config.sign_timeout,
+        );
+        debug!(session = %sid, request = %req.request, key_id = %req.key_id, "coordinating");
+        if let Responder::Peer { to, .. } = &req.responder {
+            *self.per_peer.entry(*to).or_default() += 1;
+        }
+        self.sessions.insert(
+            sid,
+            Coordination {
+                coordinator,
+                key_id: req.key_id,
+                responder: req.responder,
+                started: ctx.now,
+            },
+        );
+        self.apply(ctx, signer, sid, effects)
+    }
+
+    /// A signer answered (or its request failed).
+    pub fn on_reply(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        signer: &mut SignerDriver,
+        sid: SessionId,
+        from: NodeId,
+        result: Result<Body, String>,
+    ) -> Option<LocalAnswer> {
+        let c = self.sessions.get_mut(&sid)?;
+        let now = ctx.now;
+        let effects = match result {
+            Ok(Body::Refused { kind, reason }) => {
+                warn!(session = %sid, signer = from, %kind, %reason, "signer refused");
+                let attempt = c.coordinator.attempt();
+                c.coordinator.on_failure(now, from, attempt)
+            }
+            Ok(body) => c.coordinator.on_reply(now, from, body),
+            Err(reason) => {
+                debug!(session = %sid, signer = from, %reason, "signer request failed");
+                let attempt = c.coordinator.attempt();
+                c.coordinator.on_failure(now, from, attempt)
+            }
+        };
+        self.apply(ctx, signer, sid, effects)
+    }
+
+    /// A signer's or the session's deadline passed.
+    pub fn on_timer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        signer: &mut SignerDriver,
+        sid: SessionId,
+    ) -> Option<LocalAnswer> {
+        let c = self.sessions.get_mut(&sid)?;
+        let effects = c.coordinator.on_timeout(ctx.now);
+        self.apply(ctx, signer, sid, effects)
+    }
+
+    fn apply(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        signer: &mut SignerDriver,
+        sid: SessionId,
+        effects: Vec<Effect>,
+    ) -> Option<LocalAnswer> {
+        let me = ctx.me();
+        let mut queue: VecDeque<Effect> = effects.into();
+        let mut answer = None;
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Send { to, body } if to == me => {
+                    queue.extend(self.answer_self(ctx, signer, sid, body));
+                }
+                Effect::Send { to, body } => ctx.outbox.request(sid, to, body, ReplyTag::Signer),
+                Effect::Done(out) => answer = self.end(ctx, signer, sid, Ok(out)),
+                Effect::Failed { error, culprits } => {
+                    ctx.blame(&culprits);
+                    answer = self.end(ctx, signer, sid, Err((error, culprits)));
+                }
+            }
+        }
+        let deadline = self
+            .sessions
+            .get(&sid)
+            .and_then(|c| c.coordinator.deadline());
+        ctx.timers.set(Timer::Coordination(sid), deadline);
+        answer
+    }
+
+    /// This node's signer answering its own coordinator.
+    fn answer_self(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        signer: &mut SignerDriver,
+        sid: SessionId,
+        body: Body,
+    ) -> Vec<Effect> {
+        let me = ctx.me();
+        let Some(c) = self.sessions.get_mut(&sid) else {
+            return Vec::new();
+        };
+        let slot = |attempt| Slot {
+            coordinator: me,
+            session: sid,
+            attempt,
+        };
+        let now = ctx.now;
+        match body {
+            Body::CommitRequest {
+                attempt,
+                key_id,
+                message,
+                ..
+            } => match signer.commit(ctx, slot(attempt), &key_id, None, &message) {
+                Ok(commitments) => c.coordinator.on_commitments(now, me, attempt, commitments),
+                Err(r) => {
+                    warn!(session = %sid, reason = %r.reason, "this node's own signer refused");
+                    c.coordinator.on_failure(now, me, attempt)
+                }
+            },
+            Body::SignRequest { attempt, .. } => {
+                let Some(package) = c.coordinator.signing_package() else {
+                    return Vec::new();
+                };
+                match signer.sign(ctx, slot(attempt), Package::Decoded(package)) {
+                    Ok(share) => {
+                        match ctx.outbox.answer_self(sid, Body::Share { attempt, share }) {
+                            Some(reply) => c.coordinator.on_reply(now, me, reply),
+                            None => Vec::new(),
+                        }
+                    }
+                    Err(r) => {
+                        warn!(session = %sid, reason = %r.reason, "this node's own signer refused");
+                        c.coordinator.on_failure(now, me, attempt)
+                    }
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn end(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        signer: &mut SignerDriver,
+        sid: SessionId,
+        result: Result<SignOutput, (SignError, Vec<NodeId>)>,
+    ) -> Option<LocalAnswer> {
+        let c = self.sessions.remove(&sid)?;
+        ctx.timers.set(Timer::Coordination(sid), None);
+        if let Responder::Peer { to, .. } = &c.responder {
+            if let Some(n) = self.per_peer.get_mut(to) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_peer.remove(to);
+                }
+            }
+        }
+        signer.forget(ctx.me(), sid, c.coordinator.attempt());
+        let elapsed_ms = ctx.now.saturating_duration_since(c.started).as_secs_f64() * 1e3;
+        let body = match result {
+            Ok(out) => {
+                if !out.culprits.is_empty() {
+                    ctx.blame(&out.culprits);
+                    warn!(
+                        session = %sid,
+                        key_id = %c.key_id,
+                        culprits = ?out.culprits,
+                        "signers sent invalid signature shares; signed without them"
+                    );
+                }
+                info!(session = %sid, key_id = %c.key_id, signers = ?out.signers, elapsed_ms, "signed");
+                Body::SignDone {
+                    signature: out.signature.to_vec(),
+                    signers: out.signers,
+                    coordinator: ctx.me(),
+                }
+            }
+            Err((error, culprits)) => {
+                warn!(session = %sid, key_id = %c.key_id, culprits = ?culprits, error = %error, "signing failed");
+                Body::refused(error.kind(), error.to_string())
+            }
+        };
+        respond(ctx, c.responder, sid, body)
+    }
+}
+
+/// Sends the answer to a peer, or hands it back for this node's forwarder.
+fn respond(
+    ctx: &mut Ctx<'_>,
+    responder: Responder,
+    sid: SessionId,
+    body: Body,
+) -> Option<LocalAnswer> {
+    match responder {
+        Responder::Peer { channel, to } => {
+            ctx.outbox.respond(channel, sid, to, body);
+            None
+        }
+        Responder::Local(request) => Some(LocalAnswer { request, body }),
+    }
+}

@@ -1,0 +1,301 @@
+//! The forwarder: signing requests this node received from its caller. It draws the request
+//! id, ranks the key's participants for it (rendezvous hashing), and hands the request to the
+//! best reachable coordinator: over the network, or to this node's own coordinator. When a
+//! coordinator fails, the next in the ranking takes over. It checks the signature it gets back
+//! before its caller sees it, and answers by a deadline whatever the coordinators do.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use super::checks;
+use super::context::Ctx;
+use super::coordinator::{CoordinateRequest, Responder};
+use super::error::NodeError;
+use super::outbox::ReplyTag;
+use super::requests::SignResponse;
+use super::timers::Timer;
+use crate::signing::{election, SignError};
+use crate::wire::{Body, ErrorKind, NodeId, SessionId};
+
+/// Where a signing request's caller gets its answer.
+pub type SignReply = oneshot::Sender<Result<SignResponse, NodeError>>;
+
+/// A request received by this node, travelling down the coordinator ranking.
+struct Forward {
+    key_id: String,
+    message: Vec<u8>,
+    group_public_key: [u8; 32],
+    candidates: VecDeque<NodeId>,
+    current: Option<NodeId>,
+    reply: SignReply,
+    last_error: Option<NodeError>,
+    started: Instant,
+}
+
+/// Signing requests this node received and has not answered yet.
+#[derive(Default)]
+pub struct Forwarder {
+    forwards: HashMap<SessionId, Forward>,
+}
+
+/// The error for a coordinator's refusal.
+fn from_refusal(from: NodeId, kind: ErrorKind, reason: &str) -> NodeError {
+    let message = format!("coordinator {from}: {reason}");
+    match kind {
+        ErrorKind::NotFound => NodeError::NotFound(message),
+        ErrorKind::BadRequest => NodeError::BadRequest(message),
+        ErrorKind::Unavailable => NodeError::Unavailable {
+            message,
+            missing: vec![],
+        },
+        ErrorKind::Timeout => NodeError::Timeout {
+            message,
+            missing: vec![],
+        },
+        kind => NodeError::aborted(kind, message),
+    }
+}
+
+/// Whether a coordinator's refusal is its own trouble, so the next one should try.
+fn next_may_succeed(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Timeout
+            | ErrorKind::Unavailable
+            | ErrorKind::NotFound
+            | ErrorKind::KeyMismatch
+            | ErrorKind::Busy
+    )
+}
+
+impl Forwarder {
+    /// Takes a signing request from this node's caller. `request_id` fixes the request id
+    /// (and so the coordinator ranking); otherwise a fresh one is drawn. Returns the request
+    /// if this node is to coordinate it.
+    pub fn start(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key_id: String,
+        message: Vec<u8>,
+        request_id: Option<SessionId>,
+        reply: SignReply,
+    ) -> Option<CoordinateRequest> {
+        ctx.metrics.sign_started();
+        let me = ctx.me();
+        let refuse = |ctx: &mut Ctx<'_>, reply: SignReply, err: NodeError| {
+            ctx.metrics.sign_ended(Some(err.kind().as_str()), 0.0);
+            let _ = reply.send(Err(err));
+            None
+        };
+        let key = match checks::signing_key(ctx.keystore, me, &key_id, None, None, message.len()) {
+            Ok(key) => key,
+            Err(r) => return refuse(ctx, reply, r.into()),
+        };
+        let Some(group_public_key) = checks::group_key_bytes(&key.group_public_key) else {
+            return refuse(
+                ctx,
+                reply,
+                NodeError::Internal("stored group key is corrupt".into()),
+            );
+        };
+        let participants = key.participants.clone();
+        let threshold = key.threshold;
+        let unreachable: Vec<NodeId> = participants
+            .iter()
+            .copied()
+            .filter(|&id| !ctx.peers.reachable(id))
+            .collect();
+        let reachable = participants.len() - unreachable.len();
+        if reachable < usize::from(threshold) {
+            let err = SignError::NotEnoughSigners {
+                reachable,
+                needed: threshold,
+                participants: participants.len(),
+            };
+            warn!(key_id = %key_id, error = %err, unreachable = ?unreachable, "signing refused");
+            let err = NodeError::Unavailable {
+                message: format!("{err}; unreachable: {unreachable:?}"),
+                missing: unreachable,
+            };
+            return refuse(ctx, reply, err);
+        }
+        let request_id = request_id.unwrap_or_else(|| {
+            let mut id = [0u8; 32];
+            ctx.rng.fill_bytes(&mut id);
+            SessionId(id)
+        });
+        if self.forwards.contains_key(&request_id) {
+            let err = NodeError::Conflict(format!("request {request_id} is already running"));
+            return refuse(ctx, reply, err);
+        }
+        let candidates: VecDeque<NodeId> = election::rank(&request_id.0, &participants)
+            .into_iter()
+            .filter(|&id| ctx.peers.reachable(id))
+            .collect();
+        debug!(request = %request_id, key_id = %key_id, coordinators = ?candidates, "signing request");
+        // Failover needs room for one coordinator that never answers (request_ms) and a
+        // complete signature by the next (sign_ms < request_ms).
+        let deadline = ctx.now + 2 * ctx.config.request_timeout;
+        ctx.timers.set(Timer::Forward(request_id), Some(deadline));
+        self.forwards.insert(
+            request_id,
+            Forward {
+                key_id,
+                message,
+                group_public_key,
+                candidates,
+                current: None,
+                reply,
+                last_error: None,
+                started: ctx.now,
+            },
+        );
+        self.next_coordinator(ctx, request_id)
+    }
+
+    /// Hands the request to the best remaining coordinator (possibly this node).
+    fn next_coordinator(&mut self, ctx: &mut Ctx<'_>, rid: SessionId) -> Option<CoordinateRequest> {
+        let fwd = self.forwards.get_mut(&rid)?;
+        let Some(next) = fwd.candidates.pop_front() else {
+            let err = fwd
+                .last_error
+                .take()
+                .unwrap_or_else(|| NodeError::Unavailable {
+                    message: "no coordinator could be reached".into(),
+                    missing: vec![],
+                });
+            self.finish(ctx, rid, Err(err));
+            return None;
+        };
+        fwd.current = Some(next);
+        if next == ctx.me() {
+            return Some(CoordinateRequest {
+                request: rid,
+                key_id: fwd.key_id.clone(),
+                expected_key: None,
+                message: fwd.message.clone(),
+                responder: Responder::Local(rid),
+            });
+        }
+        debug!(request = %rid, coordinator = next, "forwarding signing request");
+        let body = Body::SignForward {
+            key_id: fwd.key_id.clone(),
+            group_public_key: fwd.group_public_key,
+            message: fwd.message.clone(),
+        };
+        ctx.outbox.request(rid, next, body, ReplyTag::Forward);
+        None
+    }
+
+    /// A coordinator answered (or failed); `from` is this node for its own coordinator.
+    pub fn on_reply(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        rid: SessionId,
+        from: NodeId,
+        result: Result<Body, String>,
+    ) -> Option<CoordinateRequest> {
+        let fwd = self.forwards.get_mut(&rid)?;
+        if fwd.current != Some(from) {
+            debug!(request = %rid, coordinator = from, "late answer from a replaced coordinator");
+            return None;
+        }
+        match result {
+            Ok(Body::SignDone {
+                signature,
+                signers,
+                coordinator,
+            }) => {
+                // Never pass on a signature that does not verify, whoever produced it (our own
+                // coordinator already checked its aggregate).
+                if from != ctx.me() && !verifies(&fwd.group_public_key, &fwd.message, &signature) {
+                    warn!(request = %rid, coordinator = from, "coordinator returned an invalid signature");
+                    fwd.last_error = Some(NodeError::Internal(format!(
+                        "coordinator {from} returned an invalid signature"
+                    )));
+                    ctx.blame(&[from]);
+                    return self.next_coordinator(ctx, rid);
+                }
+                let response = SignResponse {
+                    signature: hex::encode(signature),
+                    group_public_key: hex::encode(fwd.group_public_key),
+                    signers,
+                    coordinator,
+                };
+                self.finish(ctx, rid, Ok(response));
+                None
+            }
+            Ok(Body::Refused { kind, reason }) => {
+                let err = from_refusal(from, kind, &reason);
+                if next_may_succeed(kind) {
+                    warn!(request = %rid, coordinator = from, %reason, "coordinator failed; trying the next one");
+                    fwd.last_error = Some(err);
+                    self.next_coordinator(ctx, rid)
+                } else {
+                    self.finish(ctx, rid, Err(err));
+                    None
+                }
+            }
+            Ok(other) => {
+                warn!(request = %rid, coordinator = from, kind = other.kind(), "unexpected answer to a signing request");
+                self.next_coordinator(ctx, rid)
+            }
+            Err(reason) => {
+                warn!(request = %rid, coordinator = from, %reason, "coordinator unreachable; trying the next one");
+                fwd.last_error = Some(NodeError::Unavailable {
+                    message: format!("coordinator {from} failed: {reason}"),
+                    missing: vec![from],
+                });
+                self.next_coordinator(ctx, rid)
+            }
+        }
+    }
+
+    /// The request's deadline passed.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>, rid: SessionId) {
+        let Some(fwd) = self.forwards.get(&rid) else {
+            return;
+        };
+        let missing: Vec<NodeId> = fwd.current.into_iter().collect();
+        let err = NodeError::Timeout {
+            message: format!(
+                "no signature within {:?}; coordinator {missing:?} did not answer",
+                2 * ctx.config.request_timeout
+            ),
+            missing,
+        };
+        warn!(request = %rid, error = %err, "signing request timed out");
+        self.finish(ctx, rid, Err(err));
+    }
+
+    fn finish(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        rid: SessionId,
+        result: Result<SignResponse, NodeError>,
+    ) {
+        let Some(fwd) = self.forwards.remove(&rid) else {
+            return;
+        };
+        ctx.timers.set(Timer::Forward(rid), None);
+        let failure = result.as_ref().err().map(|e| e.kind().as_str());
+        let seconds = ctx.now.saturating_duration_since(fwd.started).as_secs_f64();
+        ctx.metrics.sign_ended(failure, seconds);
+        let _ = fwd.reply.send(result);
+    }
+}
+
+fn verifies(group_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(sig) = <[u8; 64]>::try_from(signature) else {
+        return false;
+    };
+    ed25519_dalek::VerifyingKey::from_bytes(group_key)
+        .map(|vk| {
+            vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+                .is_ok()
+        })
+        .unwrap_or(false)
+}

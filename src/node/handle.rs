@@ -1,0 +1,221 @@
+//! [`NodeHandle`]: the cloneable way into a running node, for the HTTP API, the CLI's
+//! in-process clusters and the tests. Each call becomes an [`Input`] on the node's queue and
+//! waits for the node's answer.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::error::NodeError;
+use super::requests::{KeygenRequest, SignResponse, StatusInfo};
+use crate::keystore::KeyInfo;
+use crate::wire::{NodeId, SessionId};
+
+/// A request from the node's callers.
+pub enum Input {
+    /// Run a DKG with this node as initiator.
+    Keygen {
+        /// The request.
+        req: KeygenRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
+    },
+    /// Report status.
+    Status {
+        /// Where the answer goes.
+        reply: oneshot::Sender<StatusInfo>,
+    },
+    /// List the keys.
+    ListKeys {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<KeyInfo>>,
+    },
+    /// One key's public info.
+    GetKey {
+        /// The key.
+        key_id: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Option<KeyInfo>>,
+    },
+    /// Sign a message.
+    Sign {
+        /// The key.
+        key_id: String,
+        /// The message.
+        message: Vec<u8>,
+        /// A fixed request id (and so coordinator ranking), or a fresh one.
+        request_id: Option<SessionId>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<SignResponse, NodeError>>,
+    },
+}
+
+/// Cloneable handle for talking to a running node (used by the API and tests).
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    pub(super) tx: mpsc::Sender<Input>,
+    pub(super) id: NodeId,
+    pub(super) peer_id: PeerId,
+    pub(super) ready: watch::Receiver<BTreeSet<NodeId>>,
+    #[cfg(feature = "fault-injection")]
+    pub(super) faults: super::faults::Faults,
+}
+
+impl NodeHandle {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Peers that are connected and subscribed to broadcasts right now.
+    pub fn ready_peers(&self) -> BTreeSet<NodeId> {
+        self.ready.borrow().clone()
+    }
+
+    /// Waits until the set of ready peers satisfies `pred`, or the timeout.
+    pub async fn wait_ready_where(
+        &self,
+        pred: impl Fn(&BTreeSet<NodeId>) -> bool,
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let mut rx = self.ready.clone();
+        match tokio::time::timeout(timeout, async {
+            rx.wait_for(|r| pred(r)).await.map(|_| ())
+        })
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NodeError::stopped()),
+            Err(_) => Err(NodeError::Timeout {
+                message: format!("node {}: peer condition not met after {timeout:?}", self.id),
+                missing: vec![],
+            }),
+        }
+    }
+
+    /// Waits until every id in `peers` is ready (connected and subscribed), or the timeout.
+    pub async fn wait_for_peers(
+        &self,
+        peers: &[NodeId],
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let all_ready = |ready: &BTreeSet<NodeId>| peers.iter().all(|p| ready.contains(p));
+        match self.wait_ready_where(all_ready, timeout).await {
+            Err(NodeError::Timeout { .. }) => {
+                let ready = self.ready_peers();
+                let missing: Vec<NodeId> = peers
+                    .iter()
+                    .copied()
+                    .filter(|p| !ready.contains(p))
+                    .collect();
+                Err(NodeError::Unavailable {
+                    message: format!(
+                        "node {}: peers {missing:?} not ready after {timeout:?}",
+                        self.id
+                    ),
+                    missing,
+                })
+            }
+            other => other,
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::stopped())?;
+        rx.await.map_err(|_| NodeError::stopped())
+    }
+
+    /// Runs a DKG with this node as initiator; answers once every participant stored the key
+    /// or the session failed.
+    pub async fn keygen(&self, req: KeygenRequest) -> Result<KeyInfo, NodeError> {
+        self.ask(|reply| Input::Keygen { req, reply }).await?
+    }
+
+    /// Signs `message` with key `key_id` through the coordinator elected for this request.
+    pub async fn sign(&self, key_id: &str, message: Vec<u8>) -> Result<SignResponse, NodeError> {
+        self.sign_request(key_id, message, None).await
+    }
+
+    /// Like [`NodeHandle::sign`], with a chosen request id: the coordinator ranking is
+    /// `signing::election::rank(request_id, participants)`, so a caller (a test) can pick
+    /// which node coordinates. Two requests in flight must not share an id.
+    pub async fn sign_with_request_id(
+        &self,
+        key_id: &str,
+        message: Vec<u8>,
+        request_id: SessionId,
+    ) -> Result<SignResponse, NodeError> {
+        self.sign_request(key_id, message, Some(request_id)).await
+    }
+
+    async fn sign_request(
+        &self,
+        key_id: &str,
+        message: Vec<u8>,
+        request_id: Option<SessionId>,
+    ) -> Result<SignResponse, NodeError> {
+        let key_id = key_id.to_string();
+        self.ask(|reply| Input::Sign {
+            key_id,
+            message,
+            request_id,
+            reply,
+        })
+        .await?
+    }
+
+    /// Node status.
+    pub async fn status(&self) -> Result<StatusInfo, NodeError> {
+        self.ask(|reply| Input::Status { reply }).await
+    }
+
+    /// Public info of every key.
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, NodeError> {
+        self.ask(|reply| Input::ListKeys { reply }).await
+    }
+
+    /// Public info of one key.
+    pub async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, NodeError> {
+        let key_id = key_id.to_string();
+        self.ask(|reply| Input::GetKey { key_id, reply }).await
+    }
+}
+
+/// Switches for test-only misbehaviour (`fault-injection` builds only).
+#[cfg(feature = "fault-injection")]
+impl NodeHandle {
+    /// Makes this node's signer return corrupted signature shares.
+    pub async fn corrupt_signature_shares(&self, on: bool) -> Result<(), NodeError> {
+        self.faults.lock().corrupt_shares = on;
+        Ok(())
+    }
+
+    /// Makes this node take requests and never answer them, while its connections stay up:
+    /// a hung node, from its peers' view.
+    pub async fn set_unresponsive(&self, on: bool) -> Result<(), NodeError> {
+        self.faults.lock().unresponsive = on;
+        Ok(())
+    }
+
+    /// Every signing nonce this node made since the last call.
+    pub async fn take_nonce_log(&self) -> Result<Vec<Vec<u8>>, NodeError> {
+        Ok(std::mem::take(&mut self.faults.lock().nonce_log))
+    }
+
+    /// Makes this node misbehave in DKGs.
+    pub async fn set_dkg_faults(&self, faults: super::faults::DkgFaults) -> Result<(), NodeError> {
+        self.faults.lock().dkg = faults;
+        Ok(())
+    }
+}

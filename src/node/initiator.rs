@@ -1,0 +1,315 @@
+//! The DKG initiator's bookkeeping: the node that received `POST /v1/keys` resolves the
+//! request's defaults, draws the session id, asks every participant to join (`DkgStart`),
+//! begins round 1 once all accepted, then collects every participant's `DkgResult` and answers
+//! its caller.
+//!
+//! The answer rests on this node's own evidence. A DKG whose every confirmation this node
+//! verified is a success, whatever another participant reports; only misbehaviour this node saw
+//! itself names culprits. What other participants report is passed on as `reported_by`: their
+//! claim, not a verdict.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::error::NodeError;
+use super::requests::{default_threshold, KeygenRequest};
+use crate::dkg::{DkgError, DkgParams};
+use crate::keystore::{KeyInfo, KeyStore};
+use crate::rng::SecureRng;
+use crate::wire::{Body, DkgOutcome, DkgStart, ErrorKind, NodeId, SessionId};
+
+/// Where an initiator's caller gets its answer.
+pub type KeygenReply = oneshot::Sender<Result<KeyInfo, NodeError>>;
+
+/// What an initiation waits for next, after an answer to `DkgStart`.
+pub enum StartProgress {
+    /// More answers to come.
+    Waiting,
+    /// Every participant accepted: begin round 1.
+    Begin,
+    /// A participant refused or failed: the session is off (the caller has its answer).
+    Off(NodeError),
+}
+
+/// One DKG this node started.
+struct Initiation {
+    me: NodeId,
+    key_id: String,
+    participants: Vec<NodeId>,
+    acks: BTreeSet<NodeId>,
+    begun: bool,
+    /// How this node's own session ended: the group key, or the error it saw itself.
+    own: Option<Result<[u8; 32], DkgError>>,
+    reports: BTreeMap<NodeId, DkgOutcome>,
+    reply: Option<KeygenReply>,
+    deadline: Instant,
+}
+
+/// Every DKG this node started and has not answered yet.
+#[derive(Default)]
+pub struct Initiations {
+    map: HashMap<SessionId, Initiation>,
+}
+
+/// Resolves a keygen request's defaults into the `DkgStart` every participant gets.
+pub fn resolve(req: &KeygenRequest, all: Vec<NodeId>) -> DkgStart {
+    let mut participants = req.participants.clone().unwrap_or(all);
+    participants.sort_unstable();
+    let threshold = req
+        .threshold
+        .unwrap_or_else(|| default_threshold(participants.len()));
+    DkgStart {
+        key_id: req.key_id.clone(),
+        participants,
+        threshold,
+    }
+}
+
+/// A fresh session id for `start` initiated by `me`.
+pub fn session_id(start: &DkgStart, me: NodeId, rng: &mut dyn SecureRng) -> SessionId {
+    let mut nonce = [0u8; 32];
+    rng.fill_bytes(&mut nonce);
+    let mut h = Sha256::new();
+    h.update(b"frostnode/dkg-session/v1");
+    h.update(start.key_id.as_bytes());
+    for id in &start.participants {
+        h.update(id.to_be_bytes());
+    }
+    h.update(start.threshold.to_be_bytes());
+    h.update(me.to_be_bytes());
+    h.update(nonce);
+    SessionId(h.finalize().into())
+}
+
+impl Initiations {
+    /// Tracks a DKG started by this node; `deadline` bounds the wait for every result.
+    pub fn insert(
+        &mut self,
+        params: &DkgParams,
+        me: NodeId,
+        reply: KeygenReply,
+        deadline: Instant,
+    ) {
+        self.map.insert(
+            params.session,
+            Initiation {
+                me,
+                key_id: params.key_id.clone(),
+                participants: params.participants.clone(),
+                acks: BTreeSet::from([me]),
+                begun: false,
+                own: None,
+                reports: BTreeMap::new(),
+                reply: Some(reply),
+                deadline,
+            },
+        );
+    }
+
+    /// Whether this node started `session` and still tracks it.
+    pub fn contains(&self, session: &SessionId) -> bool {
+        self.map.contains_key(session)
+    }
+
+    /// The deadline of `session`'s initiation.
+    pub fn deadline(&self, session: &SessionId) -> Option<Instant> {
+        self.map.get(session).map(|i| i.deadline)
+    }
+
+    /// A participant answered `DkgStart` (or the request failed).
+    pub fn on_start_reply(
+        &mut self,
+        session: SessionId,
+        from: NodeId,
+        result: Result<Body, String>,
+    ) -> StartProgress {
+        let Some(init) = self.map.get_mut(&session) else {
+            return StartProgress::Waiting;
+        };
+        if init.begun {
+            return StartProgress::Waiting;
+        }
+        let refusal = match result {
+            Ok(Body::Ack) => {
+                init.acks.insert(from);
+                if init.acks.len() == init.participants.len() {
+                    init.begun = true;
+                    return StartProgress::Begin;
+                }
+                return StartProgress::Waiting;
+            }
+            Ok(Body::Refused { kind, reason }) => {
+                let message = format!("node {from} refused: {reason}");
+                match kind {
+                    ErrorKind::Conflict => NodeError::Conflict(message),
+                    ErrorKind::Unavailable | ErrorKind::Busy => NodeError::Unavailable {
+                        message,
+                        missing: vec![from],
+                    },
+                    _ => NodeError::BadRequest(message),
+                }
+            }
+            Ok(other) => NodeError::Internal(format!(
+                "node {from} answered DkgStart with {}",
+                other.kind()
+            )),
+            Err(reason) => NodeError::Unavailable {
+                message: format!("node {from} did not accept the DKG: {reason}"),
+                missing: vec![from],
+            },
+        };
+        warn!(%session, error = %refusal, "DKG not started");
+        if let Some(mut init) = self.map.remove(&session) {
+            if let Some(reply) = init.reply.take() {
+                let _ = reply.send(Err(refusal.clone()));
+            }
+        }
+        StartProgress::Off(refusal)
+    }
+
+    /// This node's own session ended; answers the caller if nothing else is needed.
+    pub fn on_own_end(
+        &mut self,
+        session: SessionId,
+        result: Result<[u8; 32], DkgError>,
+        keystore: &KeyStore,
+    ) {
+        let Some(init) = self.map.get_mut(&session) else {
+            return;
+        };
+        init.own = Some(result);
+        self.maybe_answer(session, keystore, false);
+    }
+
+    /// A participant's report of how the session ended there.
+    pub fn on_report(
+        &mut self,
+        session: SessionId,
+        from: NodeId,
+        outcome: DkgOutcome,
+        keystore: &KeyStore,
+    ) {
+        let Some(init) = self.map.get_mut(&session) else {
+            return;
+        };
+        if from == init.me || !init.participants.contains(&from) || init.reports.contains_key(&from)
+        {
+            return;
+        }
+        if let DkgOutcome::Failed {
+            reason, culprits, ..
+        } = &outcome
+        {
+            warn!(%session, node = from, %reason, blames = ?culprits, "participant reports DKG failure");
+        }
+        init.reports.insert(from, outcome);
+        self.maybe_answer(session, keystore, false);
+    }
+
+    /// The deadline of `session` passed: answer with what is known.
+    pub fn on_timeout(&mut self, session: SessionId, keystore: &KeyStore) {
+        self.maybe_answer(session, keystore, true);
+    }
+
+    fn maybe_answer(&mut self, session: SessionId, keystore: &KeyStore, deadline: bool) {
+        let Some(init) = self.map.get(&session) else {
+            return;
+        };
+        let others = init.participants.len() - 1;
+        let all_in = init.reports.len() == others;
+        let ready = match &init.own {
+            // The key is everywhere once every participant said so; at the deadline, what this
+            // node verified decides.
+            Some(Ok(_)) => all_in || deadline,
+            // Our own evidence explains the failure: nothing a peer says changes it.
+            Some(Err(e)) if !matches!(e, DkgError::PeerAborted { .. }) => true,
+            // We only followed another node's abort: collect the reports, then answer.
+            Some(Err(_)) => all_in || deadline,
+            None => deadline,
+        };
+        if !ready {
+            return;
+        }
+        let Some(mut init) = self.map.remove(&session) else {
+            return;
+        };
+        let result = conclude(&init, keystore);
+        match &result {
+            Ok(_) => info!(%session, key_id = %init.key_id, "DKG answered: key stored"),
+            Err(e) => warn!(%session, key_id = %init.key_id, error = %e, "DKG answered: failed"),
+        }
+        if let Some(reply) = init.reply.take() {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn conclude(init: &Initiation, keystore: &KeyStore) -> Result<KeyInfo, NodeError> {
+    let reported_by: BTreeMap<NodeId, Vec<NodeId>> = init
+        .reports
+        .iter()
+        .filter_map(|(&id, o)| match o {
+            DkgOutcome::Failed { culprits, .. } if !culprits.is_empty() => {
+                Some((id, culprits.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    match &init.own {
+        Some(Ok(group_key)) => {
+            let dissent: Vec<NodeId> = init
+                .reports
+                .iter()
+                .filter(|(_, o)| !matches!(o, DkgOutcome::Stored { group_public_key } if group_public_key == group_key))
+                .map(|(&id, _)| id)
+                .collect();
+            if !dissent.is_empty() {
+                warn!(key_id = %init.key_id, nodes = ?dissent, "participants that confirmed the key report another outcome");
+            }
+            keystore
+                .get(&init.key_id)
+                .map(|k| k.info())
+                .ok_or_else(|| NodeError::Internal("key missing after DKG".into()))
+        }
+        Some(Err(own)) => {
+            let mut reported_by = reported_by;
+            if let DkgError::PeerAborted { by, culprits, .. } = own {
+                if !culprits.is_empty() {
+                    reported_by.entry(*by).or_insert_with(|| culprits.clone());
+                }
+            }
+            let message = format!("DKG for key {:?} failed: {own}", init.key_id);
+            let culprits = own.culprits();
+            let missing = own.missing();
+            if culprits.is_empty() && !missing.is_empty() {
+                return Err(NodeError::Timeout { message, missing });
+            }
+            Err(NodeError::Aborted {
+                message,
+                kind: ErrorKind::DkgFailed,
+                culprits,
+                reported_by,
+            })
+        }
+        None => {
+            let missing: Vec<NodeId> = init
+                .participants
+                .iter()
+                .copied()
+                .filter(|id| !init.reports.contains_key(id))
+                .collect();
+            let missing: Vec<NodeId> = missing.into_iter().filter(|&id| id != init.me).collect();
+            Err(NodeError::Timeout {
+                message: format!(
+                    "DKG for key {:?} timed out waiting for results from nodes {missing:?}",
+                    init.key_id
+                ),
+                missing,
+            })
+        }
+    }
+}

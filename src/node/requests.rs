@@ -1,0 +1,61 @@
+//! The requests a node takes from its callers and the answers it gives: key generation,
+//! signing and status, as the HTTP API and the CLI see them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::NodeId;
+
+/// Largest message a node signs.
+pub const MAX_SIGN_MESSAGE: usize = 64 * 1024;
+
+/// A request to generate a key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KeygenRequest {
+    /// Name of the new key.
+    pub key_id: String,
+    /// Threshold; default `floor(2n/3) + 1`.
+    #[serde(default)]
+    pub threshold: Option<u16>,
+    /// Participants; default every configured node.
+    #[serde(default)]
+    pub participants: Option<Vec<NodeId>>,
+}
+
+/// Answer of a signing request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignResponse {
+    /// 64-byte Ed25519 signature, hex.
+    pub signature: String,
+    /// Group public key, hex.
+    pub group_public_key: String,
+    /// Signers whose shares make up the signature.
+    pub signers: Vec<NodeId>,
+    /// The node that coordinated.
+    pub coordinator: NodeId,
+}
+
+/// What `GET /v1/status` shows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusInfo {
+    /// This node's id.
+    pub id: NodeId,
+    /// This node's PeerId.
+    pub peer_id: String,
+    /// Ids of peers with an open connection.
+    pub connected_peers: Vec<NodeId>,
+    /// Ids of peers that are connected and subscribed to the broadcast topic (ready for a DKG).
+    pub ready_peers: Vec<NodeId>,
+    /// Key ids in the store.
+    pub keys: Vec<String>,
+    /// Sessions running now.
+    pub active_sessions: usize,
+    /// How often each peer was caught misbehaving (invalid shares, equivocation, …).
+    pub culprits: BTreeMap<NodeId, u64>,
+}
+
+/// Default threshold for `n` participants: `floor(2n/3) + 1`, at least 2.
+pub fn default_threshold(n: usize) -> u16 {
+    ((2 * n / 3 + 1).max(2)).min(n) as u16
+}
