@@ -3,7 +3,7 @@
 
 use crate::wire::{NodeId, SessionId};
 
-use super::Phase;
+use super::phase::Phase;
 
 /// Why a session aborted. Every variant caused by a participant names it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

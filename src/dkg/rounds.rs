@@ -7,9 +7,10 @@ use frost_ed25519::keys::dkg::{self, round1, round2};
 use frost_ed25519::Identifier;
 use sha2::{Digest, Sha256};
 
-use super::{
-    confirmation_message, sha256, DkgError, DkgOutput, DkgSession, Effect, Phase, TRANSCRIPT_DOMAIN,
-};
+use super::error::DkgError;
+use super::phase::Phase;
+use super::session::DkgSession;
+use super::types::{confirmation_message, sha256, DkgOutput, Effect, TRANSCRIPT_DOMAIN};
 use crate::wire::{Body, Confirmation, NodeId, SecretBytes};
 
 impl DkgSession {

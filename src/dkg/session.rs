@@ -11,9 +11,10 @@ use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use frost_ed25519::Identifier;
 use rand::{CryptoRng, RngCore};
 
-use super::{
-    confirmation_message, sha256, ConfirmationKeys, DkgError, DkgParams, Effect, Phase, Rejection,
-};
+use super::error::DkgError;
+use super::error::Rejection;
+use super::phase::Phase;
+use super::types::{confirmation_message, sha256, ConfirmationKeys, DkgParams, Effect};
 use crate::wire::{Body, Confirmation, Envelope, NodeId, SecretBytes};
 
 /// One participant's DKG session.

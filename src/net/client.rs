@@ -6,7 +6,8 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Command, NetError};
+use super::error::NetError;
+use super::messages::Command;
 
 /// Why [`Client::try_command`] did not queue a command.
 #[derive(Debug)]
@@ -17,7 +18,7 @@ pub enum TryCommandError {
     Stopped,
 }
 
-/// Handle to a running [`super::EventLoop`].
+/// Handle to a running network event loop.
 #[derive(Clone, Debug)]
 pub struct Client {
     pub(super) tx: mpsc::Sender<Command>,

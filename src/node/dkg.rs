@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::checks;
 use super::context::{Ctx, Stored};
+use super::error::NodeError;
 use super::initiator::{self, Initiations, KeygenReply, StartProgress};
 use super::outbox::ReplyTag;
 use super::requests::KeygenRequest;
@@ -129,7 +130,7 @@ impl DkgDriver {
             initiator: me,
         };
         if let Err(e) = self.open(ctx, params.clone()) {
-            let _ = reply.send(Err(super::NodeError::BadRequest(e.to_string())));
+            let _ = reply.send(Err(NodeError::BadRequest(e.to_string())));
             return;
         }
         info!(

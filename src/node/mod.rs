@@ -18,23 +18,23 @@ pub mod error;
 pub mod faults;
 pub mod forwarder;
 pub mod handle;
+mod inbound;
 pub mod initiator;
 pub mod outbox;
 pub mod peers;
 pub mod requests;
+mod roles;
 pub mod signer;
 pub mod timers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use libp2p::gossipsub::MessageAcceptance;
 use libp2p::identity::Keypair;
-use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::Config;
 use crate::dkg::ConfirmationKeys;
@@ -43,14 +43,14 @@ use crate::metrics::Metrics;
 use crate::net::{self, Client};
 use crate::rng::SecureRng;
 use crate::signing::participant::NonceObserver;
-use crate::wire::{Body, ErrorKind};
 
 use context::{Ctx, Culprits, Stored};
-use coordinator::{CoordinateRequest, CoordinatorDriver, LocalAnswer, Responder};
+use coordinator::CoordinatorDriver;
 use dkg::DkgDriver;
 use forwarder::Forwarder;
 use outbox::{Interceptor, Outbox, Reply, ReplyTag};
 use peers::{PeerBook, PeerChange};
+use roles::Roles;
 use signer::SignerDriver;
 use timers::Timers;
 
@@ -269,7 +269,7 @@ impl Node {
                 if let PeerChange::Lost(node) = change {
                     dkg.on_peer_lost(&mut ctx, node);
                 }
-                on_net(&mut ctx, dkg, &mut roles, e);
+                inbound::on_net(&mut ctx, dkg, &mut roles, e);
             }
             Event::Timers => {
                 for timer in ctx.timers.due(now) {
@@ -285,40 +285,6 @@ impl Node {
                 }
             }
         }
-    }
-}
-
-/// The three signing roles, which hand requests and answers to each other.
-struct Roles<'a> {
-    forwarder: &'a mut Forwarder,
-    coordinator: &'a mut CoordinatorDriver,
-    signer: &'a mut SignerDriver,
-}
-
-impl Roles<'_> {
-    /// Coordinates requests this node elected itself for, until none is left.
-    fn coordinate(&mut self, ctx: &mut Ctx<'_>, mut next: Option<CoordinateRequest>) {
-        while let Some(req) = next.take() {
-            let answer = self.coordinator.start(ctx, self.signer, req);
-            next = self.deliver(ctx, answer);
-        }
-    }
-
-    /// Passes this node's coordinator's answer to its forwarder.
-    fn answered(&mut self, ctx: &mut Ctx<'_>, answer: Option<LocalAnswer>) {
-        let next = self.deliver(ctx, answer);
-        self.coordinate(ctx, next);
-    }
-
-    fn deliver(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        answer: Option<LocalAnswer>,
-    ) -> Option<CoordinateRequest> {
-        let answer = answer?;
-        let me = ctx.me();
-        self.forwarder
-            .on_reply(ctx, answer.request, me, Ok(answer.body))
     }
 }
 
@@ -361,116 +327,6 @@ fn on_input(
             roles.coordinate(ctx, next);
         }
     }
-}
-
-fn on_net(ctx: &mut Ctx<'_>, dkg: &mut DkgDriver, roles: &mut Roles<'_>, event: net::Event) {
-    match event {
-        net::Event::Gossip {
-            source,
-            propagation_source,
-            message_id,
-            data,
-        } => {
-            let verdict = match ctx.peers.authenticate(source, &data) {
-                Err(reason) => {
-                    warn!(peer = %source, %reason, "broadcast rejected");
-                    MessageAcceptance::Reject
-                }
-                Ok(env) if !is_broadcast(&env.body) => {
-                    warn!(peer = %source, kind = env.body.kind(), "message type not allowed as a broadcast; rejected");
-                    MessageAcceptance::Reject
-                }
-                // Valid messages are not relayed: every participant is directly connected to
-                // every other (checked before a session starts) and flood publishing reaches
-                // each of them directly, so a relay would only cost bandwidth and CPU.
-                Ok(env) => match dkg.on_message(ctx, env) {
-                    MessageAcceptance::Accept => MessageAcceptance::Ignore,
-                    verdict => verdict,
-                },
-            };
-            ctx.outbox.validate(message_id, propagation_source, verdict);
-        }
-        net::Event::Request {
-            peer,
-            data,
-            channel,
-        } => {
-            if let Some(channel) = ctx.outbox.admit_request(channel) {
-                on_request(ctx, dkg, roles, peer, data, channel);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn on_request(
-    ctx: &mut Ctx<'_>,
-    dkg: &mut DkgDriver,
-    roles: &mut Roles<'_>,
-    peer: PeerId,
-    data: Vec<u8>,
-    channel: ResponseChannel<Vec<u8>>,
-) {
-    let env = match ctx.peers.authenticate(peer, &data) {
-        Ok(env) => env,
-        Err(reason) => {
-            warn!(%peer, %reason, "request rejected");
-            let body = Body::refused(ErrorKind::BadRequest, reason.to_string());
-            ctx.outbox.refuse_unauthenticated(channel, body);
-            return;
-        }
-    };
-    let (sid, from) = (env.session, env.from);
-    let reply = match env.body {
-        Body::SignForward {
-            key_id,
-            group_public_key,
-            message,
-        } => {
-            // Answered when the signature is done.
-            let req = CoordinateRequest {
-                request: sid,
-                key_id,
-                expected_key: Some(group_public_key),
-                message,
-                responder: Responder::Peer { channel, to: from },
-            };
-            roles.coordinate(ctx, Some(req));
-            return;
-        }
-        body @ (Body::CommitRequest { .. } | Body::SignRequest { .. }) => {
-            roles.signer.serve(ctx, sid, from, body)
-        }
-        Body::DkgStart(start) => dkg.on_dkg_start(ctx, sid, from, start),
-        Body::DkgResult(outcome) => {
-            dkg.on_report(ctx, sid, from, outcome);
-            Body::Ack
-        }
-        Body::DkgRound2 { .. } => match dkg.on_message(ctx, env) {
-            MessageAcceptance::Reject => Body::refused(ErrorKind::BadRequest, "message refused"),
-            _ => Body::Ack,
-        },
-        other => {
-            warn!(session = %sid, peer = from, kind = other.kind(), "unexpected request");
-            Body::refused(
-                ErrorKind::BadRequest,
-                format!("{} is not a request", other.kind()),
-            )
-        }
-    };
-    ctx.outbox.respond(channel, sid, from, reply);
-}
-
-/// Bodies that may travel by GossipSub. Everything else (secret shares above all) is unicast.
-fn is_broadcast(body: &Body) -> bool {
-    matches!(
-        body,
-        Body::DkgBegin
-            | Body::DkgRound1 { .. }
-            | Body::DkgEcho { .. }
-            | Body::DkgConfirm(_)
-            | Body::DkgAbort { .. }
-    )
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {

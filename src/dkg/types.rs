@@ -1,0 +1,124 @@
+//! The vocabulary of a DKG session: its parameters, phases, effects and output, the identity
+//! keys it signs confirmations with, and the bytes a confirmation signature covers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
+use sha2::{Digest, Sha256};
+
+use super::error::DkgError;
+use crate::wire::{Body, Confirmation, NodeId, SessionId};
+
+/// Signs this node's DKG confirmation and checks the other participants' (their node
+/// identity keys). The node implements it over its libp2p identity (`identity::NodeKeys`).
+pub trait ConfirmationKeys: Send + Sync {
+    /// Signs `message` with this node's identity key.
+    fn sign(&self, message: &[u8]) -> Option<Vec<u8>>;
+    /// Whether `signature` is `node`'s signature over `message`.
+    fn verify(&self, node: NodeId, message: &[u8], signature: &[u8]) -> bool;
+    /// Whether `node`'s identity key is known.
+    fn knows(&self, node: NodeId) -> bool;
+}
+
+/// Parameters every participant of one DKG agrees on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DkgParams {
+    /// The session id.
+    pub session: SessionId,
+    /// Name of the key to create.
+    pub key_id: String,
+    /// Participant ids (any order; kept sorted).
+    pub participants: Vec<NodeId>,
+    /// Signing threshold.
+    pub threshold: u16,
+    /// The node that started the session.
+    pub initiator: NodeId,
+}
+
+impl DkgParams {
+    /// Checks `2 <= t <= n`, at least two distinct participants, no id 0.
+    pub fn validate(&self) -> Result<(), DkgError> {
+        let unique: BTreeSet<NodeId> = self.participants.iter().copied().collect();
+        if unique.len() != self.participants.len() {
+            return Err(DkgError::InvalidParams(
+                "participants contain duplicates".into(),
+            ));
+        }
+        if unique.contains(&0) {
+            return Err(DkgError::InvalidParams("node id 0 is not valid".into()));
+        }
+        let n = unique.len();
+        if n < 2 {
+            return Err(DkgError::InvalidParams(
+                "a DKG needs at least 2 participants".into(),
+            ));
+        }
+        let t = usize::from(self.threshold);
+        if t < 2 || t > n {
+            return Err(DkgError::InvalidParams(format!(
+                "threshold must satisfy 2 <= t <= n (n = {n}), got {t}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What the driver must do after a transition.
+#[derive(Debug)]
+pub enum Effect {
+    /// Publish to every participant (GossipSub).
+    Broadcast(Body),
+    /// Send to one participant only (request-response).
+    Send {
+        /// Recipient.
+        to: NodeId,
+        /// Message.
+        body: Body,
+    },
+    /// The key is confirmed by all: store it.
+    Completed(Box<DkgOutput>),
+    /// The session aborted.
+    Failed(DkgError),
+}
+
+/// A confirmed key.
+pub struct DkgOutput {
+    /// This node's share.
+    pub key_package: KeyPackage,
+    /// Everyone's public data.
+    pub public_key_package: PublicKeyPackage,
+    /// Group public key bytes.
+    pub group_public_key: [u8; 32],
+    /// Every participant's verified confirmation.
+    pub confirmations: BTreeMap<NodeId, Confirmation>,
+}
+
+impl fmt::Debug for DkgOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DkgOutput")
+            .field("group_public_key", &hex::encode(self.group_public_key))
+            .field("key_package", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Domain separator of the confirmation signature.
+const CONFIRM_DOMAIN: &[u8] = b"frostnode/dkg-confirm/v1";
+/// Domain separator of the transcript digest.
+pub(crate) const TRANSCRIPT_DOMAIN: &[u8] = b"frostnode/dkg-transcript/v1";
+
+/// The bytes a confirmation signature covers.
+pub fn confirmation_message(session: &SessionId, c: &Confirmation) -> Vec<u8> {
+    let mut m = Vec::with_capacity(CONFIRM_DOMAIN.len() + 128);
+    m.extend_from_slice(CONFIRM_DOMAIN);
+    m.extend_from_slice(&session.0);
+    m.extend_from_slice(&c.transcript);
+    m.extend_from_slice(&c.group_public_key);
+    m.extend_from_slice(&c.public_key_package_hash);
+    m
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
