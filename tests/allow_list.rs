@@ -2,20 +2,16 @@
 
 use std::time::Duration;
 
-use frostnode::localnet::LocalCluster;
+mod common;
+
+use common::Cluster;
 use frostnode::net::{EventLoop, NetParams};
-use frostnode::node::KeygenRequest;
 use frostnode::wire::{self, Body, DkgStart, Envelope, SessionId};
 use libp2p::identity::Keypair;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlisted_peer_cannot_connect_or_start_a_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(3, dir.path()).await.unwrap();
-    cluster
-        .wait_connected(Duration::from_secs(60))
-        .await
-        .unwrap();
+    let cluster = Cluster::start(3).await;
     let target = cluster.handle(1);
 
     // The intruder knows node 1's address and PeerId, and claims to be node 2.
@@ -55,13 +51,7 @@ async fn unlisted_peer_cannot_connect_or_start_a_session() {
     client.shutdown();
 
     // The cluster is unaffected.
-    let key = target
-        .keygen(KeygenRequest {
-            key_id: "after".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let key = cluster.keygen(1, "after", None, None).await.unwrap();
     assert_eq!(key.participants, vec![1, 2, 3]);
     cluster.shutdown().await;
 }

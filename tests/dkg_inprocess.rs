@@ -1,27 +1,16 @@
 //! DKG across real libp2p swarms on 127.0.0.1 (port 0), in one process.
 
-use std::time::Duration;
+mod common;
 
-use frostnode::localnet::LocalCluster;
-use frostnode::node::{KeygenRequest, NodeError};
-
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Cluster, WAIT};
+use frostnode::node::NodeError;
 
 async fn dkg_on_cluster(n: u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(n, dir.path()).await.unwrap();
-    cluster.wait_connected(WAIT).await.unwrap();
-
-    let info = tokio::time::timeout(
-        WAIT,
-        cluster.handle(1).keygen(KeygenRequest {
-            key_id: "main".into(),
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("DKG finishes in time")
-    .expect("DKG succeeds");
+    let cluster = Cluster::start(n).await;
+    let info = tokio::time::timeout(WAIT, cluster.keygen(1, "main", None, None))
+        .await
+        .expect("DKG finishes in time")
+        .expect("DKG succeeds");
     assert_eq!(info.participants, (1..=n).collect::<Vec<_>>());
     assert_eq!(
         info.threshold,
@@ -40,7 +29,7 @@ async fn dkg_on_cluster(n: u16) {
     }
     // Each node's own share matches the verifying share everyone else recorded for it.
     for k in 1..=n {
-        let path = dir.path().join(format!("node{k}/keys/main.json"));
+        let path = cluster.dir.path().join(format!("node{k}/keys/main.json"));
         let stored: frostnode::keystore::StoredKey =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let share = hex::encode(stored.key_package.verifying_share().serialize().unwrap());
@@ -55,21 +44,10 @@ async fn dkg_on_cluster(n: u16) {
     }
 
     // The same id again is a conflict; a second key from another node works.
-    let again = cluster
-        .handle(2)
-        .keygen(KeygenRequest {
-            key_id: "main".into(),
-            ..Default::default()
-        })
-        .await;
+    let again = cluster.keygen(2, "main", None, None).await;
     assert!(matches!(again, Err(NodeError::Conflict(_))), "{again:?}");
     let second = cluster
-        .handle(n)
-        .keygen(KeygenRequest {
-            key_id: "second".into(),
-            threshold: Some(2),
-            participants: Some(vec![1, n]),
-        })
+        .keygen(n, "second", Some(2), Some(vec![1, n]))
         .await
         .unwrap();
     assert_ne!(second.group_public_key, info.group_public_key);

@@ -3,13 +3,11 @@
 //! refuses each with a log line naming the peer, never panics, and afterwards still runs a DKG
 //! and signs with the honest nodes.
 
-use frostnode::localnet::LocalCluster;
-use frostnode::node::KeygenRequest;
 use frostnode::wire::{self, Body, DkgStart, Envelope, SecretBytes, SessionId};
 
 mod common;
 
-use common::{Captured, WAIT};
+use common::{wait_gone, Captured, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
@@ -21,19 +19,17 @@ async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
         .with_writer(move || writer.clone())
         .init();
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = LocalCluster::start(3, dir.path()).await.unwrap();
-    c.wait_connected(WAIT).await.unwrap();
+    let mut c = Cluster::start(3).await;
     let target = c.handle(1);
     let target_pid = target.peer_id();
 
     // Node 3 turns hostile: its identity now speaks through a raw swarm. Its message limit is
     // larger than the node's, so oversized messages really are sent.
-    let hostile_pid = frostnode::identity::load(&dir.path().join("node3"))
+    let hostile_pid = frostnode::identity::load(&c.dir.path().join("node3"))
         .unwrap()
         .public()
         .to_peer_id();
-    let client = common::take_over(&mut c, dir.path(), 3, 1, 4 << 20).await;
+    let client = c.take_over(3, 1, 4 << 20).await;
 
     let env = |session: SessionId, from: u16, body: Body| {
         wire::encode(&Envelope::new(session, from, body)).unwrap()
@@ -170,18 +166,11 @@ async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
         );
     }
     client.shutdown();
-    target
-        .wait_ready_where(|r| !r.contains(&3), WAIT)
-        .await
-        .unwrap();
+    wait_gone(&target, &[3]).await;
 
     // The honest nodes carry on.
-    let key = target
-        .keygen(KeygenRequest {
-            key_id: "after".into(),
-            threshold: Some(2),
-            participants: Some(vec![1, 2]),
-        })
+    let key = c
+        .keygen(1, "after", Some(2), Some(vec![1, 2]))
         .await
         .unwrap();
     let sig = c

@@ -1,16 +1,12 @@
 //! Runs a DKG and signings with every log at TRACE level (ours and libp2p's) and checks that no
 //! key share appears in the logs or in any API answer, in hex or base64.
 
-use std::time::Duration;
-
 use frostnode::config::PassphraseSource;
 use frostnode::keystore::KeyStore;
-use frostnode::localnet::LocalCluster;
-use frostnode::node::KeygenRequest;
 
 mod common;
 
-use common::Captured;
+use common::{Captured, Cluster};
 
 fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -39,25 +35,14 @@ async fn no_share_in_trace_logs_or_api_answers() {
         .with_writer(move || writer.clone())
         .init();
 
-    let dir = tempfile::tempdir().unwrap();
     let passphrase = "a passphrase that must never be logged";
     std::env::set_var("FROSTNODE_LEAK_TEST_PASSPHRASE", passphrase);
-    let c = LocalCluster::start_with(3, dir.path(), |cfg| {
+    let c = Cluster::start_with(3, |cfg| {
         cfg.passphrase = PassphraseSource::Env("FROSTNODE_LEAK_TEST_PASSPHRASE".into());
     })
-    .await
-    .unwrap();
-    c.wait_connected(Duration::from_secs(60)).await.unwrap();
+    .await;
     let mut answers = Vec::new();
-    let key = c
-        .handle(1)
-        .keygen(KeygenRequest {
-            key_id: "s".into(),
-            threshold: Some(2),
-            participants: None,
-        })
-        .await
-        .unwrap();
+    let key = c.keygen(1, "s", Some(2), None).await.unwrap();
     answers.push(serde_json::to_string(&key).unwrap());
     for i in 0..5u8 {
         let h = c.handle(u16::from(i % 3) + 1);
@@ -75,7 +60,7 @@ async fn no_share_in_trace_logs_or_api_answers() {
         "nonces were recorded: {}",
         nonces.len()
     );
-    c.shutdown().await;
+    let dir = c.shutdown().await;
 
     let logs = captured.text();
     assert!(

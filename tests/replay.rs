@@ -6,36 +6,25 @@ use std::collections::BTreeMap;
 
 use frost_ed25519 as frost;
 use frostnode::keystore::StoredKey;
-use frostnode::localnet::LocalCluster;
-use frostnode::node::KeygenRequest;
 use frostnode::wire::{self, Body, Envelope, ErrorKind, SessionId};
 
 mod common;
 
-use common::WAIT;
+use common::{Cluster, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_signing_package_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::start(3, dir.path()).await.unwrap();
-    cluster.wait_connected(WAIT).await.unwrap();
-    let key = cluster
-        .handle(1)
-        .keygen(KeygenRequest {
-            key_id: "k".into(),
-            threshold: Some(2),
-            participants: None,
-        })
-        .await
-        .unwrap();
+    let mut cluster = Cluster::start(3).await;
+    let key = cluster.keygen(1, "k", Some(2), None).await.unwrap();
     let target = cluster.handle(1);
     let target_pid = target.peer_id();
 
     // Node 3 goes away; its identity and key share now speak through a raw swarm.
-    let client = common::take_over(&mut cluster, dir.path(), 3, 1, 1 << 20).await;
-    let stored: StoredKey =
-        serde_json::from_slice(&std::fs::read(dir.path().join("node3/keys/k.json")).unwrap())
-            .unwrap();
+    let client = cluster.take_over(3, 1, 1 << 20).await;
+    let stored: StoredKey = serde_json::from_slice(
+        &std::fs::read(cluster.dir.path().join("node3/keys/k.json")).unwrap(),
+    )
+    .unwrap();
 
     let session = SessionId([0x5a; 32]);
     let ask = |body: Body| {

@@ -1,50 +1,20 @@
 //! Threshold signing across real libp2p swarms on 127.0.0.1, in one process: elected
 //! coordinators, failover, stopped and hung nodes, a cheating signer, concurrency, and
-//! signatures checked by verifiers outside this crate.
+//! signatures checked by verifiers outside this crate. Tests that need a given coordinator
+//! choose their request ids (`common::request_ids_where`) instead of relying on chance.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use frostnode::localnet::LocalCluster;
-use frostnode::node::{KeygenRequest, NodeError, NodeHandle, SignResponse};
+use common::{check_signature as check, request_ids_where, wait_gone, Cluster};
+use frostnode::node::NodeError;
 use rand::Rng;
 
-const WAIT: Duration = Duration::from_secs(60);
-
-async fn cluster(n: u16, t: u16) -> (tempfile::TempDir, LocalCluster, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(n, dir.path()).await.unwrap();
-    cluster.wait_connected(WAIT).await.unwrap();
-    let key = cluster
-        .handle(1)
-        .keygen(KeygenRequest {
-            key_id: "k".into(),
-            threshold: Some(t),
-            participants: None,
-        })
-        .await
-        .unwrap();
-    (dir, cluster, key.group_public_key)
-}
-
-fn check(gpk: &str, message: &[u8], r: &SignResponse) {
-    assert_eq!(r.group_public_key, gpk);
-    let pk: [u8; 32] = hex::decode(gpk).unwrap().try_into().unwrap();
-    let sig: [u8; 64] = hex::decode(&r.signature).unwrap().try_into().unwrap();
-    ed25519_dalek::VerifyingKey::from_bytes(&pk)
-        .unwrap()
-        .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
-        .expect("ed25519-dalek verify_strict accepts the signature");
-}
-
-/// Waits until `h` no longer sees any of `gone` as a ready peer.
-async fn wait_gone(h: &NodeHandle, gone: &[u16]) {
-    h.wait_ready_where(|r| gone.iter().all(|g| !r.contains(g)), WAIT)
-        .await
-        .unwrap();
-}
+const ALL: [u16; 5] = [1, 2, 3, 4, 5];
 
 /// Checks (public key, message, signature) triples with Python `cryptography` and with
 /// OpenSSL, whichever are installed (at least one must be). Returns the verdicts.
@@ -152,21 +122,36 @@ for line in open(sys.argv[1]):
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_messages_through_random_nodes_verify_everywhere() {
-    let (_dir, c, gpk) = cluster(5, 3).await;
+    let (c, gpk) = Cluster::with_key(5, 3).await;
     let mut rng = rand::thread_rng();
     let mut items = Vec::new();
     let mut coordinators = BTreeSet::new();
-    for i in 0..50 {
+    // Ten request ids electing each node in turn.
+    let mut ids = Vec::new();
+    for first in ALL {
+        ids.extend(request_ids_where(
+            &ALL,
+            u64::from(first) << 32,
+            10,
+            |rank| rank[0] == first,
+        ));
+    }
+    for (i, request_id) in ids.into_iter().enumerate() {
         let len = if i == 0 { 0 } else { rng.gen_range(0..300) };
         let message: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         let via: u16 = rng.gen_range(1..=5);
         let r = c
             .handle(via)
-            .sign("k", message.clone())
+            .sign_with_request_id("k", message.clone(), request_id)
             .await
             .unwrap_or_else(|e| panic!("request {i} via node {via}: {e}"));
         check(&gpk, &message, &r);
         assert_eq!(r.signers.len(), 3);
+        assert_eq!(
+            r.coordinator,
+            frostnode::signing::election::rank(&request_id.0, &ALL)[0],
+            "the highest-ranked node coordinates"
+        );
         assert!(
             r.signers.contains(&r.coordinator),
             "the coordinator signs first"
@@ -174,10 +159,7 @@ async fn fifty_messages_through_random_nodes_verify_everywhere() {
         coordinators.insert(r.coordinator);
         items.push((gpk.clone(), message, r.signature));
     }
-    assert!(
-        coordinators.len() >= 3,
-        "requests spread over coordinators: {coordinators:?}"
-    );
+    assert_eq!(coordinators.len(), 5, "every node coordinated");
 
     // A tampered signature must be refused by the same verifiers: they really check.
     let (pk, msg, sig) = items[0].clone();
@@ -199,7 +181,7 @@ async fn fifty_messages_through_random_nodes_verify_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stopped_nodes_still_sign_three_give_503() {
-    let (_dir, mut c, gpk) = cluster(5, 3).await;
+    let (mut c, gpk) = Cluster::with_key(5, 3).await;
     c.stop(4).await;
     c.stop(5).await;
     for id in 1..=3 {
@@ -231,43 +213,43 @@ async fn two_stopped_nodes_still_sign_three_give_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_node_is_skipped_as_coordinator_and_as_signer() {
-    let dir = tempfile::tempdir().unwrap();
     // Short deadlines so that waiting out a hung node takes seconds, not minutes.
-    let c = LocalCluster::start_with(5, dir.path(), |cfg| {
+    let c = Cluster::start_with(5, |cfg| {
         cfg.request_timeout = Duration::from_secs(4);
         cfg.sign_timeout = Duration::from_millis(2400);
     })
-    .await
-    .unwrap();
-    c.wait_connected(WAIT).await.unwrap();
+    .await;
     let gpk = c
-        .handle(1)
-        .keygen(KeygenRequest {
-            key_id: "k".into(),
-            threshold: Some(3),
-            participants: None,
-        })
+        .keygen(1, "k", Some(3), None)
         .await
         .unwrap()
         .group_public_key;
-    // Node 2 keeps its connections and takes every request, but never answers: requests that
-    // elect it as coordinator (about one in five) must fail over to the next in the ranking,
-    // and sessions that pick it as a signer must replace it.
+    // Node 2 keeps its connections and takes every request, but never answers. Twenty requests
+    // elect it as coordinator (they must fail over to the next in the ranking); twenty others
+    // rank it second, so their coordinator asks it to sign (it must be replaced).
     c.handle(2).set_unresponsive(true).await.unwrap();
+    let elect_2 = request_ids_where(&ALL, 0, 20, |rank| rank[0] == 2);
+    let ask_2 = request_ids_where(&ALL, 1 << 40, 20, |rank| rank[1] == 2);
     let mut tasks = Vec::new();
-    for i in 0..40u16 {
-        let via = [1u16, 3, 4, 5][usize::from(i % 4)];
+    for (i, request_id) in elect_2.into_iter().chain(ask_2).enumerate() {
+        let via = [1u16, 3, 4, 5][i % 4];
         let h = c.handle(via);
         tasks.push(tokio::spawn(async move {
             let m = format!("failover {i}").into_bytes();
-            (via, m.clone(), h.sign("k", m).await)
+            let r = h.sign_with_request_id("k", m.clone(), request_id).await;
+            (via, request_id, m, r)
         }));
     }
     for t in tasks {
-        let (via, m, r) = t.await.unwrap();
+        let (via, request_id, m, r) = t.await.unwrap();
         let r = r.unwrap_or_else(|e| panic!("request via node {via}: {e}"));
         check(&gpk, &m, &r);
-        assert_ne!(r.coordinator, 2);
+        let rank = frostnode::signing::election::rank(&request_id.0, &ALL);
+        let expected = if rank[0] == 2 { rank[1] } else { rank[0] };
+        assert_eq!(
+            r.coordinator, expected,
+            "the best responsive node coordinates"
+        );
         assert!(!r.signers.contains(&2));
     }
     assert!(
@@ -279,7 +261,7 @@ async fn hung_node_is_skipped_as_coordinator_and_as_signer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_stopped_with_requests_in_flight() {
-    let (_dir, mut c, gpk) = cluster(5, 3).await;
+    let (mut c, gpk) = Cluster::with_key(5, 3).await;
     let h1 = c.handle(1);
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -314,13 +296,20 @@ async fn coordinator_stopped_with_requests_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_share_is_named_counted_and_signing_succeeds() {
-    let (_dir, c, gpk) = cluster(5, 3).await;
+    let (c, gpk) = Cluster::with_key(5, 3).await;
     c.handle(3).corrupt_signature_shares(true).await.unwrap();
+    // Node 3 is among the first three of the ranking for every request: each coordinator asks
+    // it for a share (node 3 itself when it coordinates) and must catch it.
+    let ids = request_ids_where(&ALL, 0, 20, |rank| rank[..3].contains(&3));
     let mut rng = rand::thread_rng();
-    for i in 0..20 {
+    for (i, request_id) in ids.into_iter().enumerate() {
         let via = rng.gen_range(1..=5);
         let m = format!("cheat {i}").into_bytes();
-        let r = c.handle(via).sign("k", m.clone()).await.unwrap();
+        let r = c
+            .handle(via)
+            .sign_with_request_id("k", m.clone(), request_id)
+            .await
+            .unwrap();
         check(&gpk, &m, &r);
         assert!(
             !r.signers.contains(&3),
@@ -337,13 +326,13 @@ async fn corrupted_share_is_named_counted_and_signing_succeeds() {
             s.culprits
         );
     }
-    assert!(caught >= 1, "node 3 was caught and counted");
+    assert_eq!(caught, 20, "node 3 was caught once per request");
     c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_requests_on_one_key() {
-    let (_dir, c, gpk) = cluster(5, 3).await;
+    let (c, gpk) = Cluster::with_key(5, 3).await;
     let mut tasks = Vec::new();
     for i in 0..64u16 {
         let h = c.handle(i % 5 + 1);
@@ -361,7 +350,7 @@ async fn sixty_four_concurrent_requests_on_one_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_key_and_oversized_message_are_refused() {
-    let (_dir, c, _) = cluster(3, 2).await;
+    let (c, _) = Cluster::with_key(3, 2).await;
     assert!(matches!(
         c.handle(1).sign("nope", b"m".to_vec()).await,
         Err(NodeError::NotFound(_))

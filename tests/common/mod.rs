@@ -3,6 +3,8 @@
 //! elections, an in-memory log writer, and a raw swarm speaking with a listed node's identity.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::Write;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -84,9 +86,27 @@ impl Cluster {
             .await
     }
 
-    /// Stops every node.
-    pub async fn shutdown(self) {
+    /// Stops node `node` and speaks with its identity to node `target` (see [`take_over`]).
+    pub async fn take_over(
+        &mut self,
+        node: NodeId,
+        target: NodeId,
+        max_message_size: usize,
+    ) -> Client {
+        take_over(
+            &mut self.cluster,
+            self.dir.path(),
+            node,
+            target,
+            max_message_size,
+        )
+        .await
+    }
+
+    /// Stops every node; returns the data directory for tests that inspect it afterwards.
+    pub async fn shutdown(self) -> tempfile::TempDir {
         self.cluster.shutdown().await;
+        self.dir
     }
 }
 

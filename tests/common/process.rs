@@ -1,0 +1,193 @@
+//! Node processes, as an operator runs them: five `frostnode run` processes from
+//! `frostnode cluster-config`, driven over HTTP, killed when dropped.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::WAIT;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_frostnode");
+
+/// Five node processes; killed when dropped, so a failing test leaves nothing behind.
+pub struct ProcessCluster {
+    pub dir: tempfile::TempDir,
+    pub base_port: u16,
+    children: Vec<Option<Child>>,
+    pub http: reqwest::Client,
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A base port whose 2×5 ports are free right now.
+pub fn free_base_port() -> u16 {
+    for _ in 0..200 {
+        // Below the kernel's ephemeral range (32768+), so outgoing connections cannot take
+        // these ports between the check and the bind.
+        let base = 10000 + (rand::random::<u16>() % 20000);
+        let mut ports = (1..=5).flat_map(|k| [base + k, base + 1000 + k]);
+        if ports.all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free ports found");
+}
+
+impl ProcessCluster {
+    pub fn new() -> ProcessCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let base_port = free_base_port();
+        let out = Command::new(BIN)
+            .args(["cluster-config", "--nodes", "5", "--base-port"])
+            .arg(base_port.to_string())
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut c = ProcessCluster {
+            dir,
+            base_port,
+            children: (0..5).map(|_| None).collect(),
+            http: reqwest::Client::new(),
+        };
+        for k in 1..=5 {
+            c.start(k);
+        }
+        c
+    }
+
+    pub fn log_path(&self, k: u16) -> PathBuf {
+        self.dir.path().join(format!("node{k}.log"))
+    }
+
+    pub fn start(&mut self, k: u16) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(k))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(self.dir.path().join(format!("node{k}.toml")))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[usize::from(k - 1)] = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn crash(&mut self, k: u16) {
+        let mut child = self.children[usize::from(k - 1)].take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn stop(&mut self, k: u16) {
+        let mut child = self.children[usize::from(k - 1)].take().unwrap();
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "node {k} exits cleanly on SIGTERM: {status}"
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {k} did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, k: u16, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.base_port + 1000 + k)
+    }
+
+    pub async fn get(&self, k: u16, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(k, path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    pub async fn post(&self, k: u16, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(k, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    pub async fn post_raw(&self, k: u16, path: &str, body: &'static str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(k, path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Polls node k's status until `ready` holds (the nodes are other processes: there is no
+    /// event to wait on but their answers).
+    pub async fn wait_status(&self, k: u16, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(r) = self.http.get(self.url(k, "/v1/status")).send().await {
+                if let Ok(v) = r.json::<Value>().await {
+                    if ready(&v) {
+                        return v;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("node {k}: {what} not reached; log:\n{}", self.log(k));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_ready(&self, k: u16, peers: &[u64]) {
+        self.wait_status(k, "peers ready", |v| {
+            let ready: Vec<u64> = v["ready_peers"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            peers.iter().all(|p| ready.contains(p))
+        })
+        .await;
+    }
+
+    pub fn log(&self, k: u16) -> String {
+        std::fs::read_to_string(self.log_path(k)).unwrap_or_default()
+    }
+}
+
+pub fn others(k: u64) -> Vec<u64> {
+    (1..=5).filter(|&i| i != k).collect()
+}
