@@ -99,6 +99,7 @@ impl BoundNode {
                 .collect(),
             max_message_size: config.max_message_size,
             request_timeout: config.request_timeout,
+            event_queue: crate::net::DEFAULT_EVENT_QUEUE,
         })?;
         let mut event_loop = event_loop
             .with_metrics(p2p_metrics)

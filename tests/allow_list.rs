@@ -21,6 +21,7 @@ async fn unlisted_peer_cannot_connect_or_start_a_session() {
         peers: vec![(target.peer_id(), cluster.p2p_addrs()[0].clone())],
         max_message_size: 1 << 20,
         request_timeout: Duration::from_secs(5),
+        event_queue: frostnode::net::DEFAULT_EVENT_QUEUE,
     })
     .unwrap();
     event_loop

@@ -32,8 +32,6 @@ const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(10);
 /// First and largest redial delay.
 const REDIAL_MIN: Duration = Duration::from_millis(250);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
-/// Capacity of the event channel towards the node.
-const EVENT_QUEUE: usize = 4096;
 /// Capacity of the command channel from the node's clients.
 const COMMAND_QUEUE: usize = 4096;
 /// Least time between two warnings about dropped events.
@@ -106,7 +104,7 @@ impl EventLoop {
                 reason: e.to_string(),
             })?;
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let (ev_tx, ev_rx) = mpsc::channel(params.event_queue.max(1));
         let now = Instant::now();
         let redial = peers
             .keys()

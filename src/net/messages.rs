@@ -11,6 +11,10 @@ use tokio::sync::oneshot;
 
 use super::error::NetError;
 
+/// Default capacity of the event queue towards the node: messages beyond it are dropped
+/// (and counted) rather than stalling the swarm.
+pub const DEFAULT_EVENT_QUEUE: usize = 4096;
+
 /// What the network layer needs to start.
 #[derive(Clone, Debug)]
 pub struct NetParams {
@@ -24,6 +28,8 @@ pub struct NetParams {
     pub max_message_size: usize,
     /// Outbound request deadline.
     pub request_timeout: Duration,
+    /// Capacity of the event queue towards the node ([`DEFAULT_EVENT_QUEUE`]).
+    pub event_queue: usize,
 }
 
 /// Instructions from a `Client`.

@@ -12,4 +12,4 @@ pub use behaviour::{Behaviour, BehaviourEvent, RpcCodec};
 pub use client::{Client, TryCommandError};
 pub use error::NetError;
 pub use event_loop::EventLoop;
-pub use messages::{Command, Event, NetParams};
+pub use messages::{Command, Event, NetParams, DEFAULT_EVENT_QUEUE};

@@ -192,6 +192,7 @@ pub async fn take_over(
         peers: vec![(handle.peer_id(), target_addr)],
         max_message_size,
         request_timeout: Duration::from_secs(10),
+        event_queue: frostnode::net::DEFAULT_EVENT_QUEUE,
     })
     .unwrap();
     event_loop.wait_listening(WAIT).await.unwrap();
