@@ -130,6 +130,24 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
     }
 }
 
+/// The configuration of node `id` of an in-process cluster: loopback, OS-assigned ports,
+/// default timeouts and limits, no passphrase.
+pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::Peer>) -> Config {
+    Config {
+        id,
+        listen: "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
+        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir,
+        identity_file: None,
+        max_message_size: crate::config::DEFAULT_MAX_MESSAGE_SIZE,
+        dkg_timeout: Duration::from_millis(crate::config::DEFAULT_DKG_TIMEOUT_MS),
+        request_timeout: Duration::from_millis(crate::config::DEFAULT_REQUEST_TIMEOUT_MS),
+        sign_timeout: Duration::from_millis(crate::config::DEFAULT_SIGN_TIMEOUT_MS),
+        passphrase: crate::config::PassphraseSource::None,
+        peers,
+    }
+}
+
 /// N nodes in this process, on 127.0.0.1 with OS-assigned ports.
 pub struct LocalCluster {
     nodes: Vec<Option<RunningNode>>,
@@ -157,26 +175,15 @@ impl LocalCluster {
         let placeholder: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().expect("valid multiaddr");
         let mut bound = Vec::new();
         for k in 1..=n {
-            let mut config = Config {
-                id: k,
-                listen: "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
-                api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                data_dir: base_dir.join(format!("node{k}")),
-                identity_file: None,
-                max_message_size: crate::config::DEFAULT_MAX_MESSAGE_SIZE,
-                dkg_timeout: Duration::from_millis(crate::config::DEFAULT_DKG_TIMEOUT_MS),
-                request_timeout: Duration::from_millis(crate::config::DEFAULT_REQUEST_TIMEOUT_MS),
-                sign_timeout: Duration::from_millis(crate::config::DEFAULT_SIGN_TIMEOUT_MS),
-                passphrase: crate::config::PassphraseSource::None,
-                peers: (1..=n)
-                    .filter(|&j| j != k)
-                    .map(|j| crate::config::Peer {
-                        id: j,
-                        peer_id: keys[usize::from(j - 1)].public().to_peer_id(),
-                        addr: placeholder.clone(),
-                    })
-                    .collect(),
-            };
+            let peers = (1..=n)
+                .filter(|&j| j != k)
+                .map(|j| crate::config::Peer {
+                    id: j,
+                    peer_id: keys[usize::from(j - 1)].public().to_peer_id(),
+                    addr: placeholder.clone(),
+                })
+                .collect();
+            let mut config = loopback_config(k, base_dir.join(format!("node{k}")), peers);
             adjust(&mut config);
             bound.push(BoundNode::bind(config, keys[usize::from(k - 1)].clone()).await?);
         }

@@ -188,3 +188,155 @@ fn garbage_from_strangers_and_other_sessions_is_refused() {
     assert!(r.is_err());
     assert!(!s.is_finished());
 }
+
+/// A node with peers 2 and 3, for the sender-authentication properties.
+fn peer_book() -> (frostnode::node::peers::PeerBook, Vec<libp2p::PeerId>) {
+    let pids: Vec<libp2p::PeerId> = (0..3)
+        .map(|_| Keypair::generate_ed25519().public().to_peer_id())
+        .collect();
+    let peers = [2u16, 3]
+        .into_iter()
+        .zip(&pids)
+        .map(|(id, &peer_id)| frostnode::config::Peer {
+            id,
+            peer_id,
+            addr: "/ip4/127.0.0.1/tcp/9".parse().unwrap(),
+        })
+        .collect();
+    let config = frostnode::localnet::loopback_config(1, "/nonexistent".into(), peers);
+    (frostnode::node::peers::PeerBook::new(&config).0, pids)
+}
+
+/// Tracks a DKG initiated by node 1 over nodes 1..=4 and returns the caller's receiver.
+fn initiation(
+    own: Result<[u8; 32], frostnode::dkg::DkgError>,
+    store: &frostnode::keystore::KeyStore,
+) -> (
+    frostnode::node::initiator::Initiations,
+    SessionId,
+    tokio::sync::oneshot::Receiver<
+        Result<frostnode::keystore::KeyInfo, frostnode::node::NodeError>,
+    >,
+) {
+    let params = DkgParams {
+        session: SessionId([6; 32]),
+        key_id: "k".into(),
+        participants: vec![1, 2, 3, 4],
+        threshold: 3,
+        initiator: 1,
+    };
+    let mut inits = frostnode::node::initiator::Initiations::default();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    inits.insert(&params, 1, tx, Instant::now() + Duration::from_secs(60));
+    inits.on_own_end(params.session, own, store);
+    (inits, params.session, rx)
+}
+
+fn arb_outcome() -> impl Strategy<Value = DkgOutcome> {
+    prop_oneof![
+        any::<[u8; 32]>().prop_map(|g| DkgOutcome::Stored {
+            group_public_key: g
+        }),
+        (
+            ".{0,20}",
+            prop::collection::vec(any::<u16>(), 0..4),
+            prop::collection::vec(any::<u16>(), 0..4)
+        )
+            .prop_map(|(reason, culprits, missing)| DkgOutcome::Failed {
+                reason,
+                culprits,
+                missing
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sender_authentication_accepts_only_the_configured_sender(
+        sender in 0usize..3, from in 0u16..6, body in arb_body(), garbage in arb_bytes()
+    ) {
+        let (book, pids) = peer_book();
+        let peer = pids[sender];
+        let listed_as = [Some(2u16), Some(3), None][sender];
+        let bytes = wire::encode(&Envelope::new(SessionId([1; 32]), from, body.clone())).unwrap();
+        match book.authenticate(peer, &bytes) {
+            Ok(env) => {
+                prop_assert_eq!(Some(env.from), listed_as);
+                prop_assert_eq!(env.body, body);
+            }
+            Err(_) => prop_assert_ne!(Some(from), listed_as),
+        }
+        prop_assert!(book.authenticate(peer, &garbage).map(|e| Some(e.from) == listed_as).unwrap_or(true));
+    }
+
+    #[test]
+    fn no_report_turns_a_confirmed_dkg_into_a_failure(
+        reports in prop::collection::vec((0u16..7, arb_outcome()), 0..12)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = keystore_with_k(dir.path());
+        let gpk = hex::decode(&store.get("k").unwrap().group_public_key).unwrap().try_into().unwrap();
+        let (mut inits, sid, mut rx) = initiation(Ok(gpk), &store);
+        for (from, outcome) in reports {
+            inits.on_report(sid, from, outcome, &store);
+        }
+        inits.on_timeout(sid, &store);
+        let answer = rx.try_recv().expect("answered by the deadline at the latest");
+        prop_assert_eq!(answer.unwrap().group_public_key, hex::encode(gpk));
+    }
+
+    #[test]
+    fn only_own_evidence_names_culprits(
+        reports in prop::collection::vec((0u16..7, arb_outcome()), 0..12), saw_it in any::<bool>()
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = frostnode::keystore::KeyStore::open(dir.path()).unwrap();
+        // This node caught node 3 itself, or only followed node 2's abort blaming node 3.
+        let (own, expected) = if saw_it {
+            (frostnode::dkg::DkgError::InvalidSecretShare { culprit: 3 }, vec![3])
+        } else {
+            let by = frostnode::dkg::DkgError::PeerAborted { by: 2, reason: "x".into(), culprits: vec![3] };
+            (by, vec![])
+        };
+        let (mut inits, sid, mut rx) = initiation(Err(own), &store);
+        for (from, outcome) in reports {
+            inits.on_report(sid, from, outcome, &store);
+        }
+        inits.on_timeout(sid, &store);
+        match rx.try_recv().expect("answered") {
+            Err(frostnode::node::NodeError::Aborted { culprits, .. }) => prop_assert_eq!(culprits, expected),
+            other => prop_assert!(false, "expected an abort naming node 3, got {:?}", other),
+        }
+    }
+}
+
+/// A key store holding a dealer-made key "k" over nodes 1..=4, held by node 1.
+fn keystore_with_k(dir: &std::path::Path) -> frostnode::keystore::KeyStore {
+    let (shares, public) = frost::keys::generate_with_dealer(
+        4,
+        3,
+        frost::keys::IdentifierList::Default,
+        rand::rngs::OsRng,
+    )
+    .unwrap();
+    let one = frost::Identifier::try_from(1u16).unwrap();
+    let key_package = frost::keys::KeyPackage::try_from(shares[&one].clone()).unwrap();
+    let mut store = frostnode::keystore::KeyStore::open(dir).unwrap();
+    store
+        .insert(frostnode::keystore::StoredKey {
+            format_version: frostnode::keystore::KEY_FORMAT_VERSION,
+            key_id: "k".into(),
+            session: "00".into(),
+            created_at: 0,
+            threshold: 3,
+            participants: vec![1, 2, 3, 4],
+            group_public_key: hex::encode(public.verifying_key().serialize().unwrap()),
+            key_package,
+            public_key_package: public,
+            confirmations: vec![],
+        })
+        .unwrap();
+    store
+}

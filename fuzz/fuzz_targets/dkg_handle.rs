@@ -1,9 +1,11 @@
 //! Arbitrary decoded envelopes into a DKG session.
 #![no_main]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frostnode::dkg::{DkgParams, DkgSession};
+use frostnode::identity::NodeKeys;
 use frostnode::wire::SessionId;
 use libfuzzer_sys::fuzz_target;
 use libp2p::identity::Keypair;
@@ -23,8 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let mut s = DkgSession::new(
         params,
         2,
-        keys[1].clone(),
-        peers,
+        Arc::new(NodeKeys::new(keys[1].clone(), peers)),
         Instant::now() + Duration::from_secs(60),
     )
     .expect("valid parameters");
@@ -35,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         let (chunk, tail) = rest[2..].split_at(len);
         rest = tail;
         if let Ok(env) = frostnode::wire::decode(chunk, 1 << 20) {
-            let _ = s.handle(env);
+            let _ = s.handle(env, &mut rand::rngs::OsRng);
         }
     }
     let _ = s.on_timeout(Instant::now() + Duration::from_secs(61));

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use frost_ed25519 as frost;
-use frostnode::signing::participant::Signer;
+use frostnode::signing::participant::{ShareRef, Signer, Slot};
 use frostnode::wire::SessionId;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,11 +20,19 @@ fuzz_target!(|data: &[u8]| {
         .expect("key package");
     let mut signer = Signer::new();
     let now = Instant::now();
-    let sid = SessionId([4; 32]);
+    let slot = Slot {
+        coordinator: 2,
+        session: SessionId([4; 32]),
+        attempt: 0,
+    };
     signer
-        .commit(now, sid, 0, 2, "k", b"m", &key)
+        .commit(now, slot, "k", b"m", &key, &mut rand::rngs::OsRng)
         .expect("commit");
-    let _ = signer.sign(now, sid, 0, 2, data, &key, &[1, 2, 3]);
+    let share = ShareRef {
+        key: &key,
+        participants: &[1, 2, 3],
+    };
+    let _ = signer.sign(now, slot, data, share);
     assert_eq!(
         signer.pending(),
         0,
