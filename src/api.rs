@@ -2,6 +2,8 @@
 //! `{"error": "...", "kind": "..."}` with the status codes of the design (400, 404, 409, 503,
 //! 504, 500).
 
+use std::collections::BTreeMap;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -24,6 +26,7 @@ pub struct ApiError {
     message: String,
     culprits: Vec<NodeId>,
     missing: Vec<NodeId>,
+    reported_by: BTreeMap<NodeId, Vec<NodeId>>,
 }
 
 impl ApiError {
@@ -34,6 +37,7 @@ impl ApiError {
             message: message.into(),
             culprits: vec![],
             missing: vec![],
+            reported_by: BTreeMap::new(),
         }
     }
 }
@@ -48,12 +52,16 @@ impl From<NodeError> for ApiError {
             NodeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             NodeError::Aborted { .. } | NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let (culprits, missing) = match &e {
+        let (culprits, missing, reported_by) = match &e {
             NodeError::Unavailable { missing, .. } | NodeError::Timeout { missing, .. } => {
-                (vec![], missing.clone())
+                (vec![], missing.clone(), BTreeMap::new())
             }
-            NodeError::Aborted { culprits, .. } => (culprits.clone(), vec![]),
-            _ => (vec![], vec![]),
+            NodeError::Aborted {
+                culprits,
+                reported_by,
+                ..
+            } => (culprits.clone(), vec![], reported_by.clone()),
+            _ => (vec![], vec![], BTreeMap::new()),
         };
         ApiError {
             status,
@@ -61,6 +69,7 @@ impl From<NodeError> for ApiError {
             message: e.to_string(),
             culprits,
             missing,
+            reported_by,
         }
     }
 }
@@ -73,6 +82,9 @@ impl IntoResponse for ApiError {
         }
         if !self.missing.is_empty() {
             body["missing"] = json!(self.missing);
+        }
+        if !self.reported_by.is_empty() {
+            body["reported_by"] = json!(self.reported_by);
         }
         (self.status, Json(body)).into_response()
     }
@@ -131,6 +143,7 @@ async fn not_found() -> ApiError {
         message: "no such endpoint".into(),
         culprits: vec![],
         missing: vec![],
+        reported_by: BTreeMap::new(),
     }
 }
 
@@ -182,4 +195,26 @@ async fn sign(
     let message = hex::decode(req.message.trim())
         .map_err(|e| ApiError::bad_request(format!("message is not hex: {e}")))?;
     Ok(Json(node.sign(&key_id, message).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn abort_errors_carry_culprits_and_reports_apart() {
+        let err = NodeError::Aborted {
+            message: "DKG failed".into(),
+            kind: crate::wire::ErrorKind::DkgFailed,
+            culprits: vec![],
+            reported_by: BTreeMap::from([(2, vec![3])]),
+        };
+        let resp = ApiError::from(err).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["kind"], "dkg_failed");
+        assert_eq!(v["reported_by"], json!({ "2": [3] }));
+        assert!(v.get("culprits").is_none(), "{v}");
+    }
 }

@@ -5,7 +5,7 @@
 //! of one event.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -49,10 +49,31 @@ impl Culprits {
     }
 }
 
+/// Wall-clock time derived from the monotonic clock: one clock read per event serves both.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    at: Instant,
+    unix: Duration,
+}
+
+impl WallClock {
+    /// Pairs the monotonic instant `at` with the Unix time `unix` read at the same moment.
+    pub fn new(at: Instant, unix: Duration) -> Self {
+        WallClock { at, unix }
+    }
+
+    /// Seconds since the Unix epoch at `now`.
+    pub fn unix_seconds(&self, now: Instant) -> u64 {
+        (self.unix + now.saturating_duration_since(self.at)).as_secs()
+    }
+}
+
 /// The node's shared state, lent to a component for one event.
 pub struct Ctx<'a> {
     /// When the event is handled.
     pub now: Instant,
+    /// The wall clock, for timestamps that are stored.
+    pub wall: WallClock,
     /// This node's configuration.
     pub config: &'a Config,
     /// Peers and their state.
@@ -77,6 +98,11 @@ impl Ctx<'_> {
     /// This node's id.
     pub fn me(&self) -> NodeId {
         self.config.id
+    }
+
+    /// Seconds since the Unix epoch, now.
+    pub fn unix_seconds(&self) -> u64 {
+        self.wall.unix_seconds(self.now)
     }
 
     /// Counts misbehaviour.

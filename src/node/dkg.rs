@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use libp2p::gossipsub::MessageAcceptance;
 use tracing::{debug, info, warn};
@@ -355,10 +355,7 @@ impl DkgDriver {
             format_version: keystore::KEY_FORMAT_VERSION,
             key_id: params.key_id.clone(),
             session: sid.to_hex(),
-            created_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_at: ctx.unix_seconds(),
             threshold: params.threshold,
             participants: params.participants.clone(),
             group_public_key: hex::encode(out.group_public_key),

@@ -44,7 +44,7 @@ use crate::net::{self, Client};
 use crate::rng::SecureRng;
 use crate::signing::participant::NonceObserver;
 
-use context::{Ctx, Culprits, Stored};
+use context::{Ctx, Culprits, Stored, WallClock};
 use coordinator::CoordinatorDriver;
 use dkg::DkgDriver;
 use forwarder::Forwarder;
@@ -101,6 +101,7 @@ struct Node {
     timers: Timers,
     rng: Box<dyn SecureRng>,
     stored_tx: mpsc::Sender<Stored>,
+    wall: WallClock,
     dkg: DkgDriver,
     forwarder: Forwarder,
     coordinator: CoordinatorDriver,
@@ -155,6 +156,12 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         timers: Timers::new(),
         rng: parts.rng,
         stored_tx,
+        wall: WallClock::new(
+            std::time::Instant::now(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        ),
         dkg: DkgDriver::new(parts.confirmation_keys),
         forwarder: Forwarder::default(),
         coordinator: CoordinatorDriver::default(),
@@ -218,6 +225,7 @@ impl Node {
             timers,
             rng,
             stored_tx,
+            wall,
             dkg,
             forwarder,
             coordinator,
@@ -225,6 +233,7 @@ impl Node {
         } = self;
         let mut ctx = Ctx {
             now,
+            wall: *wall,
             config,
             peers,
             outbox,
