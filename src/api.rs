@@ -211,7 +211,9 @@ mod tests {
         };
         let resp = ApiError::from(err).into_response();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["kind"], "dkg_failed");
         assert_eq!(v["reported_by"], json!({ "2": [3] }));
