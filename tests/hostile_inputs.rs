@@ -282,8 +282,11 @@ proptest! {
         for (from, outcome) in reports {
             inits.on_report(sid, from, outcome, &store);
         }
-        inits.on_timeout(sid, &store);
-        let answer = rx.try_recv().expect("answered by the deadline at the latest");
+        // Whatever they said first, every participant has now reported.
+        for from in 2..=4 {
+            inits.on_report(sid, from, DkgOutcome::Stored { group_public_key: gpk }, &store);
+        }
+        let answer = rx.try_recv().expect("answered once every participant reported");
         prop_assert_eq!(answer.unwrap().group_public_key, hex::encode(gpk));
     }
 
@@ -339,4 +342,27 @@ fn keystore_with_k(dir: &std::path::Path) -> frostnode::keystore::KeyStore {
         })
         .unwrap();
     store
+}
+
+#[test]
+fn a_confirmed_dkg_whose_participant_never_reports_times_out_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = keystore_with_k(dir.path());
+    let gpk = hex::decode(&store.get("k").unwrap().group_public_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let (mut inits, sid, mut rx) = initiation(Ok(gpk), &store);
+    for from in [2, 3] {
+        let outcome = DkgOutcome::Stored {
+            group_public_key: gpk,
+        };
+        inits.on_report(sid, from, outcome, &store);
+    }
+    assert!(rx.try_recv().is_err(), "no answer before node 4 reports");
+    inits.on_timeout(sid, &store);
+    match rx.try_recv().unwrap() {
+        Err(frostnode::node::NodeError::Timeout { missing, .. }) => assert_eq!(missing, vec![4]),
+        other => panic!("expected a timeout naming node 4, got {other:?}"),
+    }
 }

@@ -458,3 +458,21 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
     )
     .expect("another coordinator still gets commitments");
 }
+
+#[test]
+fn used_nonces_leave_the_expiry_queue() {
+    let k = keys(3, 2);
+    let key = &k.packages[&1];
+    let mut s = Signer::new();
+    let t0 = Instant::now();
+    let (a, b) = (SessionId([0xa; 32]), SessionId([0xb; 32]));
+    let pkg = package_for(&k, &mut s, a, b"m", 1);
+    let later = t0 + Duration::from_secs(1);
+    s.commit(later, slot(b, 0, 9), "k", b"m", key, &mut rand::rngs::OsRng)
+        .unwrap();
+    let first = s.next_expiry().unwrap();
+    s.sign(later, slot(a, 0, 9), &pkg, share(key, P)).unwrap();
+    let next = s.next_expiry().unwrap();
+    assert!(next > first, "the used nonce's deadline is gone");
+    assert_eq!(next, later + frostnode::signing::participant::NONCE_TTL);
+}

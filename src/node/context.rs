@@ -68,6 +68,49 @@ impl WallClock {
     }
 }
 
+/// What the node's components share, owned by the node between events.
+pub struct Shared {
+    /// This node's configuration.
+    pub config: std::sync::Arc<Config>,
+    /// Peers and their state.
+    pub peers: PeerBook,
+    /// Where messages leave.
+    pub outbox: Outbox,
+    /// Stored keys.
+    pub keystore: KeyStore,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Misbehaviour tally.
+    pub culprits: Culprits,
+    /// Deadlines.
+    pub timers: Timers,
+    /// Randomness for protocol steps and ids.
+    pub rng: Box<dyn SecureRng>,
+    /// Where finished key writes report.
+    pub stored: mpsc::Sender<Stored>,
+    /// The wall clock.
+    pub wall: WallClock,
+}
+
+impl Shared {
+    /// Lends the shared state to the components for one event handled at `now`.
+    pub fn at(&mut self, now: Instant) -> Ctx<'_> {
+        Ctx {
+            now,
+            wall: self.wall,
+            config: &self.config,
+            peers: &self.peers,
+            outbox: &mut self.outbox,
+            keystore: &mut self.keystore,
+            metrics: &self.metrics,
+            culprits: &mut self.culprits,
+            timers: &mut self.timers,
+            rng: &mut *self.rng,
+            stored: &self.stored,
+        }
+    }
+}
+
 /// The node's shared state, lent to a component for one event.
 pub struct Ctx<'a> {
     /// When the event is handled.

@@ -301,6 +301,7 @@ impl DkgDriver {
                 self.apply(ctx, sid, effects);
             }
         }
+        self.initiations.on_peer_lost(node, ctx.keystore);
     }
 
     /// A deadline of this driver passed.

@@ -210,6 +210,23 @@ impl Initiations {
         self.maybe_answer(session, keystore, false);
     }
 
+    /// A participant's last connection closed: initiations that still wait for its report
+    /// after this node's own session ended will not get it (its sessions abort when it loses
+    /// us); answer them now.
+    pub fn on_peer_lost(&mut self, node: NodeId, keystore: &KeyStore) {
+        let waiting: Vec<SessionId> = self
+            .map
+            .iter()
+            .filter(|(_, i)| {
+                i.own.is_some() && i.participants.contains(&node) && !i.reports.contains_key(&node)
+            })
+            .map(|(sid, _)| *sid)
+            .collect();
+        for sid in waiting {
+            self.maybe_answer(sid, keystore, true);
+        }
+    }
+
     /// The deadline of `session` passed: answer with what is known.
     pub fn on_timeout(&mut self, session: SessionId, keystore: &KeyStore) {
         self.maybe_answer(session, keystore, true);
@@ -222,8 +239,8 @@ impl Initiations {
         let others = init.participants.len() - 1;
         let all_in = init.reports.len() == others;
         let ready = match &init.own {
-            // The key is everywhere once every participant said so; at the deadline, what this
-            // node verified decides.
+            // The answer promises the key is on every participant: wait for every report (a
+            // participant that never reports makes it a timeout).
             Some(Ok(_)) => all_in || deadline,
             // Our own evidence explains the failure: nothing a peer says changes it.
             Some(Err(e)) if !matches!(e, DkgError::PeerAborted { .. }) => true,
@@ -237,7 +254,7 @@ impl Initiations {
         let Some(mut init) = self.map.remove(&session) else {
             return;
         };
-        let result = conclude(&init, keystore);
+        let result = conclude(&init, keystore, all_in);
         match &result {
             Ok(_) => info!(%session, key_id = %init.key_id, "DKG answered: key stored"),
             Err(e) => warn!(%session, key_id = %init.key_id, error = %e, "DKG answered: failed"),
@@ -248,7 +265,7 @@ impl Initiations {
     }
 }
 
-fn conclude(init: &Initiation, keystore: &KeyStore) -> Result<KeyInfo, NodeError> {
+fn conclude(init: &Initiation, keystore: &KeyStore, all_in: bool) -> Result<KeyInfo, NodeError> {
     let reported_by: BTreeMap<NodeId, Vec<NodeId>> = init
         .reports
         .iter()
@@ -260,6 +277,21 @@ fn conclude(init: &Initiation, keystore: &KeyStore) -> Result<KeyInfo, NodeError
         })
         .collect();
     match &init.own {
+        Some(Ok(_)) if !all_in => {
+            let missing: Vec<NodeId> = init
+                .participants
+                .iter()
+                .copied()
+                .filter(|&id| id != init.me && !init.reports.contains_key(&id))
+                .collect();
+            Err(NodeError::Timeout {
+                message: format!(
+                    "DKG for key {:?}: this node stored the key, but nodes {missing:?} did not report storing it",
+                    init.key_id
+                ),
+                missing,
+            })
+        }
         Some(Ok(group_key)) => {
             let dissent: Vec<NodeId> = init
                 .reports

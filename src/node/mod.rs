@@ -44,7 +44,7 @@ use crate::net::{self, Client};
 use crate::rng::SecureRng;
 use crate::signing::participant::NonceObserver;
 
-use context::{Ctx, Culprits, Stored, WallClock};
+use context::{Ctx, Culprits, Shared, Stored, WallClock};
 use coordinator::CoordinatorDriver;
 use dkg::DkgDriver;
 use forwarder::Forwarder;
@@ -91,17 +91,8 @@ pub struct NodeParts {
 }
 
 struct Node {
-    config: Arc<Config>,
     peer_id: PeerId,
-    peers: PeerBook,
-    outbox: Outbox,
-    keystore: KeyStore,
-    metrics: Metrics,
-    culprits: Culprits,
-    timers: Timers,
-    rng: Box<dyn SecureRng>,
-    stored_tx: mpsc::Sender<Stored>,
-    wall: WallClock,
+    shared: Shared,
     dkg: DkgDriver,
     forwarder: Forwarder,
     coordinator: CoordinatorDriver,
@@ -146,8 +137,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         parts.config.max_message_size,
         parts.interceptor,
     );
-    let node = Node {
-        peer_id,
+    let shared = Shared {
         peers,
         outbox,
         keystore: parts.keystore,
@@ -155,18 +145,22 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         culprits: Culprits::default(),
         timers: Timers::new(),
         rng: parts.rng,
-        stored_tx,
+        stored: stored_tx,
         wall: WallClock::new(
             std::time::Instant::now(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default(),
         ),
+        config: parts.config,
+    };
+    let node = Node {
+        peer_id,
+        shared,
         dkg: DkgDriver::new(parts.confirmation_keys),
         forwarder: Forwarder::default(),
         coordinator: CoordinatorDriver::default(),
         signer: SignerDriver::new(parts.nonce_observer),
-        config: parts.config,
     };
     let task = tokio::spawn(node.run(input_rx, reply_rx, stored_rx, parts.events));
     (handle, task)
@@ -181,10 +175,10 @@ impl Node {
         mut events: mpsc::Receiver<net::Event>,
     ) {
         loop {
-            if self.outbox.has_backlog() {
-                self.outbox.flush().await;
+            if self.shared.outbox.has_backlog() {
+                self.shared.outbox.flush().await;
             }
-            let deadline = self.timers.next_deadline();
+            let deadline = self.shared.timers.next_deadline();
             let event = tokio::select! {
                 input = inputs.recv() => match input {
                     Some(i) => Event::Input(i),
@@ -208,49 +202,23 @@ impl Node {
         let now = std::time::Instant::now();
         let change = match &event {
             Event::Net(e) => {
-                let change = self.peers.on_event(e);
-                self.metrics.set_peers(self.peers.connected_count());
+                let shared = &mut self.shared;
+                let change = shared.peers.on_event(e);
+                shared.metrics.set_peers(shared.peers.connected_count());
                 change
             }
             _ => PeerChange::None,
         };
-        let Node {
-            config,
-            peer_id,
-            peers,
-            outbox,
-            keystore,
-            metrics,
-            culprits,
-            timers,
-            rng,
-            stored_tx,
-            wall,
-            dkg,
-            forwarder,
-            coordinator,
-            signer,
-        } = self;
-        let mut ctx = Ctx {
-            now,
-            wall: *wall,
-            config,
-            peers,
-            outbox,
-            keystore,
-            metrics,
-            culprits,
-            timers,
-            rng: &mut **rng,
-            stored: stored_tx,
-        };
+        let peer_id = self.peer_id;
+        let dkg = &mut self.dkg;
+        let mut ctx = self.shared.at(now);
         let mut roles = Roles {
-            forwarder,
-            coordinator,
-            signer,
+            forwarder: &mut self.forwarder,
+            coordinator: &mut self.coordinator,
+            signer: &mut self.signer,
         };
         match event {
-            Event::Input(input) => on_input(&mut ctx, dkg, &mut roles, input, *peer_id),
+            Event::Input(input) => on_input(&mut ctx, dkg, &mut roles, input, peer_id),
             Event::Reply(reply) => match reply.tag {
                 ReplyTag::DkgStart => {
                     dkg.on_start_reply(&mut ctx, reply.session, reply.from, reply.result)

@@ -144,6 +144,14 @@ impl Signer {
                 self.per_coordinator.remove(&slot.coordinator);
             }
         }
+        // Nonces are mostly used in the order they were made: forget the expiry entries of
+        // used ones at the front, so the queue stays as small as the table.
+        while let Some((_, front)) = self.expiries.front() {
+            if self.pending.contains_key(front) {
+                break;
+            }
+            self.expiries.pop_front();
+        }
         Some(p)
     }
 
