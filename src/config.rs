@@ -51,6 +51,59 @@ pub enum ConfigError {
     },
 }
 
+fn parse_clients(raw: &[RawClient]) -> Result<Vec<crate::auth::Client>, ConfigError> {
+    let mut names = BTreeSet::new();
+    let mut clients = Vec::with_capacity(raw.len());
+    for (i, c) in raw.iter().enumerate() {
+        let at = |f: &str| format!("clients[{i}].{f}");
+        let valid = |ch: char| ch.is_ascii_alphanumeric() || "_.-".contains(ch);
+        if c.name.is_empty() || c.name.len() > 64 || !c.name.chars().all(valid) {
+            return Err(field_err(
+                at("name"),
+                format!(
+                    "must be 1-64 characters of [A-Za-z0-9_.-], got {:?}",
+                    c.name
+                ),
+            ));
+        }
+        if !names.insert(c.name.clone()) {
+            return Err(field_err(
+                at("name"),
+                format!("client {:?} is listed twice", c.name),
+            ));
+        }
+        let public_key: [u8; 32] = hex::decode(c.public_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .filter(|b| ed25519_dalek::VerifyingKey::from_bytes(b).is_ok())
+            .ok_or_else(|| {
+                field_err(
+                    at("public_key"),
+                    "must be an Ed25519 public key, 64 hex characters",
+                )
+            })?;
+        if c.allow.is_empty() {
+            return Err(field_err(at("allow"), "must list at least one rule"));
+        }
+        let allow = c
+            .allow
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<Vec<crate::auth::Rule>, String>>()
+            .map_err(|e| field_err(at("allow"), e))?;
+        if c.max_per_minute == Some(0) {
+            return Err(field_err(at("max_per_minute"), "must be positive"));
+        }
+        clients.push(crate::auth::Client {
+            name: c.name.clone(),
+            public_key,
+            allow,
+            max_per_minute: c.max_per_minute,
+        });
+    }
+    Ok(clients)
+}
+
 fn field_err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Field {
         field: field.into(),
@@ -86,6 +139,24 @@ pub struct RawConfig {
     /// Every other node of the cluster.
     #[serde(default)]
     pub peers: Vec<RawPeer>,
+    /// The clients this node's operator accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<RawClient>,
+}
+
+/// A `[[clients]]` entry: an application or operator key and what it may ask of this node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    /// The name its tokens carry as `iss`.
+    pub name: String,
+    /// Its Ed25519 public key, 64 hex characters.
+    pub public_key: String,
+    /// Allow rules: `action:key-pattern` (`sign:payments`, `sign:treasury-*`, `keygen:*`) or `*`.
+    pub allow: Vec<String>,
+    /// Most requests per minute on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_minute: Option<u32>,
 }
 
 /// Timeouts section of the config file.
@@ -206,6 +277,8 @@ pub struct Config {
     pub passphrase: PassphraseSource,
     /// The other nodes, sorted by id.
     pub peers: Vec<Peer>,
+    /// The clients this node serves.
+    pub clients: Vec<crate::auth::Client>,
 }
 
 impl Config {
@@ -325,6 +398,7 @@ impl Config {
             });
         }
         peers.sort_by_key(|p| p.id);
+        let clients = parse_clients(&raw.clients)?;
         Ok(Config {
             id,
             listen,
@@ -337,6 +411,7 @@ impl Config {
             sign_timeout: Duration::from_millis(raw.timeouts.sign_ms),
             passphrase,
             peers,
+            clients,
         })
     }
 
@@ -489,6 +564,51 @@ addr = "/dns4/node3/tcp/7000"
         );
         let bad_pid = t.replacen("peer_id = \"", "peer_id = \"zz", 1);
         assert_eq!(field_of(parse(&bad_pid)), "peers[0].peer_id");
+    }
+
+    #[test]
+    fn clients_parse_and_errors_name_the_field() {
+        let pk = hex::encode(
+            ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+                .verifying_key()
+                .to_bytes(),
+        );
+        let client = |name: &str, key: &str, allow: &str, limit: &str| {
+            format!(
+                "{}\n[[clients]]\nname = \"{name}\"\npublic_key = \"{key}\"\nallow = {allow}\n{limit}",
+                base()
+            )
+        };
+        let c = parse(&client(
+            "payments-app",
+            &pk,
+            r#"["sign:payments", "keygen:*"]"#,
+            "max_per_minute = 600",
+        ))
+        .unwrap();
+        assert_eq!(c.clients.len(), 1);
+        assert_eq!(c.clients[0].max_per_minute, Some(600));
+        assert!(c.clients[0].allow[1].allows(crate::auth::Action::Keygen, "k"));
+        assert_eq!(
+            field_of(parse(&client("a b", &pk, r#"["*"]"#, ""))),
+            "clients[0].name"
+        );
+        assert_eq!(
+            field_of(parse(&client("a", "00", r#"["*"]"#, ""))),
+            "clients[0].public_key"
+        );
+        assert_eq!(
+            field_of(parse(&client("a", &pk, r#"["fly:*"]"#, ""))),
+            "clients[0].allow"
+        );
+        assert_eq!(
+            field_of(parse(&client("a", &pk, "[]", ""))),
+            "clients[0].allow"
+        );
+        assert_eq!(
+            field_of(parse(&client("a", &pk, r#"["*"]"#, "max_per_minute = 0"))),
+            "clients[0].max_per_minute"
+        );
     }
 
     #[test]

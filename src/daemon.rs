@@ -80,6 +80,12 @@ impl BoundNode {
                 "KEY SHARES ARE STORED UNENCRYPTED: set [keystore] passphrase_env or passphrase_file"
             );
         }
+        if !config.clients.is_empty() {
+            warn!(
+                clients = config.clients.len(),
+                "[[clients]] are parsed and validated, but this version does not check client tokens yet: the API must stay on loopback"
+            );
+        }
         let mut peer_keys = BTreeMap::new();
         for p in &config.peers {
             let key = peer_public_key(&p.peer_id).ok_or(StartError::PeerKey(p.id))?;

@@ -6,6 +6,7 @@
 //! process and serves the HTTP [`api`].
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod config;

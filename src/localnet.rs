@@ -127,6 +127,7 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
             passphrase_file: None,
         },
         peers,
+        clients: Vec::new(),
     }
 }
 
@@ -145,6 +146,7 @@ pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::
         sign_timeout: Duration::from_millis(crate::config::DEFAULT_SIGN_TIMEOUT_MS),
         passphrase: crate::config::PassphraseSource::None,
         peers,
+        clients: Vec::new(),
     }
 }
 
