@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,6 +27,7 @@ pub struct ApiError {
     culprits: Vec<NodeId>,
     missing: Vec<NodeId>,
     reported_by: BTreeMap<NodeId, Vec<NodeId>>,
+    refused_by: BTreeMap<NodeId, String>,
 }
 
 impl ApiError {
@@ -38,6 +39,7 @@ impl ApiError {
             culprits: vec![],
             missing: vec![],
             reported_by: BTreeMap::new(),
+            refused_by: BTreeMap::new(),
         }
     }
 }
@@ -51,6 +53,8 @@ impl From<NodeError> for ApiError {
             NodeError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             NodeError::Aborted { .. } | NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            NodeError::Refused { .. } => StatusCode::FORBIDDEN,
         };
         let (culprits, missing, reported_by) = match &e {
             NodeError::Unavailable { missing, .. } | NodeError::Timeout { missing, .. } => {
@@ -63,6 +67,10 @@ impl From<NodeError> for ApiError {
             } => (culprits.clone(), vec![], reported_by.clone()),
             _ => (vec![], vec![], BTreeMap::new()),
         };
+        let refused_by = match &e {
+            NodeError::Refused { refused_by, .. } => refused_by.clone(),
+            _ => BTreeMap::new(),
+        };
         ApiError {
             status,
             kind: e.kind().as_str().to_string(),
@@ -70,6 +78,7 @@ impl From<NodeError> for ApiError {
             culprits,
             missing,
             reported_by,
+            refused_by,
         }
     }
 }
@@ -85,6 +94,9 @@ impl IntoResponse for ApiError {
         }
         if !self.reported_by.is_empty() {
             body["reported_by"] = json!(self.reported_by);
+        }
+        if !self.refused_by.is_empty() {
+            body["refused_by"] = json!(self.refused_by);
         }
         (self.status, Json(body)).into_response()
     }
@@ -144,6 +156,7 @@ async fn not_found() -> ApiError {
         culprits: vec![],
         missing: vec![],
         reported_by: BTreeMap::new(),
+        refused_by: BTreeMap::new(),
     }
 }
 
@@ -151,11 +164,23 @@ async fn status(State(node): State<NodeHandle>) -> ApiResult<StatusInfo> {
     Ok(Json(node.status().await?))
 }
 
+/// The client token of a request: `Authorization: Bearer <token>`.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
 async fn create_key(
     State(node): State<NodeHandle>,
+    headers: HeaderMap,
     body: Result<Json<KeygenRequest>, JsonRejection>,
 ) -> ApiResult<KeygenResponse> {
-    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(mut req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    req.token = bearer(&headers);
     let info = node.keygen(req).await?;
     Ok(Json(KeygenResponse {
         key_id: info.key_id,
@@ -188,13 +213,17 @@ pub struct SignRequest {
 async fn sign(
     State(node): State<NodeHandle>,
     Path(key_id): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<SignRequest>, JsonRejection>,
 ) -> ApiResult<SignResponse> {
     keystore::validate_key_id(&key_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let message = hex::decode(req.message.trim())
         .map_err(|e| ApiError::bad_request(format!("message is not hex: {e}")))?;
-    Ok(Json(node.sign(&key_id, message).await?))
+    Ok(Json(
+        node.sign_with_token(&key_id, message, bearer(&headers))
+            .await?,
+    ))
 }
 
 #[cfg(test)]

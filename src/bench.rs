@@ -67,6 +67,7 @@ pub async fn dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), 
                 key_id: format!("bench-{i}"),
                 threshold,
                 participants: None,
+                token: None,
             })
             .await
             .map_err(|e| format!("DKG {i} failed: {e}"))?;
@@ -110,6 +111,7 @@ pub async fn sign(
             key_id: "bench".into(),
             threshold: Some(threshold),
             participants: None,
+            token: None,
         })
         .await
         .map_err(|e| format!("DKG failed: {e}"))?;

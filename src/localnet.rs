@@ -351,6 +351,7 @@ async fn run_demo(
                     key_id: "demo".into(),
                     threshold: Some(opts.threshold),
                     participants: None,
+                    token: None,
                 })
                 .await
                 .map_err(|e| format!("DKG failed: {e}"))?;

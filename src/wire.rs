@@ -12,7 +12,8 @@ use zeroize::Zeroize;
 /// Protocol version carried in every envelope. Unknown versions are rejected.
 ///
 /// Version 2: refusals carry a typed [`ErrorKind`] instead of a free-form string.
-pub const WIRE_VERSION: u8 = 2;
+/// Version 3: client tokens travel with key generation and signing requests.
+pub const WIRE_VERSION: u8 = 3;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
 /// Request-response protocol name for unicasts.
@@ -97,6 +98,8 @@ pub struct DkgStart {
     pub participants: Vec<NodeId>,
     /// Signing threshold `t`.
     pub threshold: u16,
+    /// The client's keygen token, checked by every participant against its own config.
+    pub token: Option<String>,
 }
 
 /// A participant's signed statement of the DKG result it computed.
@@ -143,11 +146,15 @@ pub enum ErrorKind {
     Inconsistent,
     /// Anything else.
     Internal,
+    /// No valid client token (who is asking is not established).
+    Unauthorized,
+    /// The request is not allowed by a node's clients or policy.
+    Refused,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::BadRequest,
         ErrorKind::NotFound,
         ErrorKind::Conflict,
@@ -161,6 +168,8 @@ impl ErrorKind {
         ErrorKind::DkgFailed,
         ErrorKind::Inconsistent,
         ErrorKind::Internal,
+        ErrorKind::Unauthorized,
+        ErrorKind::Refused,
     ];
 
     /// The stable name used in API errors and metrics.
@@ -179,6 +188,8 @@ impl ErrorKind {
             ErrorKind::DkgFailed => "dkg_failed",
             ErrorKind::Inconsistent => "inconsistent",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Refused => "refused",
         }
     }
 }
@@ -250,6 +261,8 @@ pub enum Body {
         group_public_key: [u8; 32],
         /// Message to sign.
         message: Vec<u8>,
+        /// The client's signing token.
+        token: Option<String>,
     },
     /// RPC response to `SignForward`: the finished signature.
     SignDone {
@@ -270,6 +283,11 @@ pub enum Body {
         group_public_key: [u8; 32],
         /// Message that will be signed.
         message: Vec<u8>,
+        /// The request id the coordinator's session derives from (a client token is bound to
+        /// one request).
+        request_id: SessionId,
+        /// The client's signing token, checked by every signer against its own config.
+        token: Option<String>,
     },
     /// RPC response to `CommitRequest`: serialized `SigningCommitments`.
     Commitment {
@@ -291,6 +309,11 @@ pub enum Body {
         attempt: u8,
         /// frost serialization.
         share: Vec<u8>,
+    },
+    /// RPC response to `SignForward`: fewer than `t` signers approved the request.
+    SignRefused {
+        /// Each refusing signer and its reason.
+        refused_by: Vec<(NodeId, String)>,
     },
     /// RPC response: accepted.
     Ack,
@@ -325,6 +348,7 @@ impl Body {
             Body::DkgResult(_) => "DkgResult",
             Body::SignForward { .. } => "SignForward",
             Body::SignDone { .. } => "SignDone",
+            Body::SignRefused { .. } => "SignRefused",
             Body::CommitRequest { .. } => "CommitRequest",
             Body::Commitment { .. } => "Commitment",
             Body::SignRequest { .. } => "SignRequest",
@@ -406,6 +430,7 @@ mod tests {
                 key_id: "k1".into(),
                 participants: vec![1, 2, 3],
                 threshold: 2,
+                token: None,
             }),
         )
     }
@@ -430,9 +455,9 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert_eq!(decode(&long, 1024), Err(WireError::Trailing(1)));
-        let mut v1 = bytes.clone();
-        v1[0] = 1;
-        assert_eq!(decode(&v1, 1024), Err(WireError::UnsupportedVersion(1)));
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        assert_eq!(decode(&v2, 1024), Err(WireError::UnsupportedVersion(2)));
         assert!(matches!(decode(&[], 1024), Err(WireError::Malformed(_))));
     }
 

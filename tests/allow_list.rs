@@ -36,6 +36,7 @@ async fn unlisted_peer_cannot_connect_or_start_a_session() {
             key_id: "stolen".into(),
             participants: vec![1, 2],
             threshold: 2,
+            token: None,
         }),
     );
     let answer = client

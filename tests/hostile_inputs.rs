@@ -9,7 +9,7 @@ use frost_ed25519 as frost;
 use frostnode::dkg::{DkgParams, DkgSession};
 use frostnode::identity::NodeKeys;
 use frostnode::signing::coordinator::{Coordinator, SignParams};
-use frostnode::signing::participant::{ShareRef, Signer, Slot};
+use frostnode::signing::participant::{Commit, ShareRef, Signer, Slot};
 use frostnode::wire::{
     self, Body, Confirmation, DkgOutcome, DkgStart, Envelope, ErrorKind, SecretBytes, SessionId,
 };
@@ -57,7 +57,8 @@ fn arb_body() -> impl Strategy<Value = Body> {
                 |(key_id, participants, threshold)| Body::DkgStart(DkgStart {
                     key_id,
                     participants,
-                    threshold
+                    threshold,
+                    token: None,
                 })
             ),
         any::<[u8; 32]>().prop_map(|g| Body::DkgResult(DkgOutcome::Stored {
@@ -140,7 +141,7 @@ proptest! {
         let now = Instant::now();
         let sid = SessionId([4; 32]);
         let slot = Slot { coordinator, session: sid, attempt };
-        signer.commit(now, slot, "k", b"m", &key, &mut rand::rngs::OsRng).unwrap();
+        signer.commit(now, slot, Commit { key_id: "k", message: b"m", key: &key }, None, &mut rand::rngs::OsRng).unwrap();
         let share = ShareRef { key: &key, participants: &[1, 2, 3] };
         prop_assert!(signer.sign(now, slot, &package, share).is_err());
         prop_assert_eq!(signer.pending(), 0);
@@ -159,6 +160,8 @@ proptest! {
             participants: vec![1, 2, 3, 4, 5],
             public_key_package: public,
             group_public_key: gpk,
+            request_id: SessionId([0; 32]),
+            token: None,
         };
         let now = Instant::now();
         let (mut c, _) = Coordinator::start(params, vec![1, 2, 3, 4, 5], now, Duration::from_secs(1), now + Duration::from_secs(5));

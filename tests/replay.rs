@@ -26,7 +26,9 @@ async fn replayed_signing_package_is_refused() {
     )
     .unwrap();
 
-    let session = SessionId([0x5a; 32]);
+    // The coordinator's session id derives from the request id, as every signer checks.
+    let request_id = SessionId([0x5a; 32]);
+    let session = SessionId(frostnode::signing::election::session_id(&request_id.0, 3));
     let ask = |body: Body| {
         let client = client.clone();
         async move {
@@ -50,6 +52,8 @@ async fn replayed_signing_package_is_refused() {
             key_id: "k".into(),
             group_public_key: gpk,
             message: b"x".to_vec(),
+            request_id,
+            token: None,
         },
     ))
     .unwrap();
@@ -66,6 +70,8 @@ async fn replayed_signing_package_is_refused() {
         key_id: "k".into(),
         group_public_key: [9; 32],
         message: b"x".to_vec(),
+        request_id,
+        token: None,
     })
     .await
     {
@@ -79,6 +85,8 @@ async fn replayed_signing_package_is_refused() {
         key_id: "k".into(),
         group_public_key: gpk,
         message: message.clone(),
+        request_id,
+        token: None,
     })
     .await
     {
@@ -119,6 +127,8 @@ async fn replayed_signing_package_is_refused() {
         key_id: "k".into(),
         group_public_key: gpk,
         message: b"pay 1 coin".to_vec(),
+        request_id,
+        token: None,
     })
     .await;
     let mut swapped = BTreeMap::new();

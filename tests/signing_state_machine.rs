@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use frost_ed25519 as frost;
 use frostnode::signing::coordinator::{Coordinator, Effect, SignParams};
-use frostnode::signing::participant::{ShareRef, Signer, SignerError, Slot};
+use frostnode::signing::participant::{Commit, ShareRef, Signer, SignerError, Slot};
 use frostnode::signing::SignError;
 use frostnode::wire::{Body, NodeId, SessionId};
 
@@ -69,6 +69,8 @@ fn params(k: &Keys, t: u16, message: &[u8]) -> SignParams {
         participants: k.packages.keys().copied().collect(),
         public_key_package: k.public.clone(),
         group_public_key: k.gpk,
+        request_id: SessionId([0; 32]),
+        token: None,
     }
 }
 
@@ -125,9 +127,12 @@ fn run(
                                 .commit(
                                     now,
                                     slot(session, attempt, 1),
-                                    "k",
-                                    &m,
-                                    key,
+                                    Commit {
+                                        key_id: "k",
+                                        message: &m,
+                                        key,
+                                    },
+                                    None,
                                     &mut rand::rngs::OsRng,
                                 )
                                 .unwrap();
@@ -272,9 +277,12 @@ fn package_for(
         .commit(
             now,
             slot(session, 0, 9),
-            "k",
-            message,
-            &k.packages[&id],
+            Commit {
+                key_id: "k",
+                message,
+                key: &k.packages[&id],
+            },
+            None,
             &mut rand::rngs::OsRng,
         )
         .unwrap();
@@ -377,19 +385,42 @@ fn commit_is_idempotent_and_nonces_expire() {
     let now = Instant::now();
     let sid = SessionId([6; 32]);
     let a = s
-        .commit(now, slot(sid, 0, 9), "k", b"m", key, &mut rand::rngs::OsRng)
+        .commit(
+            now,
+            slot(sid, 0, 9),
+            Commit {
+                key_id: "k",
+                message: b"m",
+                key,
+            },
+            None,
+            &mut rand::rngs::OsRng,
+        )
         .unwrap();
     let b = s
-        .commit(now, slot(sid, 0, 9), "k", b"m", key, &mut rand::rngs::OsRng)
+        .commit(
+            now,
+            slot(sid, 0, 9),
+            Commit {
+                key_id: "k",
+                message: b"m",
+                key,
+            },
+            None,
+            &mut rand::rngs::OsRng,
+        )
         .unwrap();
     assert_eq!(a, b, "a retried commit request gets the same commitments");
     assert!(matches!(
         s.commit(
             now,
             slot(sid, 0, 9),
-            "k",
-            b"other",
-            key,
+            Commit {
+                key_id: "k",
+                message: b"other",
+                key
+            },
+            None,
             &mut rand::rngs::OsRng
         ),
         Err(SignerError::Conflict(_))
@@ -429,9 +460,12 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
         s.commit(
             now,
             slot(SessionId(sid), 0, 9),
-            "k",
-            b"m",
-            key,
+            Commit {
+                key_id: "k",
+                message: b"m",
+                key,
+            },
+            None,
             &mut rand::rngs::OsRng,
         )
         .unwrap();
@@ -440,9 +474,12 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
         s.commit(
             now,
             slot(SessionId([0xee; 32]), 0, 9),
-            "k",
-            b"m",
-            key,
+            Commit {
+                key_id: "k",
+                message: b"m",
+                key
+            },
+            None,
             &mut rand::rngs::OsRng
         )
         .unwrap_err(),
@@ -451,9 +488,12 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
     s.commit(
         now,
         slot(SessionId([0xee; 32]), 0, 8),
-        "k",
-        b"m",
-        key,
+        Commit {
+            key_id: "k",
+            message: b"m",
+            key,
+        },
+        None,
         &mut rand::rngs::OsRng,
     )
     .expect("another coordinator still gets commitments");
@@ -468,8 +508,18 @@ fn used_nonces_leave_the_expiry_queue() {
     let (a, b) = (SessionId([0xa; 32]), SessionId([0xb; 32]));
     let pkg = package_for(&k, &mut s, a, b"m", 1);
     let later = t0 + Duration::from_secs(1);
-    s.commit(later, slot(b, 0, 9), "k", b"m", key, &mut rand::rngs::OsRng)
-        .unwrap();
+    s.commit(
+        later,
+        slot(b, 0, 9),
+        Commit {
+            key_id: "k",
+            message: b"m",
+            key,
+        },
+        None,
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
     let first = s.next_expiry().unwrap();
     s.sign(later, slot(a, 0, 9), &pkg, share(key, P)).unwrap();
     let next = s.next_expiry().unwrap();

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use frost_ed25519 as frost;
-use frostnode::signing::participant::{ShareRef, Signer, Slot};
+use frostnode::signing::participant::{Commit, ShareRef, Signer, Slot};
 use frostnode::wire::SessionId;
 use libfuzzer_sys::fuzz_target;
 
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         attempt: 0,
     };
     signer
-        .commit(now, slot, "k", b"m", &key, &mut rand::rngs::OsRng)
+        .commit(now, slot, Commit { key_id: "k", message: b"m", key: &key }, None, &mut rand::rngs::OsRng)
         .expect("commit");
     let share = ShareRef {
         key: &key,

@@ -3,27 +3,40 @@
 //! participant when asked) and one key check for signing (run by the coordinator and by each
 //! signer). Each refuses with a typed [`Refusal`].
 
+use crate::auth::{self, AuthError};
 use crate::config::Config;
 use crate::keystore::{self, KeyStore, StoredKey};
-use crate::wire::{DkgStart, ErrorKind, NodeId};
+use crate::wire::{DkgStart, ErrorKind, NodeId, SessionId};
 
+use super::context::Ctx;
 use super::error::Refusal;
-use super::peers::PeerBook;
 use super::requests::MAX_SIGN_MESSAGE;
 
-/// Whether this node can take part in the DKG `start`, started by `initiator`. `busy` says
-/// whether a DKG for the same key id is already running here.
+/// Whether this node can take part in the DKG `start` (session `session`), started by
+/// `initiator`: its client token first, then the parameters. `busy` says whether a DKG for the
+/// same key id is already running here.
 pub fn admit_dkg(
-    config: &Config,
-    peers: &PeerBook,
-    keystore: &KeyStore,
+    ctx: &mut Ctx<'_>,
+    session: SessionId,
     start: &DkgStart,
     initiator: NodeId,
     busy: bool,
 ) -> Result<(), Refusal> {
+    let (config, peers) = (ctx.config, ctx.peers);
     let me = config.id;
     let bad = |reason: String| Refusal::new(ErrorKind::BadRequest, reason);
     keystore::validate_key_id(&start.key_id).map_err(|e| bad(e.to_string()))?;
+    let now = ctx.unix_seconds();
+    let request = auth::Request {
+        act: auth::Action::Keygen,
+        key_id: &start.key_id,
+        message_hash: None,
+        threshold: Some(start.threshold),
+        participants: Some(&start.participants),
+        binding: session.0,
+    };
+    authorize(config, ctx.auth, now, start.token.as_deref(), &request)?;
+    let keystore: &KeyStore = ctx.keystore;
     if keystore.contains(&start.key_id) {
         return Err(Refusal::new(
             ErrorKind::Conflict,
@@ -134,4 +147,32 @@ pub fn signing_key<'k>(
 /// The 32 bytes of a hex group key.
 pub fn group_key_bytes(hex_key: &str) -> Option<[u8; 32]> {
     hex::decode(hex_key).ok()?.try_into().ok()
+}
+
+/// Checks a client token for `request` against this node's own clients. A node with no
+/// `[[clients]]` does not check tokens yet.
+pub fn authorize(
+    config: &Config,
+    authorizer: &mut auth::Authorizer,
+    now_unix: u64,
+    token: Option<&str>,
+    request: &auth::Request<'_>,
+) -> Result<(), Refusal> {
+    if config.clients.is_empty() {
+        return Ok(());
+    }
+    let Some(token) = token else {
+        return Err(Refusal::new(ErrorKind::Unauthorized, "no client token"));
+    };
+    authorizer
+        .verify(token, now_unix, request)
+        .map(|_| ())
+        .map_err(|e: AuthError| {
+            let kind = if e.is_authentication() {
+                ErrorKind::Unauthorized
+            } else {
+                ErrorKind::Refused
+            };
+            Refusal::new(kind, e.to_string())
+        })
 }

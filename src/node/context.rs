@@ -13,6 +13,7 @@ use tracing::warn;
 use super::outbox::Outbox;
 use super::peers::PeerBook;
 use super::timers::Timers;
+use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::keystore::{KeyStore, StoredKey};
 use crate::metrics::Metrics;
@@ -90,6 +91,8 @@ pub struct Shared {
     pub stored: mpsc::Sender<Stored>,
     /// The wall clock.
     pub wall: WallClock,
+    /// Client tokens, checked against this node's own clients.
+    pub auth: Authorizer,
 }
 
 impl Shared {
@@ -107,6 +110,7 @@ impl Shared {
             timers: &mut self.timers,
             rng: &mut *self.rng,
             stored: &self.stored,
+            auth: &mut self.auth,
         }
     }
 }
@@ -135,6 +139,8 @@ pub struct Ctx<'a> {
     pub rng: &'a mut dyn SecureRng,
     /// Where finished key writes report.
     pub stored: &'a mpsc::Sender<Stored>,
+    /// Client tokens.
+    pub auth: &'a mut Authorizer,
 }
 
 impl Ctx<'_> {

@@ -8,13 +8,12 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use libp2p::request_response::ResponseChannel;
-use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::checks;
 use super::context::Ctx;
 use super::outbox::ReplyTag;
-use super::signer::{Package, SignerDriver};
+use super::signer::{CommitAsk, Package, SignerDriver};
 use super::timers::Timer;
 use crate::signing::coordinator::{Coordinator, Effect, SignOutput, SignParams};
 use crate::signing::participant::Slot;
@@ -47,6 +46,8 @@ pub struct CoordinateRequest {
     pub expected_key: Option<[u8; 32]>,
     /// Message to sign.
     pub message: Vec<u8>,
+    /// The client's token, passed to every signer.
+    pub token: Option<String>,
     /// Where the answer goes.
     pub responder: Responder,
 }
@@ -73,13 +74,9 @@ pub struct CoordinatorDriver {
     per_peer: HashMap<NodeId, usize>,
 }
 
-/// The coordinator's session id for a request: unique per request and coordinator.
+/// The coordinator's session id for a request.
 fn session_for(request_id: &SessionId, coordinator: NodeId) -> SessionId {
-    let mut h = Sha256::new();
-    h.update(b"frostnode/sign-session/v1");
-    h.update(request_id.0);
-    h.update(coordinator.to_be_bytes());
-    SessionId(h.finalize().into())
+    SessionId(election::session_id(&request_id.0, coordinator))
 }
 
 impl CoordinatorDriver {
@@ -151,6 +148,8 @@ impl CoordinatorDriver {
             participants: key.participants.clone(),
             public_key_package: key.public_key_package.clone(),
             group_public_key,
+            request_id: req.request,
+            token: req.token,
         };
         let (coordinator, effects) = Coordinator::start(
             params,
@@ -187,16 +186,22 @@ impl CoordinatorDriver {
     ) -> Option<LocalAnswer> {
         let c = self.sessions.get_mut(&sid)?;
         let now = ctx.now;
+        let attempt = c.coordinator.attempt();
         let effects = match result {
+            Ok(Body::Refused {
+                kind: ErrorKind::Refused | ErrorKind::Unauthorized,
+                reason,
+            }) => {
+                warn!(session = %sid, signer = from, %reason, "signer refused the request");
+                c.coordinator.on_refusal(now, from, attempt, reason)
+            }
             Ok(Body::Refused { kind, reason }) => {
                 warn!(session = %sid, signer = from, %kind, %reason, "signer refused");
-                let attempt = c.coordinator.attempt();
                 c.coordinator.on_failure(now, from, attempt)
             }
             Ok(body) => c.coordinator.on_reply(now, from, body),
             Err(reason) => {
                 debug!(session = %sid, signer = from, %reason, "signer request failed");
-                let attempt = c.coordinator.attempt();
                 c.coordinator.on_failure(now, from, attempt)
             }
         };
@@ -269,14 +274,29 @@ impl CoordinatorDriver {
                 attempt,
                 key_id,
                 message,
+                request_id,
+                token,
                 ..
-            } => match signer.commit(ctx, slot(attempt), &key_id, None, &message) {
-                Ok(commitments) => c.coordinator.on_commitments(now, me, attempt, commitments),
-                Err(r) => {
-                    warn!(session = %sid, reason = %r.reason, "this node's own signer refused");
-                    c.coordinator.on_failure(now, me, attempt)
+            } => {
+                let ask = CommitAsk {
+                    key_id: &key_id,
+                    expected_key: None,
+                    message: &message,
+                    request_id,
+                    token,
+                };
+                match signer.commit(ctx, slot(attempt), ask) {
+                    Ok(commitments) => c.coordinator.on_commitments(now, me, attempt, commitments),
+                    Err(r) if matches!(r.kind, ErrorKind::Refused | ErrorKind::Unauthorized) => {
+                        warn!(session = %sid, reason = %r.reason, "this node refuses the request");
+                        c.coordinator.on_refusal(now, me, attempt, r.reason)
+                    }
+                    Err(r) => {
+                        warn!(session = %sid, reason = %r.reason, "this node's own signer refused");
+                        c.coordinator.on_failure(now, me, attempt)
+                    }
                 }
-            },
+            }
             Body::SignRequest { attempt, .. } => {
                 let Some(package) = c.coordinator.signing_package() else {
                     return Vec::new();
@@ -334,6 +354,10 @@ impl CoordinatorDriver {
                     signers: out.signers,
                     coordinator: ctx.me(),
                 }
+            }
+            Err((SignError::Refused { refused_by }, _)) => {
+                warn!(session = %sid, key_id = %c.key_id, refused_by = ?refused_by, "signing refused by signers");
+                Body::SignRefused { refused_by }
             }
             Err((error, culprits)) => {
                 warn!(session = %sid, key_id = %c.key_id, culprits = ?culprits, error = %error, "signing failed");

@@ -114,14 +114,12 @@ impl DkgDriver {
         let me = ctx.me();
         let start = initiator::resolve(&req, ctx.config.all_ids());
         let busy = self.busy(&start.key_id);
-        if let Err(refusal) =
-            checks::admit_dkg(ctx.config, ctx.peers, ctx.keystore, &start, me, busy)
-        {
+        let sid = initiator::session_id(&start, me, ctx.rng);
+        if let Err(refusal) = checks::admit_dkg(ctx, sid, &start, me, busy) {
             info!(reason = %refusal.reason, "key generation refused");
-            let _ = reply.send(Err(refusal.into()));
+            let _ = reply.send(Err(refusal.into_error(me)));
             return;
         }
-        let sid = initiator::session_id(&start, me, ctx.rng);
         let params = DkgParams {
             session: sid,
             key_id: start.key_id.clone(),
@@ -233,9 +231,7 @@ impl DkgDriver {
             );
         }
         let busy = self.busy(&start.key_id);
-        if let Err(refusal) =
-            checks::admit_dkg(ctx.config, ctx.peers, ctx.keystore, &start, from, busy)
-        {
+        if let Err(refusal) = checks::admit_dkg(ctx, sid, &start, from, busy) {
             warn!(session = %sid, peer = from, kind = %refusal.kind, reason = %refusal.reason, "DkgStart refused");
             return refusal.to_body();
         }

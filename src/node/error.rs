@@ -47,6 +47,17 @@ pub enum NodeError {
         /// this node saw.
         reported_by: BTreeMap<NodeId, Vec<NodeId>>,
     },
+    /// No valid client token (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Nodes refused the request by their clients or policy (403).
+    #[error("{message}")]
+    Refused {
+        /// What happened.
+        message: String,
+        /// Each refusing node and its reason.
+        refused_by: BTreeMap<NodeId, String>,
+    },
     /// Anything else (500).
     #[error("{0}")]
     Internal(String),
@@ -63,6 +74,8 @@ impl NodeError {
             NodeError::Timeout { .. } => ErrorKind::Timeout,
             NodeError::Aborted { kind, .. } => *kind,
             NodeError::Internal(_) => ErrorKind::Internal,
+            NodeError::Unauthorized(_) => ErrorKind::Unauthorized,
+            NodeError::Refused { .. } => ErrorKind::Refused,
         }
     }
 
@@ -113,6 +126,17 @@ impl Refusal {
         }
     }
 
+    /// The refusal as this node's caller sees it, `me` being this node.
+    pub fn into_error(self, me: NodeId) -> NodeError {
+        match self.kind {
+            ErrorKind::Refused => NodeError::Refused {
+                message: format!("node {me} refused: {}", self.reason),
+                refused_by: BTreeMap::from([(me, self.reason)]),
+            },
+            _ => self.into(),
+        }
+    }
+
     /// The refusal as a wire answer.
     pub fn to_body(&self) -> Body {
         Body::refused(self.kind, self.reason.clone())
@@ -134,6 +158,7 @@ impl From<Refusal> for NodeError {
                 missing: r.missing,
             },
             ErrorKind::Internal => NodeError::Internal(r.reason),
+            ErrorKind::Unauthorized => NodeError::Unauthorized(r.reason),
             kind => NodeError::aborted(kind, r.reason),
         }
     }

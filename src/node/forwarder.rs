@@ -4,9 +4,10 @@
 //! coordinator fails, the next in the ranking takes over. It checks the signature it gets back
 //! before its caller sees it, and answers by a deadline whatever the coordinators do.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -17,8 +18,22 @@ use super::error::NodeError;
 use super::outbox::ReplyTag;
 use super::requests::SignResponse;
 use super::timers::Timer;
+use crate::auth;
 use crate::signing::{election, SignError};
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
+
+/// A signing request from this node's caller.
+#[derive(Debug)]
+pub struct SignInput {
+    /// The key.
+    pub key_id: String,
+    /// The message.
+    pub message: Vec<u8>,
+    /// A fixed request id, or none for a fresh one.
+    pub request_id: Option<SessionId>,
+    /// The client's token.
+    pub token: Option<String>,
+}
 
 /// Where a signing request's caller gets its answer.
 pub type SignReply = oneshot::Sender<Result<SignResponse, NodeError>>;
@@ -27,6 +42,7 @@ pub type SignReply = oneshot::Sender<Result<SignResponse, NodeError>>;
 struct Forward {
     key_id: String,
     message: Vec<u8>,
+    token: Option<String>,
     group_public_key: [u8; 32],
     candidates: VecDeque<NodeId>,
     current: Option<NodeId>,
@@ -72,17 +88,22 @@ fn next_may_succeed(kind: ErrorKind) -> bool {
 }
 
 impl Forwarder {
-    /// Takes a signing request from this node's caller. `request_id` fixes the request id
-    /// (and so the coordinator ranking); otherwise a fresh one is drawn. Returns the request
-    /// if this node is to coordinate it.
+    /// Takes a signing request from this node's caller, after checking its client token
+    /// against this node's own clients. `request_id` fixes the request id (and so the
+    /// coordinator ranking); otherwise a fresh one is drawn. Returns the request if this node
+    /// is to coordinate it.
     pub fn start(
         &mut self,
         ctx: &mut Ctx<'_>,
-        key_id: String,
-        message: Vec<u8>,
-        request_id: Option<SessionId>,
+        req: SignInput,
         reply: SignReply,
     ) -> Option<CoordinateRequest> {
+        let SignInput {
+            key_id,
+            message,
+            request_id,
+            token,
+        } = req;
         ctx.metrics.sign_started();
         let me = ctx.me();
         let refuse = |ctx: &mut Ctx<'_>, reply: SignReply, err: NodeError| {
@@ -127,6 +148,21 @@ impl Forwarder {
             ctx.rng.fill_bytes(&mut id);
             SessionId(id)
         });
+        let request = auth::Request {
+            act: auth::Action::Sign,
+            key_id: &key_id,
+            message_hash: Some(Sha256::digest(&message).into()),
+            threshold: None,
+            participants: None,
+            binding: request_id.0,
+        };
+        let now_unix = ctx.unix_seconds();
+        if let Err(r) =
+            checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), &request)
+        {
+            warn!(request = %request_id, key_id = %key_id, reason = %r.reason, "signing request refused");
+            return refuse(ctx, reply, r.into_error(me));
+        }
         if self.forwards.contains_key(&request_id) {
             let err = NodeError::Conflict(format!("request {request_id} is already running"));
             return refuse(ctx, reply, err);
@@ -145,6 +181,7 @@ impl Forwarder {
             Forward {
                 key_id,
                 message,
+                token,
                 group_public_key,
                 candidates,
                 current: None,
@@ -177,6 +214,7 @@ impl Forwarder {
                 key_id: fwd.key_id.clone(),
                 expected_key: None,
                 message: fwd.message.clone(),
+                token: fwd.token.clone(),
                 responder: Responder::Local(rid),
             });
         }
@@ -185,6 +223,7 @@ impl Forwarder {
             key_id: fwd.key_id.clone(),
             group_public_key: fwd.group_public_key,
             message: fwd.message.clone(),
+            token: fwd.token.clone(),
         };
         ctx.outbox.request(rid, next, body, ReplyTag::Forward);
         None
@@ -226,6 +265,18 @@ impl Forwarder {
                     coordinator,
                 };
                 self.finish(ctx, rid, Ok(response));
+                None
+            }
+            Ok(Body::SignRefused { refused_by }) => {
+                let refused_by: BTreeMap<NodeId, String> = refused_by.into_iter().collect();
+                let err = NodeError::Refused {
+                    message: format!(
+                        "fewer than the threshold of signers approved the request; refused by nodes {:?}",
+                        refused_by.keys().collect::<Vec<_>>()
+                    ),
+                    refused_by,
+                };
+                self.finish(ctx, rid, Err(err));
                 None
             }
             Ok(Body::Refused { kind, reason }) => {

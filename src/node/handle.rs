@@ -9,6 +9,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::NodeError;
+use super::forwarder::SignInput;
 use super::requests::{KeygenRequest, SignResponse, StatusInfo};
 use crate::keystore::KeyInfo;
 use crate::wire::{NodeId, SessionId};
@@ -41,12 +42,8 @@ pub enum Input {
     },
     /// Sign a message.
     Sign {
-        /// The key.
-        key_id: String,
-        /// The message.
-        message: Vec<u8>,
-        /// A fixed request id (and so coordinator ranking), or a fresh one.
-        request_id: Option<SessionId>,
+        /// The request.
+        req: SignInput,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<SignResponse, NodeError>>,
     },
@@ -147,6 +144,27 @@ impl NodeHandle {
         self.sign_request(key_id, message, None).await
     }
 
+    /// Like [`NodeHandle::sign`], carrying the client's token.
+    pub async fn sign_with_token(
+        &self,
+        key_id: &str,
+        message: Vec<u8>,
+        token: Option<String>,
+    ) -> Result<SignResponse, NodeError> {
+        self.submit(SignInput {
+            key_id: key_id.to_string(),
+            message,
+            request_id: None,
+            token,
+        })
+        .await
+    }
+
+    /// Submits a signing request.
+    pub async fn submit(&self, req: SignInput) -> Result<SignResponse, NodeError> {
+        self.ask(|reply| Input::Sign { req, reply }).await?
+    }
+
     /// Like [`NodeHandle::sign`], with a chosen request id: the coordinator ranking is
     /// `signing::election::rank(request_id, participants)`, so a caller (a test) can pick
     /// which node coordinates. Two requests in flight must not share an id.
@@ -165,14 +183,13 @@ impl NodeHandle {
         message: Vec<u8>,
         request_id: Option<SessionId>,
     ) -> Result<SignResponse, NodeError> {
-        let key_id = key_id.to_string();
-        self.ask(|reply| Input::Sign {
-            key_id,
+        self.submit(SignInput {
+            key_id: key_id.to_string(),
             message,
             request_id,
-            reply,
+            token: None,
         })
-        .await?
+        .await
     }
 
     /// Node status.

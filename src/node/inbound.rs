@@ -78,6 +78,7 @@ fn on_request(
             key_id,
             group_public_key,
             message,
+            token,
         } => {
             // Answered when the signature is done.
             let req = CoordinateRequest {
@@ -85,6 +86,7 @@ fn on_request(
                 key_id,
                 expected_key: Some(group_public_key),
                 message,
+                token,
                 responder: Responder::Peer { channel, to: from },
             };
             roles.coordinate(ctx, Some(req));

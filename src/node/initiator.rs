@@ -66,6 +66,7 @@ pub fn resolve(req: &KeygenRequest, all: Vec<NodeId>) -> DkgStart {
         key_id: req.key_id.clone(),
         participants,
         threshold,
+        token: req.token.clone(),
     }
 }
 
@@ -145,6 +146,10 @@ impl Initiations {
             Ok(Body::Refused { kind, reason }) => {
                 let message = format!("node {from} refused: {reason}");
                 match kind {
+                    ErrorKind::Refused | ErrorKind::Unauthorized => NodeError::Refused {
+                        message,
+                        refused_by: BTreeMap::from([(from, reason)]),
+                    },
                     ErrorKind::Conflict => NodeError::Conflict(message),
                     ErrorKind::Unavailable | ErrorKind::Busy => NodeError::Unavailable {
                         message,

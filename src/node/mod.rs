@@ -57,6 +57,7 @@ use timers::Timers;
 pub use error::{NodeError, Refusal};
 #[cfg(feature = "fault-injection")]
 pub use faults::DkgFaults;
+pub use forwarder::SignInput;
 pub use handle::NodeHandle;
 pub use requests::{default_threshold, KeygenRequest, SignResponse, StatusInfo, MAX_SIGN_MESSAGE};
 
@@ -152,6 +153,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default(),
         ),
+        auth: crate::auth::Authorizer::new(parts.config.clients.clone()),
         config: parts.config,
     };
     let node = Node {
@@ -292,15 +294,8 @@ fn on_input(
         Input::GetKey { key_id, reply } => {
             let _ = reply.send(ctx.keystore.get(&key_id).map(|k| k.info()));
         }
-        Input::Sign {
-            key_id,
-            message,
-            request_id,
-            reply,
-        } => {
-            let next = roles
-                .forwarder
-                .start(ctx, key_id, message, request_id, reply);
+        Input::Sign { req, reply } => {
+            let next = roles.forwarder.start(ctx, req, reply);
             roles.coordinate(ctx, next);
         }
     }

@@ -21,6 +21,9 @@ pub struct KeygenRequest {
     /// Participants; default every configured node.
     #[serde(default)]
     pub participants: Option<Vec<NodeId>>,
+    /// The client's keygen token (from the `Authorization` header, not the body).
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 /// Answer of a signing request.

@@ -6,13 +6,18 @@
 
 use frost_ed25519::round1::SigningCommitments;
 use frost_ed25519::SigningPackage;
+use sha2::Digest;
 use tracing::warn;
 
 use super::checks;
 use super::context::Ctx;
 use super::error::Refusal;
 use super::timers::Timer;
-use crate::signing::participant::{NonceObserver, ShareRef, Signer, SignerError, Slot};
+use crate::auth::{Action, Request};
+use crate::signing::election;
+use crate::signing::participant::{
+    Authorization, Commit, NonceObserver, ShareRef, Signer, SignerError, Slot,
+};
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
 
 fn refusal(e: &SignerError) -> Refusal {
@@ -22,6 +27,20 @@ fn refusal(e: &SignerError) -> Refusal {
         _ => ErrorKind::BadRequest,
     };
     Refusal::new(kind, e.to_string())
+}
+
+/// A coordinator's request for commitments, as this node's signer checks it.
+pub struct CommitAsk<'a> {
+    /// Key name.
+    pub key_id: &'a str,
+    /// The group key the coordinator holds (none when this node coordinates).
+    pub expected_key: Option<[u8; 32]>,
+    /// The message.
+    pub message: &'a [u8],
+    /// The request the coordinator's session derives from.
+    pub request_id: SessionId,
+    /// The client's token.
+    pub token: Option<String>,
 }
 
 /// This node as a signer.
@@ -58,21 +77,29 @@ impl SignerDriver {
                 key_id,
                 group_public_key,
                 message,
+                request_id,
+                token,
             } => {
                 let slot = Slot {
                     coordinator,
                     session: sid,
                     attempt,
                 };
-                self.commit(ctx, slot, &key_id, Some(group_public_key), &message)
-                    .and_then(|c| {
-                        c.serialize()
-                            .map(|commitments| Body::Commitment {
-                                attempt,
-                                commitments,
-                            })
-                            .map_err(|e| Refusal::new(ErrorKind::Frost, e.to_string()))
-                    })
+                let ask = CommitAsk {
+                    key_id: &key_id,
+                    expected_key: Some(group_public_key),
+                    message: &message,
+                    request_id,
+                    token,
+                };
+                self.commit(ctx, slot, ask).and_then(|c| {
+                    c.serialize()
+                        .map(|commitments| Body::Commitment {
+                            attempt,
+                            commitments,
+                        })
+                        .map_err(|e| Refusal::new(ErrorKind::Frost, e.to_string()))
+                })
             }
             Body::SignRequest {
                 attempt,
@@ -97,33 +124,60 @@ impl SignerDriver {
         })
     }
 
-    /// Fresh nonces for `slot`, after the key check; `expected` is the group key the
-    /// coordinator holds (none when this node coordinates).
+    /// Fresh nonces for `slot`, after the client's token and the key are checked.
     pub fn commit(
         &mut self,
         ctx: &mut Ctx<'_>,
         slot: Slot,
-        key_id: &str,
-        expected: Option<[u8; 32]>,
-        message: &[u8],
+        ask: CommitAsk<'_>,
     ) -> Result<SigningCommitments, Refusal> {
         let me = ctx.me();
+        if slot.session.0 != election::session_id(&ask.request_id.0, slot.coordinator) {
+            return Err(Refusal::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "session {} is not coordinator {}'s session for request {}",
+                    slot.session, slot.coordinator, ask.request_id
+                ),
+            ));
+        }
+        let message_hash: [u8; 32] = sha2::Sha256::digest(ask.message).into();
+        let request = Request {
+            act: Action::Sign,
+            key_id: ask.key_id,
+            message_hash: Some(message_hash),
+            threshold: None,
+            participants: None,
+            binding: ask.request_id.0,
+        };
+        let now_unix = ctx.unix_seconds();
+        checks::authorize(
+            ctx.config,
+            ctx.auth,
+            now_unix,
+            ask.token.as_deref(),
+            &request,
+        )?;
         let key = checks::signing_key(
             ctx.keystore,
             me,
-            key_id,
-            expected,
+            ask.key_id,
+            ask.expected_key,
             Some(slot.coordinator),
-            message.len(),
+            ask.message.len(),
         )?;
-        let result = self.signer.commit(
-            ctx.now,
-            slot,
-            key_id,
-            message,
-            &key.key_package,
-            &mut ctx.rng,
-        );
+        let what = Commit {
+            key_id: ask.key_id,
+            message: ask.message,
+            key: &key.key_package,
+        };
+        let authorization = ask.token.map(|token| Authorization {
+            request_id: ask.request_id,
+            token,
+        });
+        let result = self
+            .signer
+            .commit(ctx.now, slot, what, authorization, &mut ctx.rng);
         self.schedule(ctx);
         result.map_err(|e| refusal(&e))
     }
@@ -141,11 +195,28 @@ impl SignerDriver {
                 attempt: slot.attempt,
             })
         };
-        let key_id = self
-            .signer
-            .key_of(&slot)
-            .map(str::to_string)
-            .ok_or_else(unknown)?;
+        let committed = self.signer.committed(&slot).ok_or_else(unknown)?;
+        let key_id = committed.key_id.to_string();
+        // The client's token is checked again before the share leaves: it may have expired,
+        // or this node's clients changed, since the commitment.
+        let request = Request {
+            act: Action::Sign,
+            key_id: &key_id,
+            message_hash: Some(committed.message_hash),
+            threshold: None,
+            participants: None,
+            binding: committed.authorization.map_or([0; 32], |a| a.request_id.0),
+        };
+        let token = committed.authorization.map(|a| a.token.clone());
+        let now_unix = ctx.unix_seconds();
+        if let Err(refusal) =
+            checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), &request)
+        {
+            self.signer
+                .forget(slot.coordinator, slot.session, slot.attempt);
+            self.schedule(ctx);
+            return Err(refusal);
+        }
         let Some(key) = ctx.keystore.get(&key_id) else {
             return Err(unknown());
         };

@@ -41,6 +41,10 @@ pub struct SignParams {
     pub public_key_package: PublicKeyPackage,
     /// Group public key bytes.
     pub group_public_key: [u8; 32],
+    /// The request id this session derives from.
+    pub request_id: SessionId,
+    /// The client's token, passed to every signer.
+    pub token: Option<String>,
 }
 
 /// What the driver must do.
@@ -92,6 +96,8 @@ pub struct Coordinator {
     candidates: Vec<NodeId>,
     excluded: BTreeSet<NodeId>,
     culprits: Vec<NodeId>,
+    /// Signers that refused the request, with their reasons.
+    refused: BTreeMap<NodeId, String>,
     signers: BTreeSet<NodeId>,
     /// Outstanding requests and their deadlines.
     waiting: BTreeMap<NodeId, Instant>,
@@ -140,6 +146,7 @@ impl Coordinator {
             candidates,
             excluded: BTreeSet::new(),
             culprits: Vec::new(),
+            refused: BTreeMap::new(),
             signers: BTreeSet::new(),
             waiting: BTreeMap::new(),
             commitments: BTreeMap::new(),
@@ -198,6 +205,11 @@ impl Coordinator {
                 culprits: self.culprits.clone(),
             };
         }
+        if !self.refused.is_empty() {
+            return SignError::Refused {
+                refused_by: self.refused.clone().into_iter().collect(),
+            };
+        }
         SignError::NotEnoughSigners {
             reachable: self.usable().count(),
             needed: self.params.threshold,
@@ -211,6 +223,8 @@ impl Coordinator {
             key_id: self.params.key_id.clone(),
             group_public_key: self.params.group_public_key,
             message: self.params.message.clone(),
+            request_id: self.params.request_id,
+            token: self.params.token.clone(),
         }
     }
 
@@ -291,6 +305,22 @@ impl Coordinator {
         if self.is_finished() || attempt != self.attempt || !self.waiting.contains_key(&from) {
             return Vec::new();
         }
+        self.drop_signer(now, from)
+    }
+
+    /// A signer refused the request (its config or policy does not allow it): it is replaced
+    /// like a silent one, and named if too few signers approve.
+    pub fn on_refusal(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        attempt: u8,
+        reason: String,
+    ) -> Vec<Effect> {
+        if self.is_finished() || attempt != self.attempt || !self.waiting.contains_key(&from) {
+            return Vec::new();
+        }
+        self.refused.insert(from, reason);
         self.drop_signer(now, from)
     }
 

@@ -15,6 +15,16 @@ fn score(request_id: &[u8; 32], id: NodeId) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The signing session id of `coordinator` for a request: unique per request and coordinator,
+/// so a signer can check which request a coordinator's session belongs to.
+pub fn session_id(request_id: &[u8; 32], coordinator: NodeId) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"frostnode/sign-session/v1");
+    h.update(request_id);
+    h.update(coordinator.to_be_bytes());
+    h.finalize().into()
+}
+
 /// The participants in coordinator order for this request (best first).
 pub fn rank(request_id: &[u8; 32], participants: &[NodeId]) -> Vec<NodeId> {
     let mut scored: Vec<([u8; 32], NodeId)> = participants

@@ -37,6 +37,12 @@ pub enum SignError {
         /// Signers that had not answered.
         missing: Vec<NodeId>,
     },
+    /// Fewer than `t` signers approved the request.
+    #[error("the request was refused by nodes {refused_by:?}")]
+    Refused {
+        /// Each refusing signer and its reason.
+        refused_by: Vec<(NodeId, String)>,
+    },
     /// The aggregate did not verify under the group key (should be impossible).
     #[error("aggregated signature does not verify under the group key")]
     BadSignature,
@@ -52,6 +58,7 @@ impl SignError {
             SignError::NotEnoughSigners { .. } => ErrorKind::Unavailable,
             SignError::InvalidShares { .. } => ErrorKind::InvalidShares,
             SignError::Timeout { .. } => ErrorKind::Timeout,
+            SignError::Refused { .. } => ErrorKind::Refused,
             SignError::BadSignature => ErrorKind::BadSignature,
             SignError::Frost(_) => ErrorKind::Frost,
         }

@@ -71,6 +71,44 @@ pub struct Slot {
     pub attempt: u8,
 }
 
+/// What a signer commits nonces for: the key, the message, this node's share.
+#[derive(Clone, Copy)]
+pub struct Commit<'a> {
+    /// Key name.
+    pub key_id: &'a str,
+    /// The message that will be signed.
+    pub message: &'a [u8],
+    /// This node's key package.
+    pub key: &'a KeyPackage,
+}
+
+/// The client authorization a commitment was made under, kept with the nonces so the signer's
+/// driver can check it again before it releases a share.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Authorization {
+    /// The request the token is bound to.
+    pub request_id: SessionId,
+    /// The client's token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Authorization(request {})", self.request_id)
+    }
+}
+
+/// What a pending slot was committed for.
+#[derive(Clone, Copy, Debug)]
+pub struct Committed<'a> {
+    /// The key.
+    pub key_id: &'a str,
+    /// SHA-256 of the message.
+    pub message_hash: [u8; 32],
+    /// The client authorization, if one was given.
+    pub authorization: Option<&'a Authorization>,
+}
+
 /// The key a signer signs with: its share and the key's participants.
 #[derive(Clone, Copy)]
 pub struct ShareRef<'a> {
@@ -89,6 +127,7 @@ struct Pending {
     commitments: SigningCommitments,
     message_hash: [u8; 32],
     key_id: String,
+    authorization: Option<Authorization>,
     expires: Instant,
 }
 
@@ -161,12 +200,16 @@ impl Signer {
         &mut self,
         now: Instant,
         slot: Slot,
-        key_id: &str,
-        message: &[u8],
-        key: &KeyPackage,
+        what: Commit<'_>,
+        authorization: Option<Authorization>,
         rng: &mut R,
     ) -> Result<SigningCommitments, SignerError> {
         self.expire(now);
+        let Commit {
+            key_id,
+            message,
+            key,
+        } = what;
         let message_hash = digest(message);
         if let Some(p) = self.pending.get(&slot) {
             if p.message_hash == message_hash && p.key_id == key_id {
@@ -194,6 +237,7 @@ impl Signer {
                 commitments,
                 message_hash,
                 key_id: key_id.to_string(),
+                authorization,
                 expires,
             },
         );
@@ -202,9 +246,13 @@ impl Signer {
         Ok(commitments)
     }
 
-    /// The key a pending slot is for, if any.
-    pub fn key_of(&self, slot: &Slot) -> Option<&str> {
-        self.pending.get(slot).map(|p| p.key_id.as_str())
+    /// What a pending slot was committed for, if it is pending.
+    pub fn committed(&self, slot: &Slot) -> Option<Committed<'_>> {
+        self.pending.get(slot).map(|p| Committed {
+            key_id: &p.key_id,
+            message_hash: p.message_hash,
+            authorization: p.authorization.as_ref(),
+        })
     }
 
     /// Round 2: signs the serialized package with the nonces of `slot`, which are consumed

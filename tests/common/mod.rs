@@ -77,11 +77,25 @@ impl Cluster {
         threshold: Option<u16>,
         participants: Option<Vec<NodeId>>,
     ) -> Result<KeyInfo, NodeError> {
+        self.keygen_with_token(via, key_id, threshold, participants, None)
+            .await
+    }
+
+    /// Runs a DKG through node `via` with a client token.
+    pub async fn keygen_with_token(
+        &self,
+        via: NodeId,
+        key_id: &str,
+        threshold: Option<u16>,
+        participants: Option<Vec<NodeId>>,
+        token: Option<String>,
+    ) -> Result<KeyInfo, NodeError> {
         self.handle(via)
             .keygen(KeygenRequest {
                 key_id: key_id.into(),
                 threshold,
                 participants,
+                token,
             })
             .await
     }
