@@ -80,10 +80,14 @@ impl BoundNode {
                 "KEY SHARES ARE STORED UNENCRYPTED: set [keystore] passphrase_env or passphrase_file"
             );
         }
-        if !config.clients.is_empty() {
+        if config.clients.is_empty() {
             warn!(
+                "NO [[clients]] CONFIGURED: signing and key generation need no client token on this node; list clients to require signed tokens"
+            );
+        } else {
+            info!(
                 clients = config.clients.len(),
-                "[[clients]] are parsed and validated, but this version does not check client tokens yet: the API must stay on loopback"
+                "signing and key generation require a client token accepted by this node's [[clients]]"
             );
         }
         let mut peer_keys = BTreeMap::new();

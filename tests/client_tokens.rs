@@ -278,3 +278,35 @@ fn regex_lite_match(re: &str, text: &str) -> bool {
     let inner = &re[1..re.len() - 1];
     go(inner.as_bytes(), text.as_bytes())
 }
+
+/// The README's Python client, run as written: its tokens pass.
+#[test]
+fn the_readme_python_client_makes_tokens_that_pass() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```python\n").expect("a python example") + "```python\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let script = format!(
+        "{}\nkey = Ed25519PrivateKey.from_private_bytes(bytes([1] * 32))\nprint(token(key, 'payments', 'payments', b'pay 1'))\n",
+        &readme[start..end]
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3 (with the cryptography package) is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let v = authorizer()
+        .verify(token.trim(), now, &sign_request("payments", b"pay 1", 1))
+        .unwrap();
+    assert_eq!(v.client, "payments");
+}
