@@ -1,5 +1,5 @@
-//! What the CLI's client commands do: talk JSON to a node's HTTP API, and check signatures
-//! offline.
+//! What the CLI's client commands do: talk JSON to a node's HTTP API (with a client token when
+//! one is given), make client keys and tokens, and check signatures offline.
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ pub async fn http(
     api: &str,
     path: &str,
     body: Option<Value>,
+    token: Option<&str>,
 ) -> Result<Value, String> {
     let url = format!("{}{path}", api.trim_end_matches('/'));
     let client = reqwest::Client::new();
@@ -19,6 +20,9 @@ pub async fn http(
         .timeout(Duration::from_secs(120));
     if let Some(b) = body {
         req = req.json(&b);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
     }
     let resp = req
         .send()
@@ -70,4 +74,98 @@ pub fn ed25519_public_key_der(public_key: &[u8; 32]) -> Vec<u8> {
         0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
     ];
     [&PREFIX[..], &public_key[..]].concat()
+}
+
+/// Writes a new client private key (PKCS#8 PEM, mode 0600) to `path`, which must not exist;
+/// returns the public key, hex, for the nodes' `[[clients]]`.
+pub fn write_client_key(path: &std::path::Path) -> Result<String, String> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    if path.exists() {
+        return Err(format!("{} exists; not overwriting a key", path.display()));
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| format!("cannot encode the key: {e}"))?;
+    crate::securefile::write_private_atomic(path, pem.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(hex::encode(key.verifying_key().to_bytes()))
+}
+
+/// Reads a client private key written by [`write_client_key`] (or `openssl genpkey -algorithm
+/// ed25519`).
+pub fn load_client_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read client key {}: {e}", path.display()))?;
+    ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| format!("{} is not an Ed25519 PKCS#8 key: {e}", path.display()))
+}
+
+/// What a token is for.
+#[derive(Clone, Debug)]
+pub enum TokenFor {
+    /// Signing `message` with `key_id`.
+    Sign {
+        /// The key.
+        key_id: String,
+        /// The message.
+        message: Vec<u8>,
+    },
+    /// Generating `key_id`, optionally fixing the threshold and participants.
+    Keygen {
+        /// The key.
+        key_id: String,
+        /// The threshold, if fixed.
+        threshold: Option<u16>,
+        /// The participants, if fixed.
+        participants: Option<Vec<crate::wire::NodeId>>,
+    },
+}
+
+/// A fresh token from `client` (signed with `key`) for one request, valid for `ttl_secs`.
+pub fn make_token(
+    key: &ed25519_dalek::SigningKey,
+    client: &str,
+    what: TokenFor,
+    ttl_secs: u64,
+) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let jti = hex::encode(rand::random::<[u8; 16]>());
+    let (act, key_id, msg, threshold, participants) = match what {
+        TokenFor::Sign { key_id, message } => (
+            crate::auth::Action::Sign,
+            key_id,
+            Some(hex::encode(Sha256::digest(&message))),
+            None,
+            None,
+        ),
+        TokenFor::Keygen {
+            key_id,
+            threshold,
+            participants,
+        } => (
+            crate::auth::Action::Keygen,
+            key_id,
+            None,
+            threshold,
+            participants,
+        ),
+    };
+    let claims = crate::auth::Claims {
+        iss: client.to_string(),
+        iat: now,
+        exp: now + ttl_secs.min(crate::auth::MAX_LIFETIME_SECS),
+        jti,
+        act,
+        key_id,
+        msg,
+        threshold,
+        participants,
+    };
+    crate::auth::mint(key, &claims).map_err(|e| e.to_string())
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use frostnode::client::{http, verify_hex};
+use frostnode::client::{
+    http, load_client_key, make_token, verify_hex, write_client_key, TokenFor,
+};
 use frostnode::config::Config;
 use frostnode::daemon::BoundNode;
 use frostnode::localnet::{self, ClusterLayout, LocalnetOptions};
@@ -78,6 +80,12 @@ enum Command {
         /// Participant ids, comma separated (default: every node).
         #[arg(long, value_delimiter = ',')]
         participants: Option<Vec<NodeId>>,
+        /// Client private key (PKCS#8 PEM) to sign the request's token with.
+        #[arg(long, env = "FROSTNODE_CLIENT_KEY", requires = "client")]
+        client_key: Option<PathBuf>,
+        /// Client name, as the nodes' `[[clients]]` list it.
+        #[arg(long, env = "FROSTNODE_CLIENT")]
+        client: Option<String>,
     },
     /// Ask a node for a signature.
     Sign {
@@ -97,6 +105,45 @@ enum Command {
         /// File whose bytes are the message.
         #[arg(long)]
         message_file: Option<PathBuf>,
+        /// Client private key (PKCS#8 PEM) to sign the request's token with.
+        #[arg(long, env = "FROSTNODE_CLIENT_KEY", requires = "client")]
+        client_key: Option<PathBuf>,
+        /// Client name, as the nodes' `[[clients]]` list it.
+        #[arg(long, env = "FROSTNODE_CLIENT")]
+        client: Option<String>,
+    },
+    /// Write a new client private key (PKCS#8 PEM, mode 0600) and print its public key.
+    ClientKey {
+        /// Where to write the key (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a client token for one request (for curl and other HTTP clients).
+    Token {
+        /// Client private key (PKCS#8 PEM).
+        #[arg(long, env = "FROSTNODE_CLIENT_KEY")]
+        client_key: PathBuf,
+        /// Client name.
+        #[arg(long, env = "FROSTNODE_CLIENT")]
+        client: String,
+        /// `sign` or `keygen`.
+        #[arg(long)]
+        act: String,
+        /// The key.
+        #[arg(long)]
+        key_id: String,
+        /// For `sign`: the message, hex.
+        #[arg(long)]
+        message: Option<String>,
+        /// For `keygen`: fix the threshold.
+        #[arg(long)]
+        threshold: Option<u16>,
+        /// For `keygen`: fix the participants (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        participants: Option<Vec<NodeId>>,
+        /// Lifetime in seconds (at most 300).
+        #[arg(long, default_value_t = 120)]
+        ttl: u64,
     },
     /// Start N nodes on loopback, generate a key, sign and verify a message, then serve.
     Localnet {
@@ -256,10 +303,28 @@ async fn dispatch(command: Command) -> Result<(), String> {
             key_id,
             threshold,
             participants,
+            client_key,
+            client,
         } => {
+            let token = token_for(
+                client_key,
+                client,
+                TokenFor::Keygen {
+                    key_id: key_id.clone(),
+                    threshold,
+                    participants: participants.clone(),
+                },
+            )?;
             let body =
                 json!({ "key_id": key_id, "threshold": threshold, "participants": participants });
-            let v = http(reqwest::Method::POST, &api, "/v1/keys", Some(body)).await?;
+            let v = http(
+                reqwest::Method::POST,
+                &api,
+                "/v1/keys",
+                Some(body),
+                token.as_deref(),
+            )
+            .await?;
             print_json(&v);
             Ok(())
         }
@@ -268,6 +333,8 @@ async fn dispatch(command: Command) -> Result<(), String> {
             key_id,
             message,
             message_file,
+            client_key,
+            client,
         } => {
             let hex_message = match (message, message_file) {
                 (Some(m), _) => m,
@@ -276,10 +343,57 @@ async fn dispatch(command: Command) -> Result<(), String> {
                 ),
                 (None, None) => return Err("give --message or --message-file".into()),
             };
+            let message =
+                hex::decode(hex_message.trim()).map_err(|e| format!("message is not hex: {e}"))?;
+            let what = TokenFor::Sign {
+                key_id: key_id.clone(),
+                message,
+            };
+            let token = token_for(client_key, client, what)?;
             let path = format!("/v1/keys/{key_id}/sign");
-            let body = json!({ "message": hex_message });
-            let v = http(reqwest::Method::POST, &api, &path, Some(body)).await?;
+            let body = json!({ "message": hex_message.trim() });
+            let v = http(
+                reqwest::Method::POST,
+                &api,
+                &path,
+                Some(body),
+                token.as_deref(),
+            )
+            .await?;
             print_json(&v);
+            Ok(())
+        }
+        Command::ClientKey { out } => {
+            let public_key = write_client_key(&out)?;
+            eprintln!("client key written to {}", out.display());
+            println!("{public_key}");
+            Ok(())
+        }
+        Command::Token {
+            client_key,
+            client,
+            act,
+            key_id,
+            message,
+            threshold,
+            participants,
+            ttl,
+        } => {
+            let key = load_client_key(&client_key)?;
+            let what = match act.as_str() {
+                "sign" => TokenFor::Sign {
+                    key_id,
+                    message: hex::decode(message.ok_or("--act sign needs --message")?.trim())
+                        .map_err(|e| format!("message is not hex: {e}"))?,
+                },
+                "keygen" => TokenFor::Keygen {
+                    key_id,
+                    threshold,
+                    participants,
+                },
+                other => return Err(format!("--act must be sign or keygen, not {other:?}")),
+            };
+            println!("{}", make_token(&key, &client, what, ttl)?);
             Ok(())
         }
         Command::Localnet {
@@ -300,7 +414,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
             .await
         }
         Command::Health { api } => {
-            let v = http(reqwest::Method::GET, &api, "/v1/health", None).await?;
+            let v = http(reqwest::Method::GET, &api, "/v1/health", None, None).await?;
             match v.get("status").and_then(Value::as_str) {
                 Some("ok") => {
                     println!("ok");
@@ -310,7 +424,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
             }
         }
         Command::Status { api } => {
-            let v = http(reqwest::Method::GET, &api, "/v1/status", None).await?;
+            let v = http(reqwest::Method::GET, &api, "/v1/status", None, None).await?;
             print_json(&v);
             Ok(())
         }
@@ -371,6 +485,22 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The token for a request, when a client key is given.
+fn token_for(
+    client_key: Option<PathBuf>,
+    client: Option<String>,
+    what: TokenFor,
+) -> Result<Option<String>, String> {
+    match (client_key, client) {
+        (Some(path), Some(client)) => {
+            let key = load_client_key(&path)?;
+            make_token(&key, &client, what, 120).map(Some)
+        }
+        (Some(_), None) => Err("--client-key needs --client".into()),
+        (None, _) => Ok(None),
     }
 }
 

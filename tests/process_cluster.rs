@@ -408,3 +408,117 @@ async fn sigkill_during_bursts_loses_nothing_confirmed() {
         assert!(store.get("base").is_some());
     }
 }
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_keys_and_tokens_from_the_cli() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("client.key");
+    let key_path = key_file.to_str().unwrap();
+    let (ok, public_key, err) = cli(&["client-key", "--out", key_path]);
+    assert!(ok, "{err}");
+    let public_key = public_key.trim().to_string();
+    assert_eq!(hex::decode(&public_key).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let (ok, _, err) = cli(&["client-key", "--out", key_path]);
+    assert!(!ok && err.contains("not overwriting"), "{err}");
+
+    let c = Cluster::with_config(|_, toml| {
+        toml.push_str(&format!(
+            "\n[[clients]]\nname = \"admin\"\npublic_key = \"{public_key}\"\nallow = [\"*\"]\n"
+        ));
+    });
+    for k in 1..=5u16 {
+        c.wait_ready(k, &others(u64::from(k))).await;
+    }
+    let api = |k: u16| c.url(k, "");
+    let client = ["--client-key", key_path, "--client", "admin"];
+    let (ok, out, err) = cli(&[
+        &[
+            "keygen",
+            "--api",
+            &api(1),
+            "--key-id",
+            "k",
+            "--threshold",
+            "3",
+        ],
+        &client[..],
+    ]
+    .concat());
+    assert!(ok, "{err}");
+    let gpk = serde_json::from_str::<Value>(&out).unwrap()["group_public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = cli(&[
+        &[
+            "sign",
+            "--api",
+            &api(2),
+            "--key-id",
+            "k",
+            "--message",
+            "6869",
+        ],
+        &client[..],
+    ]
+    .concat());
+    assert!(ok, "{err}");
+    let sig = serde_json::from_str::<Value>(&out).unwrap()["signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = cli(&[
+        "verify",
+        "--public-key",
+        &gpk,
+        "--message",
+        "6869",
+        "--signature",
+        &sig,
+    ]);
+    assert!(ok, "{err}");
+
+    // Without a token: 401. With one from `frostnode token`, as curl would send it: 200.
+    let (status, body) = c
+        .post(3, "/v1/keys/k/sign", json!({ "message": "6869" }))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (ok, token, err) = cli(&[
+        &[
+            "token",
+            "--act",
+            "sign",
+            "--key-id",
+            "k",
+            "--message",
+            "6869",
+        ],
+        &client[..],
+    ]
+    .concat());
+    assert!(ok, "{err}");
+    let r = c
+        .http
+        .post(c.url(3, "/v1/keys/k/sign"))
+        .bearer_auth(token.trim())
+        .json(&json!({ "message": "6869" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -45,6 +45,11 @@ pub fn free_base_port() -> u16 {
 
 impl ProcessCluster {
     pub fn new() -> ProcessCluster {
+        Self::with_config(|_, _| {})
+    }
+
+    /// Like [`ProcessCluster::new`], with each node's config file edited before it starts.
+    pub fn with_config(edit: impl Fn(u16, &mut String)) -> ProcessCluster {
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_base_port();
         let out = Command::new(BIN)
@@ -59,6 +64,12 @@ impl ProcessCluster {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        for k in 1..=5u16 {
+            let path = dir.path().join(format!("node{k}.toml"));
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            edit(k, &mut text);
+            std::fs::write(&path, text).unwrap();
+        }
         let mut c = ProcessCluster {
             dir,
             base_port,
