@@ -3,15 +3,18 @@
 //! 504, 500).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Extension, Json, Router};
 use serde::Serialize;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::keystore::{self, KeyInfo};
 use crate::metrics::SharedRegistry;
@@ -117,11 +120,94 @@ pub struct KeygenResponse {
     pub participants: Vec<NodeId>,
 }
 
+/// Largest request body: a 64 KiB message in hex, with room for the JSON around it.
+pub const MAX_BODY: usize = 160 * 1024;
+
+/// What the API accepts besides well-formed requests.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// `Host` header values answered (lowercase), or `None` for any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Signing and key generation requests served at once; more get 429.
+    pub max_in_flight: usize,
+}
+
+impl ApiLimits {
+    /// The limits for an API bound to `addr`: the `configured` hosts if any; otherwise, on a
+    /// loopback address, that address under its loopback names (so a web page that rebinds a
+    /// DNS name to 127.0.0.1 is refused); otherwise any host.
+    pub fn for_address(addr: SocketAddr, configured: &[String], max_in_flight: usize) -> Self {
+        let allowed_hosts = if !configured.is_empty() {
+            Some(configured.to_vec())
+        } else if addr.ip().is_loopback() {
+            let port = addr.port();
+            Some(vec![
+                addr.to_string(),
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+            ])
+        } else {
+            None
+        };
+        ApiLimits {
+            allowed_hosts,
+            max_in_flight,
+        }
+    }
+}
+
+/// A body that could not be read as the JSON expected: 413 when it is too large, 400 otherwise.
+fn rejected(e: JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "too_large".into(),
+            ..ApiError::bad_request(format!("request body exceeds {MAX_BODY} bytes"))
+        };
+    }
+    ApiError::bad_request(e.body_text())
+}
+
+impl From<Box<ApiError>> for ApiError {
+    fn from(e: Box<ApiError>) -> Self {
+        *e
+    }
+}
+
+/// Permits for signing and key generation requests.
+#[derive(Clone)]
+struct InFlight {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl InFlight {
+    fn enter(&self) -> Result<OwnedSemaphorePermit, Box<ApiError>> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            Box::new(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "busy".into(),
+                message: format!(
+                    "{} signing and key generation requests are in flight; retry shortly",
+                    self.max
+                ),
+                ..ApiError::bad_request("")
+            })
+        })
+    }
+}
+
 /// The API routes, bound to one node; `/metrics` encodes `registry`.
-pub fn router(node: NodeHandle, registry: SharedRegistry) -> Router {
+pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> Router {
     let metrics = Router::new()
         .route("/metrics", get(metrics))
         .with_state(registry);
+    let in_flight = InFlight {
+        permits: Arc::new(Semaphore::new(limits.max_in_flight)),
+        max: limits.max_in_flight,
+    };
+    let hosts = Arc::new(limits.allowed_hosts);
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
@@ -131,6 +217,37 @@ pub fn router(node: NodeHandle, registry: SharedRegistry) -> Router {
         .fallback(not_found)
         .with_state(node)
         .merge(metrics)
+        .layer(Extension(in_flight))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(hosts, check_host))
+}
+
+/// Refuses requests whose `Host` is not one this API answers (DNS rebinding).
+async fn check_host(
+    State(hosts): State<Arc<Option<Vec<String>>>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if let Some(allowed) = hosts.as_ref() {
+        let host = request
+            .headers()
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        if !host.as_ref().is_some_and(|h| allowed.contains(h)) {
+            return ApiError {
+                status: StatusCode::MISDIRECTED_REQUEST,
+                kind: "host_not_allowed".into(),
+                message: format!(
+                    "this API answers for {allowed:?}, not {:?} (set [api] allowed_hosts)",
+                    host.unwrap_or_default()
+                ),
+                ..ApiError::bad_request("")
+            }
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn metrics(State(registry): State<SharedRegistry>) -> Response {
@@ -176,10 +293,12 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 async fn create_key(
     State(node): State<NodeHandle>,
+    Extension(in_flight): Extension<InFlight>,
     headers: HeaderMap,
     body: Result<Json<KeygenRequest>, JsonRejection>,
 ) -> ApiResult<KeygenResponse> {
-    let Json(mut req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let _permit = in_flight.enter()?;
+    let Json(mut req) = body.map_err(rejected)?;
     req.token = bearer(&headers);
     let info = node.keygen(req).await?;
     Ok(Json(KeygenResponse {
@@ -212,12 +331,14 @@ pub struct SignRequest {
 
 async fn sign(
     State(node): State<NodeHandle>,
+    Extension(in_flight): Extension<InFlight>,
     Path(key_id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<SignRequest>, JsonRejection>,
 ) -> ApiResult<SignResponse> {
+    let _permit = in_flight.enter()?;
     keystore::validate_key_id(&key_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(req) = body.map_err(rejected)?;
     let message = hex::decode(req.message.trim())
         .map_err(|e| ApiError::bad_request(format!("message is not hex: {e}")))?;
     Ok(Json(

@@ -136,6 +136,9 @@ pub struct RawConfig {
     /// Encryption of key files at rest.
     #[serde(default, skip_serializing_if = "RawKeystore::is_empty")]
     pub keystore: RawKeystore,
+    /// HTTP API limits.
+    #[serde(default, skip_serializing_if = "RawApi::is_default")]
+    pub api: RawApi,
     /// Every other node of the cluster.
     #[serde(default)]
     pub peers: Vec<RawPeer>,
@@ -181,6 +184,41 @@ impl Default for RawTimeouts {
             request_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             sign_ms: DEFAULT_SIGN_TIMEOUT_MS,
         }
+    }
+}
+
+/// Default number of signing and key generation requests the API serves at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// `[api]` section: limits of the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// `Host` header values the API answers (e.g. `"signer1.example:8080"`). Empty: the API
+    /// address itself when it is on loopback (which defeats DNS rebinding), anything otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Signing and key generation requests served at once; more get 429.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_max_in_flight() -> usize {
+    DEFAULT_MAX_IN_FLIGHT
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        RawApi {
+            allowed_hosts: Vec::new(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+impl RawApi {
+    fn is_default(&self) -> bool {
+        *self == RawApi::default()
     }
 }
 
@@ -279,6 +317,10 @@ pub struct Config {
     pub peers: Vec<Peer>,
     /// The clients this node serves.
     pub clients: Vec<crate::auth::Client>,
+    /// `Host` values the API answers (empty: see [`RawApi::allowed_hosts`]).
+    pub api_allowed_hosts: Vec<String>,
+    /// Signing and key generation requests served at once.
+    pub api_max_in_flight: usize,
 }
 
 impl Config {
@@ -399,6 +441,20 @@ impl Config {
         }
         peers.sort_by_key(|p| p.id);
         let clients = parse_clients(&raw.clients)?;
+        if raw.api.max_in_flight == 0 {
+            return Err(field_err("api.max_in_flight", "must be positive"));
+        }
+        if let Some(bad) = raw
+            .api
+            .allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(char::is_whitespace) || h.contains('/'))
+        {
+            return Err(field_err(
+                "api.allowed_hosts",
+                format!("{bad:?} is not a host[:port]"),
+            ));
+        }
         Ok(Config {
             id,
             listen,
@@ -412,6 +468,13 @@ impl Config {
             passphrase,
             peers,
             clients,
+            api_allowed_hosts: raw
+                .api
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            api_max_in_flight: raw.api.max_in_flight,
         })
     }
 

@@ -64,6 +64,8 @@ pub struct BoundNode {
     api_addr: SocketAddr,
     metrics: Metrics,
     registry: SharedRegistry,
+    api_allowed_hosts: Vec<String>,
+    api_max_in_flight: usize,
 }
 
 impl BoundNode {
@@ -124,6 +126,8 @@ impl BoundNode {
             .map_err(api_error)?;
         let api_addr = api_listener.local_addr().map_err(api_error)?;
         Ok(BoundNode {
+            api_allowed_hosts: config.api_allowed_hosts.clone(),
+            api_max_in_flight: config.api_max_in_flight,
             config: Arc::new(config),
             keypair,
             keys,
@@ -199,7 +203,12 @@ impl BoundNode {
         };
         let (handle, node_task) = node::spawn(parts);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let router = crate::api::router(handle.clone(), self.registry);
+        let limits = crate::api::ApiLimits::for_address(
+            self.api_addr,
+            &self.api_allowed_hosts,
+            self.api_max_in_flight,
+        );
+        let router = crate::api::router(handle.clone(), self.registry, limits);
         let api_listener = self.api_listener;
         let api_task = tokio::spawn(async move {
             let serve = axum::serve(api_listener, router).with_graceful_shutdown(async move {

@@ -128,6 +128,7 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
         },
         peers,
         clients: Vec::new(),
+        api: Default::default(),
     }
 }
 
@@ -147,6 +148,8 @@ pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::
         passphrase: crate::config::PassphraseSource::None,
         peers,
         clients: Vec::new(),
+        api_allowed_hosts: Vec::new(),
+        api_max_in_flight: crate::config::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 
