@@ -1,0 +1,135 @@
+//! Config parsing and validation: defaults, field-named errors, clients.
+use super::*;
+
+fn base() -> String {
+    let a = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
+    let b = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
+    format!(
+        r#"
+id = 1
+listen = "/ip4/127.0.0.1/tcp/7001"
+data_dir = "data/node1"
+
+[[peers]]
+id = 2
+peer_id = "{a}"
+addr = "/ip4/127.0.0.1/tcp/7002"
+
+[[peers]]
+id = 3
+peer_id = "{b}"
+addr = "/dns4/node3/tcp/7000"
+"#
+    )
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: "test.toml".into(),
+        message: e.to_string(),
+    })?;
+    Config::from_raw(raw)
+}
+
+fn field_of(r: Result<Config, ConfigError>) -> String {
+    match r {
+        Err(ConfigError::Field { field, .. }) => field,
+        other => panic!("expected a field error, got {other:?}"),
+    }
+}
+
+#[test]
+fn valid_config_parses_with_defaults() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.id, 1);
+    assert_eq!(c.all_ids(), vec![1, 2, 3]);
+    assert_eq!(c.api_listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
+    assert_eq!(c.dkg_timeout, Duration::from_millis(DEFAULT_DKG_TIMEOUT_MS));
+}
+
+#[test]
+fn errors_name_the_field() {
+    let t = base();
+    assert_eq!(field_of(parse(&t.replace("id = 1\n", "id = 0\n"))), "id");
+    assert_eq!(
+        field_of(parse(&t.replace("id = 3", "id = 2"))),
+        "peers[1].id"
+    );
+    assert_eq!(
+        field_of(parse(&t.replace("id = 2", "id = 1"))),
+        "peers[0].id"
+    );
+    assert_eq!(
+        field_of(parse(&t.replace("id = 1\n", "id = 70000\n"))),
+        "id"
+    );
+    assert_eq!(
+        field_of(parse(&t.replace("/ip4/127.0.0.1/tcp/7002", "not-an-addr"))),
+        "peers[0].addr"
+    );
+    assert_eq!(
+        field_of(parse(&t.replace("\"/ip4/127.0.0.1/tcp/7001\"", "\"x\""))),
+        "listen"
+    );
+    let bad_pid = t.replacen("peer_id = \"", "peer_id = \"zz", 1);
+    assert_eq!(field_of(parse(&bad_pid)), "peers[0].peer_id");
+}
+
+#[test]
+fn clients_parse_and_errors_name_the_field() {
+    let pk = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let client = |name: &str, key: &str, allow: &str, limit: &str| {
+        format!(
+            "{}\n[[clients]]\nname = \"{name}\"\npublic_key = \"{key}\"\nallow = {allow}\n{limit}",
+            base()
+        )
+    };
+    let c = parse(&client(
+        "payments-app",
+        &pk,
+        r#"["sign:payments", "keygen:*"]"#,
+        "max_per_minute = 600",
+    ))
+    .unwrap();
+    assert_eq!(c.clients.len(), 1);
+    assert_eq!(c.clients[0].max_per_minute, Some(600));
+    assert!(c.clients[0].allow[1].allows(crate::auth::Action::Keygen, "k"));
+    assert_eq!(
+        field_of(parse(&client("a b", &pk, r#"["*"]"#, ""))),
+        "clients[0].name"
+    );
+    assert_eq!(
+        field_of(parse(&client("a", "00", r#"["*"]"#, ""))),
+        "clients[0].public_key"
+    );
+    assert_eq!(
+        field_of(parse(&client("a", &pk, r#"["fly:*"]"#, ""))),
+        "clients[0].allow"
+    );
+    assert_eq!(
+        field_of(parse(&client("a", &pk, "[]", ""))),
+        "clients[0].allow"
+    );
+    assert_eq!(
+        field_of(parse(&client("a", &pk, r#"["*"]"#, "max_per_minute = 0"))),
+        "clients[0].max_per_minute"
+    );
+}
+
+#[test]
+fn unknown_fields_and_bad_toml_are_parse_errors() {
+    assert!(matches!(
+        parse("id = 1\nbogus = 2\n"),
+        Err(ConfigError::Parse { .. })
+    ));
+    assert!(matches!(parse("id = = 1"), Err(ConfigError::Parse { .. })));
+}
