@@ -107,6 +107,11 @@ async fn only_a_valid_token_for_this_request_gets_a_signature() {
             other => panic!("expected 401, got {other:?}"),
         }
     }
+    // Without a token nothing is learned about keys: no 404 for one that does not exist.
+    assert!(matches!(
+        h.sign_with_token("no-such-key", m.clone(), None).await,
+        Err(NodeError::Unauthorized(_))
+    ));
     // The same token again (a replay), or a token for another message: 403 from this node.
     for (bad, message) in [
         (good, m.clone()),

@@ -111,6 +111,27 @@ impl Forwarder {
             let _ = reply.send(Err(err));
             None
         };
+        // Who is asking comes first: an unauthorized caller learns nothing about keys.
+        let request_id = request_id.unwrap_or_else(|| {
+            let mut id = [0u8; 32];
+            ctx.rng.fill_bytes(&mut id);
+            SessionId(id)
+        });
+        let request = auth::Request {
+            act: auth::Action::Sign,
+            key_id: &key_id,
+            message_hash: Some(Sha256::digest(&message).into()),
+            threshold: None,
+            participants: None,
+            binding: request_id.0,
+        };
+        let now_unix = ctx.unix_seconds();
+        if let Err(r) =
+            checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), &request)
+        {
+            warn!(request = %request_id, key_id = %key_id, reason = %r.reason, "signing request refused");
+            return refuse(ctx, reply, r.into_error(me));
+        }
         let key = match checks::signing_key(ctx.keystore, me, &key_id, None, None, message.len()) {
             Ok(key) => key,
             Err(r) => return refuse(ctx, reply, r.into()),
@@ -142,26 +163,6 @@ impl Forwarder {
                 missing: unreachable,
             };
             return refuse(ctx, reply, err);
-        }
-        let request_id = request_id.unwrap_or_else(|| {
-            let mut id = [0u8; 32];
-            ctx.rng.fill_bytes(&mut id);
-            SessionId(id)
-        });
-        let request = auth::Request {
-            act: auth::Action::Sign,
-            key_id: &key_id,
-            message_hash: Some(Sha256::digest(&message).into()),
-            threshold: None,
-            participants: None,
-            binding: request_id.0,
-        };
-        let now_unix = ctx.unix_seconds();
-        if let Err(r) =
-            checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), &request)
-        {
-            warn!(request = %request_id, key_id = %key_id, reason = %r.reason, "signing request refused");
-            return refuse(ctx, reply, r.into_error(me));
         }
         if self.forwards.contains_key(&request_id) {
             let err = NodeError::Conflict(format!("request {request_id} is already running"));
