@@ -172,6 +172,12 @@ impl ErrorKind {
         ErrorKind::Refused,
     ];
 
+    /// Whether a node declined the request itself (its clients or policy), as opposed to
+    /// failing at it: such a signer is replaced and named in `refused_by`.
+    pub fn is_refusal(self) -> bool {
+        matches!(self, ErrorKind::Refused | ErrorKind::Unauthorized)
+    }
+
     /// The stable name used in API errors and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
@@ -328,10 +328,7 @@ impl EventLoop {
                 propagation_source,
                 acceptance,
             } => {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                self.judge(&message_id, &propagation_source, acceptance);
             }
             Command::SetPeerAddress { peer, addr } => {
                 self.set_peer_address(peer, addr);
@@ -339,6 +336,14 @@ impl EventLoop {
             }
             Command::Shutdown => {}
         }
+    }
+
+    /// Reports the verdict on a gossip message (only accepted ones would be forwarded).
+    fn judge(&mut self, message_id: &MessageId, via: &PeerId, acceptance: MessageAcceptance) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(message_id, via, acceptance);
     }
 
     /// Hands an event to the node without waiting. Peer state events queue up behind each
@@ -373,14 +378,7 @@ impl EventLoop {
                 ..
             } => {
                 // Nothing will judge it: let gossipsub forget it now.
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        MessageAcceptance::Ignore,
-                    );
+                self.judge(&message_id, &propagation_source, MessageAcceptance::Ignore);
                 "gossip"
             }
             // Dropping the channel closes the stream: the requester sees a failure at once.
@@ -489,16 +487,7 @@ impl EventLoop {
                     message_id,
                     data: message.data,
                 }),
-                None => {
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            MessageAcceptance::Reject,
-                        );
-                }
+                None => self.judge(&message_id, &propagation_source, MessageAcceptance::Reject),
             },
             gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
                 self.emit(Event::Subscribed(peer_id));

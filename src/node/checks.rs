@@ -27,7 +27,7 @@ pub fn admit_dkg(
     let bad = |reason: String| Refusal::new(ErrorKind::BadRequest, reason);
     keystore::validate_key_id(&start.key_id).map_err(|e| bad(e.to_string()))?;
     let now = ctx.unix_seconds();
-    let request = auth::Request {
+    let request = || auth::Request {
         act: auth::Action::Keygen,
         key_id: &start.key_id,
         message_hash: None,
@@ -35,7 +35,7 @@ pub fn admit_dkg(
         participants: Some(&start.participants),
         binding: session.0,
     };
-    authorize(config, ctx.auth, now, start.token.as_deref(), &request)?;
+    authorize(config, ctx.auth, now, start.token.as_deref(), request)?;
     let keystore: &KeyStore = ctx.keystore;
     if keystore.contains(&start.key_id) {
         return Err(Refusal::new(
@@ -97,9 +97,9 @@ pub fn admit_dkg(
     Ok(())
 }
 
-/// The key this node signs `key_id` with, if it may: the key exists, is the group key the
-/// requester expects (when it says), `requester` (if any) is one of its participants, and the
-/// message is not too long.
+/// The key this node signs `key_id` with, and its group key, if it may: the key exists, is the
+/// group key the requester expects (when it says), `requester` (if any) is one of its
+/// participants, and the message is not too long.
 pub fn signing_key<'k>(
     keystore: &'k KeyStore,
     me: NodeId,
@@ -107,21 +107,20 @@ pub fn signing_key<'k>(
     expected_group_key: Option<[u8; 32]>,
     requester: Option<NodeId>,
     message_len: usize,
-) -> Result<&'k StoredKey, Refusal> {
+) -> Result<(&'k StoredKey, [u8; 32]), Refusal> {
     let Some(key) = keystore.get(key_id) else {
         return Err(Refusal::new(
             ErrorKind::NotFound,
             format!("no key {key_id:?} on node {me}"),
         ));
     };
-    let ours = group_key_bytes(&key.group_public_key);
-    if ours.is_none() {
+    let Some(ours) = group_key_bytes(&key.group_public_key) else {
         return Err(Refusal::new(
             ErrorKind::Internal,
             "stored group key is corrupt",
         ));
-    }
-    if expected_group_key.is_some_and(|g| Some(g) != ours) {
+    };
+    if expected_group_key.is_some_and(|g| g != ours) {
         return Err(Refusal::new(
             ErrorKind::KeyMismatch,
             format!("node {me} holds a different group key under {key_id:?}"),
@@ -141,7 +140,7 @@ pub fn signing_key<'k>(
             format!("message of {message_len} bytes exceeds the limit of {MAX_SIGN_MESSAGE} bytes"),
         ));
     }
-    Ok(key)
+    Ok((key, ours))
 }
 
 /// The 32 bytes of a hex group key.
@@ -149,14 +148,15 @@ pub fn group_key_bytes(hex_key: &str) -> Option<[u8; 32]> {
     hex::decode(hex_key).ok()?.try_into().ok()
 }
 
-/// Checks a client token for `request` against this node's own clients. A node with no
-/// `[[clients]]` does not check tokens yet.
-pub fn authorize(
+/// Checks a client token for the request `request` describes against this node's own clients.
+/// A node with no `[[clients]]` does not check tokens yet (and `request` is not even built:
+/// hashing the message is skipped).
+pub fn authorize<'r>(
     config: &Config,
     authorizer: &mut auth::Authorizer,
     now_unix: u64,
     token: Option<&str>,
-    request: &auth::Request<'_>,
+    request: impl FnOnce() -> auth::Request<'r>,
 ) -> Result<(), Refusal> {
     if config.clients.is_empty() {
         return Ok(());
@@ -165,7 +165,7 @@ pub fn authorize(
         return Err(Refusal::new(ErrorKind::Unauthorized, "no client token"));
     };
     authorizer
-        .verify(token, now_unix, request)
+        .verify(token, now_unix, &request())
         .map(|_| ())
         .map_err(|e: AuthError| {
             let kind = if e.is_authentication() {

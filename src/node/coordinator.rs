@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::checks;
 use super::context::Ctx;
+use super::error::Refusal;
 use super::outbox::ReplyTag;
 use super::signer::{CommitAsk, Package, SignerDriver};
 use super::timers::Timer;
@@ -115,14 +116,7 @@ impl CoordinatorDriver {
             req.expected_key,
             None,
             req.message.len(),
-        )
-        .and_then(|key| {
-            checks::group_key_bytes(&key.group_public_key)
-                .map(|gpk| (key, gpk))
-                .ok_or_else(|| {
-                    super::error::Refusal::new(ErrorKind::Internal, "stored group key is corrupt")
-                })
-        });
+        );
         let (key, group_public_key) = match checked {
             Ok(k) if !self.sessions.contains_key(&sid) => k,
             Ok(_) => {
@@ -188,10 +182,7 @@ impl CoordinatorDriver {
         let now = ctx.now;
         let attempt = c.coordinator.attempt();
         let effects = match result {
-            Ok(Body::Refused {
-                kind: ErrorKind::Refused | ErrorKind::Unauthorized,
-                reason,
-            }) => {
+            Ok(Body::Refused { kind, reason }) if kind.is_refusal() => {
                 warn!(session = %sid, signer = from, %reason, "signer refused the request");
                 c.coordinator.on_refusal(now, from, attempt, reason)
             }
@@ -287,14 +278,7 @@ impl CoordinatorDriver {
                 };
                 match signer.commit(ctx, slot(attempt), ask) {
                     Ok(commitments) => c.coordinator.on_commitments(now, me, attempt, commitments),
-                    Err(r) if matches!(r.kind, ErrorKind::Refused | ErrorKind::Unauthorized) => {
-                        warn!(session = %sid, reason = %r.reason, "this node refuses the request");
-                        c.coordinator.on_refusal(now, me, attempt, r.reason)
-                    }
-                    Err(r) => {
-                        warn!(session = %sid, reason = %r.reason, "this node's own signer refused");
-                        c.coordinator.on_failure(now, me, attempt)
-                    }
+                    Err(r) => own_refusal(&mut c.coordinator, sid, now, me, attempt, r),
                 }
             }
             Body::SignRequest { attempt, .. } => {
@@ -308,10 +292,7 @@ impl CoordinatorDriver {
                             None => Vec::new(),
                         }
                     }
-                    Err(r) => {
-                        warn!(session = %sid, reason = %r.reason, "this node's own signer refused");
-                        c.coordinator.on_failure(now, me, attempt)
-                    }
+                    Err(r) => own_refusal(&mut c.coordinator, sid, now, me, attempt, r),
                 }
             }
             _ => Vec::new(),
@@ -365,6 +346,25 @@ impl CoordinatorDriver {
             }
         };
         respond(ctx, c.responder, sid, body)
+    }
+}
+
+/// This node's own signer declined: a refusal of the request (named in `refused_by`) or a
+/// failure, as for any signer.
+fn own_refusal(
+    coordinator: &mut Coordinator,
+    sid: SessionId,
+    now: Instant,
+    me: NodeId,
+    attempt: u8,
+    r: Refusal,
+) -> Vec<Effect> {
+    if r.kind.is_refusal() {
+        warn!(session = %sid, reason = %r.reason, "this node refuses the request");
+        coordinator.on_refusal(now, me, attempt, r.reason)
+    } else {
+        warn!(session = %sid, reason = %r.reason, "this node's own signer refused");
+        coordinator.on_failure(now, me, attempt)
     }
 }
 

@@ -117,7 +117,7 @@ impl Forwarder {
             ctx.rng.fill_bytes(&mut id);
             SessionId(id)
         });
-        let request = auth::Request {
+        let request = || auth::Request {
             act: auth::Action::Sign,
             key_id: &key_id,
             message_hash: Some(Sha256::digest(&message).into()),
@@ -126,23 +126,16 @@ impl Forwarder {
             binding: request_id.0,
         };
         let now_unix = ctx.unix_seconds();
-        if let Err(r) =
-            checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), &request)
+        if let Err(r) = checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), request)
         {
             warn!(request = %request_id, key_id = %key_id, reason = %r.reason, "signing request refused");
             return refuse(ctx, reply, r.into_error(me));
         }
-        let key = match checks::signing_key(ctx.keystore, me, &key_id, None, None, message.len()) {
-            Ok(key) => key,
-            Err(r) => return refuse(ctx, reply, r.into()),
-        };
-        let Some(group_public_key) = checks::group_key_bytes(&key.group_public_key) else {
-            return refuse(
-                ctx,
-                reply,
-                NodeError::Internal("stored group key is corrupt".into()),
-            );
-        };
+        let (key, group_public_key) =
+            match checks::signing_key(ctx.keystore, me, &key_id, None, None, message.len()) {
+                Ok(found) => found,
+                Err(r) => return refuse(ctx, reply, r.into()),
+            };
         let participants = key.participants.clone();
         let threshold = key.threshold;
         let unreachable: Vec<NodeId> = participants

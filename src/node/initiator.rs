@@ -146,7 +146,7 @@ impl Initiations {
             Ok(Body::Refused { kind, reason }) => {
                 let message = format!("node {from} refused: {reason}");
                 match kind {
-                    ErrorKind::Refused | ErrorKind::Unauthorized => NodeError::Refused {
+                    kind if kind.is_refusal() => NodeError::Refused {
                         message,
                         refused_by: BTreeMap::from([(from, reason)]),
                     },

@@ -141,11 +141,10 @@ impl SignerDriver {
                 ),
             ));
         }
-        let message_hash: [u8; 32] = sha2::Sha256::digest(ask.message).into();
-        let request = Request {
+        let request = || Request {
             act: Action::Sign,
             key_id: ask.key_id,
-            message_hash: Some(message_hash),
+            message_hash: Some(sha2::Sha256::digest(ask.message).into()),
             threshold: None,
             participants: None,
             binding: ask.request_id.0,
@@ -156,9 +155,9 @@ impl SignerDriver {
             ctx.auth,
             now_unix,
             ask.token.as_deref(),
-            &request,
+            request,
         )?;
-        let key = checks::signing_key(
+        let (key, _) = checks::signing_key(
             ctx.keystore,
             me,
             ask.key_id,
@@ -196,28 +195,26 @@ impl SignerDriver {
             })
         };
         let committed = self.signer.committed(&slot).ok_or_else(unknown)?;
-        let key_id = committed.key_id.to_string();
+        let key_id = committed.key_id;
         // The client's token is checked again before the share leaves: it may have expired,
         // or this node's clients changed, since the commitment.
-        let request = Request {
+        let request = || Request {
             act: Action::Sign,
-            key_id: &key_id,
+            key_id,
             message_hash: Some(committed.message_hash),
             threshold: None,
             participants: None,
             binding: committed.authorization.map_or([0; 32], |a| a.request_id.0),
         };
-        let token = committed.authorization.map(|a| a.token.clone());
+        let token = committed.authorization.map(|a| a.token.as_str());
         let now_unix = ctx.unix_seconds();
-        if let Err(refusal) =
-            checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), &request)
-        {
+        if let Err(refusal) = checks::authorize(ctx.config, ctx.auth, now_unix, token, request) {
             self.signer
                 .forget(slot.coordinator, slot.session, slot.attempt);
             self.schedule(ctx);
             return Err(refusal);
         }
-        let Some(key) = ctx.keystore.get(&key_id) else {
+        let Some(key) = ctx.keystore.get(key_id) else {
             return Err(unknown());
         };
         let share = ShareRef {
