@@ -124,18 +124,34 @@ pub struct KeygenResponse {
 pub const MAX_BODY: usize = 160 * 1024;
 
 /// What the API accepts besides well-formed requests.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiLimits {
     /// `Host` header values answered (lowercase), or `None` for any.
     pub allowed_hosts: Option<Vec<String>>,
     /// Signing and key generation requests served at once; more get 429.
     pub max_in_flight: usize,
+    /// The token reads must carry, if any.
+    pub read_token: Option<String>,
+    /// Longest time a request may take (408 after).
+    pub request_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for ApiLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiLimits")
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("read_token", &self.read_token.as_ref().map(|_| "<set>"))
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 impl ApiLimits {
     /// The limits for an API bound to `addr`: the `configured` hosts if any; otherwise, on a
     /// loopback address, that address under its loopback names (so a web page that rebinds a
-    /// DNS name to 127.0.0.1 is refused); otherwise any host.
+    /// DNS name to 127.0.0.1 is refused); otherwise any host. No read token, and a request
+    /// timeout of one minute: set the fields to change them.
     pub fn for_address(addr: SocketAddr, configured: &[String], max_in_flight: usize) -> Self {
         let allowed_hosts = if !configured.is_empty() {
             Some(configured.to_vec())
@@ -153,6 +169,8 @@ impl ApiLimits {
         ApiLimits {
             allowed_hosts,
             max_in_flight,
+            read_token: None,
+            request_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -208,6 +226,8 @@ pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> 
         max: limits.max_in_flight,
     };
     let hosts = Arc::new(limits.allowed_hosts);
+    let read_token = Arc::new(limits.read_token);
+    let timeout = limits.request_timeout;
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
@@ -219,7 +239,39 @@ pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> 
         .merge(metrics)
         .layer(Extension(in_flight))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(read_token, check_read_token))
+        .layer(middleware::from_fn(move |request, next| {
+            crate::httpserver::request_timeout(timeout, request, next)
+        }))
         .layer(middleware::from_fn_with_state(hosts, check_host))
+}
+
+/// With `[api] read_token` set, reads other than `/v1/health` must carry it as a bearer token
+/// (requests that change state carry client tokens, checked by the node).
+async fn check_read_token(
+    State(expected): State<Arc<Option<String>>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    use sha2::{Digest, Sha256};
+    if let Some(expected) = expected.as_ref() {
+        let is_read = request.method() == axum::http::Method::GET
+            || request.method() == axum::http::Method::HEAD;
+        if is_read && request.uri().path() != "/v1/health" {
+            // Compared as digests: equal lengths, and no early exit on the secret's bytes.
+            let given = bearer(request.headers()).unwrap_or_default();
+            if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+                return ApiError {
+                    status: StatusCode::UNAUTHORIZED,
+                    kind: "unauthorized".into(),
+                    message: "this API needs its read token (Authorization: Bearer …)".into(),
+                    ..ApiError::bad_request("")
+                }
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Refuses requests whose `Host` is not one this API answers (DNS rebinding).
@@ -341,10 +393,7 @@ async fn sign(
     let Json(req) = body.map_err(rejected)?;
     let message = hex::decode(req.message.trim())
         .map_err(|e| ApiError::bad_request(format!("message is not hex: {e}")))?;
-    Ok(Json(
-        node.sign_with_token(&key_id, message, bearer(&headers))
-            .await?,
-    ))
+    Ok(Json(node.sign(&key_id, message, bearer(&headers)).await?))
 }
 
 #[cfg(test)]

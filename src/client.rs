@@ -169,3 +169,84 @@ pub fn make_token(
     };
     crate::auth::mint(key, &claims).map_err(|e| e.to_string())
 }
+
+/// A client's name and private key: what mints its tokens.
+#[derive(Clone)]
+pub struct ClientKey {
+    /// The name the nodes list it under (the tokens' `iss`).
+    pub name: String,
+    key: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKey")
+            .field("name", &self.name)
+            .field("public_key", &self.public_key_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientKey {
+    /// The client `name` with `key`.
+    pub fn new(name: impl Into<String>, key: ed25519_dalek::SigningKey) -> Self {
+        ClientKey {
+            name: name.into(),
+            key,
+        }
+    }
+
+    /// Reads `path` (PKCS#8 PEM) if it exists; otherwise writes a new key there (mode 0600).
+    pub fn load_or_create(name: &str, path: &std::path::Path) -> Result<Self, String> {
+        if !path.exists() {
+            write_client_key(path)?;
+        }
+        Ok(ClientKey::new(name, load_client_key(path)?))
+    }
+
+    /// Its public key, hex, as `[[clients]]` lists it.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().to_bytes())
+    }
+
+    /// This client as a node lists it, allowed `allow` (rules such as `"*"`, `"sign:pay*"`).
+    pub fn listed(&self, allow: &[&str]) -> crate::auth::Client {
+        crate::auth::Client {
+            name: self.name.clone(),
+            public_key: self.key.verifying_key().to_bytes(),
+            allow: allow
+                .iter()
+                .map(|r| r.parse().expect("valid allow rule"))
+                .collect(),
+            max_per_minute: None,
+        }
+    }
+
+    /// A fresh token for one request, valid for two minutes.
+    pub fn token(&self, what: TokenFor) -> String {
+        make_token(&self.key, &self.name, what, 120).expect("an Ed25519 key signs any claims")
+    }
+
+    /// A fresh token to sign `message` with `key_id`.
+    pub fn sign_token(&self, key_id: &str, message: &[u8]) -> String {
+        self.token(TokenFor::Sign {
+            key_id: key_id.into(),
+            message: message.to_vec(),
+        })
+    }
+
+    /// A fresh token to generate `key_id` (with exactly `threshold` and `participants` when
+    /// given).
+    pub fn keygen_token(
+        &self,
+        key_id: &str,
+        threshold: Option<u16>,
+        participants: Option<Vec<crate::wire::NodeId>>,
+    ) -> String {
+        self.token(TokenFor::Keygen {
+            key_id: key_id.into(),
+            threshold,
+            participants,
+        })
+    }
+}

@@ -45,6 +45,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The client key of a local cluster cannot be read or written.
+    #[error("client key: {0}")]
+    ClientKey(String),
     /// A configured peer id that does not carry an Ed25519 public key.
     #[error("peer {0}'s PeerId does not embed an Ed25519 public key")]
     PeerKey(NodeId),
@@ -66,6 +69,8 @@ pub struct BoundNode {
     registry: SharedRegistry,
     api_allowed_hosts: Vec<String>,
     api_max_in_flight: usize,
+    api_read_token: Option<String>,
+    api_request_timeout: std::time::Duration,
 }
 
 impl BoundNode {
@@ -82,9 +87,16 @@ impl BoundNode {
                 "KEY SHARES ARE STORED UNENCRYPTED: set [keystore] passphrase_env or passphrase_file"
             );
         }
+        if let Some(p) = &config.policy {
+            info!(
+                command = %p.program.display(),
+                timeout_ms = p.timeout.as_millis() as u64,
+                "every signing request needs the approval of the policy command"
+            );
+        }
         if config.clients.is_empty() {
             warn!(
-                "NO [[clients]] CONFIGURED: signing and key generation need no client token on this node; list clients to require signed tokens"
+                "NO [[clients]] CONFIGURED: this node refuses every signing and key generation request; list the clients it serves (see `frostnode client-key`)"
             );
         } else {
             info!(
@@ -128,6 +140,10 @@ impl BoundNode {
         Ok(BoundNode {
             api_allowed_hosts: config.api_allowed_hosts.clone(),
             api_max_in_flight: config.api_max_in_flight,
+            api_read_token: config.api_read_token.clone(),
+            // Longer than anything the node bounds itself: a DKG, or a forwarded signature.
+            api_request_timeout: config.dkg_timeout.max(2 * config.request_timeout)
+                + std::time::Duration::from_secs(10),
             config: Arc::new(config),
             keypair,
             keys,
@@ -203,20 +219,20 @@ impl BoundNode {
         };
         let (handle, node_task) = node::spawn(parts);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let limits = crate::api::ApiLimits::for_address(
+        let mut limits = crate::api::ApiLimits::for_address(
             self.api_addr,
             &self.api_allowed_hosts,
             self.api_max_in_flight,
         );
+        limits.read_token = self.api_read_token;
+        limits.request_timeout = self.api_request_timeout;
         let router = crate::api::router(handle.clone(), self.registry, limits);
         let api_listener = self.api_listener;
         let api_task = tokio::spawn(async move {
-            let serve = axum::serve(api_listener, router).with_graceful_shutdown(async move {
+            crate::httpserver::serve(api_listener, router, async move {
                 let _ = stop_rx.await;
-            });
-            if let Err(e) = serve.await {
-                warn!(error = %e, "API server stopped");
-            }
+            })
+            .await;
         });
         RunningNode {
             handle,

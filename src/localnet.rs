@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 
+use crate::client::ClientKey;
 use crate::config::{Config, RawConfig, RawPeer, RawTimeouts};
 use crate::daemon::{BoundNode, RunningNode, StartError};
 use crate::identity;
-use crate::node::{NodeError, NodeHandle};
+use crate::keystore::KeyInfo;
+use crate::node::{KeygenRequest, NodeError, NodeHandle, SignResponse};
 use crate::wire::NodeId;
 
 /// How `cluster-config` lays out the nodes.
@@ -27,8 +29,9 @@ pub struct ClusterLayout {
     pub docker: bool,
 }
 
-/// Writes `out/nodeK/identity.key` and `out/nodeK.toml` for every node; returns the PeerIds.
-/// Existing identities are kept, so re-running keeps PeerIds stable.
+/// Writes `out/nodeK/identity.key` and `out/nodeK.toml` for every node, and one client key,
+/// `out/client.key`, that every node serves as client `admin` (allowed everything); returns
+/// the PeerIds. Existing identities and client key are kept, so re-running keeps them stable.
 pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<PeerId>, String> {
     if layout.nodes < 2 {
         return Err("a cluster needs at least 2 nodes".into());
@@ -48,8 +51,15 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
             make_readable(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
     }
+    let admin = ClientKey::load_or_create(ADMIN_CLIENT, &out.join(CLIENT_KEY_FILE))?;
     for k in 1..=layout.nodes {
-        let raw = raw_config(layout, k, &peer_ids);
+        let mut raw = raw_config(layout, k, &peer_ids);
+        raw.clients.push(crate::config::RawClient {
+            name: admin.name.clone(),
+            public_key: admin.public_key_hex(),
+            allow: vec!["*".into()],
+            max_per_minute: None,
+        });
         let text = toml::to_string_pretty(&raw).map_err(|e| e.to_string())?;
         let mut file = String::new();
         let _ = writeln!(
@@ -129,6 +139,7 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
         peers,
         clients: Vec::new(),
         api: Default::default(),
+        policy: None,
     }
 }
 
@@ -150,13 +161,23 @@ pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::
         clients: Vec::new(),
         api_allowed_hosts: Vec::new(),
         api_max_in_flight: crate::config::DEFAULT_MAX_IN_FLIGHT,
+        api_read_token: None,
+        policy: None,
     }
 }
 
-/// N nodes in this process, on 127.0.0.1 with OS-assigned ports.
+/// File, in a cluster's directory, of the client key every node of the cluster serves.
+pub const CLIENT_KEY_FILE: &str = "client.key";
+
+/// Name of the client every node of a local cluster serves, allowed everything.
+pub const ADMIN_CLIENT: &str = "admin";
+
+/// N nodes in this process, on 127.0.0.1 with OS-assigned ports, serving one client,
+/// [`ADMIN_CLIENT`], whose key is `base_dir/client.key`.
 pub struct LocalCluster {
     nodes: Vec<Option<RunningNode>>,
     base_dir: PathBuf,
+    admin: ClientKey,
 }
 
 impl LocalCluster {
@@ -166,12 +187,17 @@ impl LocalCluster {
         Self::start_with(n, base_dir, |_| {}).await
     }
 
-    /// Like [`LocalCluster::start`], with a hook to adjust each node's config.
+    /// Like [`LocalCluster::start`], with a hook to adjust each node's config (which lists the
+    /// admin client when the hook is called).
     pub async fn start_with(
         n: u16,
         base_dir: &Path,
         adjust: impl Fn(&mut Config),
     ) -> Result<LocalCluster, StartError> {
+        std::fs::create_dir_all(base_dir)
+            .map_err(|e| StartError::ClientKey(format!("{}: {e}", base_dir.display())))?;
+        let admin = ClientKey::load_or_create(ADMIN_CLIENT, &base_dir.join(CLIENT_KEY_FILE))
+            .map_err(StartError::ClientKey)?;
         let mut keys = Vec::new();
         for k in 1..=n {
             let (key, _) = identity::load_or_create(&base_dir.join(format!("node{k}")))?;
@@ -189,6 +215,7 @@ impl LocalCluster {
                 })
                 .collect();
             let mut config = loopback_config(k, base_dir.join(format!("node{k}")), peers);
+            config.clients.push(admin.listed(&["*"]));
             adjust(&mut config);
             bound.push(BoundNode::bind(config, keys[usize::from(k - 1)].clone()).await?);
         }
@@ -207,7 +234,47 @@ impl LocalCluster {
         Ok(LocalCluster {
             nodes,
             base_dir: base_dir.to_path_buf(),
+            admin,
         })
+    }
+
+    /// The client every node serves.
+    pub fn admin(&self) -> &ClientKey {
+        &self.admin
+    }
+
+    /// Signs `message` with `key_id` through node `via`, with a fresh admin token.
+    pub async fn sign(
+        &self,
+        via: NodeId,
+        key_id: &str,
+        message: &[u8],
+    ) -> Result<SignResponse, NodeError> {
+        let token = self.admin.sign_token(key_id, message);
+        self.handle(via)
+            .sign(key_id, message.to_vec(), Some(token))
+            .await
+    }
+
+    /// Runs a DKG through node `via`, with a fresh admin token.
+    pub async fn keygen(
+        &self,
+        via: NodeId,
+        key_id: &str,
+        threshold: Option<u16>,
+        participants: Option<Vec<NodeId>>,
+    ) -> Result<KeyInfo, NodeError> {
+        let token = self
+            .admin
+            .keygen_token(key_id, threshold, participants.clone());
+        self.handle(via)
+            .keygen(KeygenRequest {
+                key_id: key_id.into(),
+                threshold,
+                participants,
+                token: Some(token),
+            })
+            .await
     }
 
     /// Waits until every node sees every other node connected and subscribed.
@@ -349,13 +416,8 @@ async fn run_demo(
             k
         }
         None => {
-            let k = first
-                .keygen(crate::node::KeygenRequest {
-                    key_id: "demo".into(),
-                    threshold: Some(opts.threshold),
-                    participants: None,
-                    token: None,
-                })
+            let k = cluster
+                .keygen(1, "demo", Some(opts.threshold), None)
                 .await
                 .map_err(|e| format!("DKG failed: {e}"))?;
             println!(
@@ -374,8 +436,7 @@ async fn run_demo(
         let via = attempt % opts.nodes + 1;
         let t0 = Instant::now();
         let r = cluster
-            .handle(via)
-            .sign("demo", DEMO_MESSAGE.to_vec())
+            .sign(via, "demo", DEMO_MESSAGE)
             .await
             .map_err(|e| format!("signing failed: {e}"))?;
         if r.coordinator != via {
@@ -441,11 +502,16 @@ async fn run_demo(
     }
     println!("  {cmd}");
     let api = cluster.api_addrs()[0];
-    println!("\nTry it:");
+    let message = hex::encode(b"any message");
+    println!("\nTry it (every request that signs or makes keys carries a token of client {ADMIN_CLIENT:?}):");
     println!("  curl -s http://{api}/v1/status");
     println!(
-        "  curl -s -X POST http://{api}/v1/keys/demo/sign -H 'content-type: application/json' -d '{{\"message\":\"{}\"}}'",
-        hex::encode(b"any message")
+        "  export FROSTNODE_CLIENT_KEY={}",
+        dir.join(CLIENT_KEY_FILE).display()
     );
+    println!(
+        "  curl -s -X POST http://{api}/v1/keys/demo/sign -H 'content-type: application/json' \\\n       -H \"Authorization: Bearer $(frostnode token --act sign --key-id demo --message {message})\" \\\n       -d '{{\"message\":\"{message}\"}}'"
+    );
+    println!("  frostnode sign --api http://{api} --key-id demo --message {message}");
     Ok(())
 }

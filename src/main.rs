@@ -80,12 +80,13 @@ enum Command {
         /// Participant ids, comma separated (default: every node).
         #[arg(long, value_delimiter = ',')]
         participants: Option<Vec<NodeId>>,
-        /// Client private key (PKCS#8 PEM) to sign the request's token with.
-        #[arg(long, env = "FROSTNODE_CLIENT_KEY", requires = "client")]
-        client_key: Option<PathBuf>,
+        /// Client private key (PKCS#8 PEM) that signs the request's token (`cluster-config`
+        /// writes one: DIR/client.key).
+        #[arg(long, env = "FROSTNODE_CLIENT_KEY")]
+        client_key: PathBuf,
         /// Client name, as the nodes' `[[clients]]` list it.
-        #[arg(long, env = "FROSTNODE_CLIENT")]
-        client: Option<String>,
+        #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
+        client: String,
     },
     /// Ask a node for a signature.
     Sign {
@@ -105,12 +106,13 @@ enum Command {
         /// File whose bytes are the message.
         #[arg(long)]
         message_file: Option<PathBuf>,
-        /// Client private key (PKCS#8 PEM) to sign the request's token with.
-        #[arg(long, env = "FROSTNODE_CLIENT_KEY", requires = "client")]
-        client_key: Option<PathBuf>,
+        /// Client private key (PKCS#8 PEM) that signs the request's token (`cluster-config`
+        /// writes one: DIR/client.key).
+        #[arg(long, env = "FROSTNODE_CLIENT_KEY")]
+        client_key: PathBuf,
         /// Client name, as the nodes' `[[clients]]` list it.
-        #[arg(long, env = "FROSTNODE_CLIENT")]
-        client: Option<String>,
+        #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
+        client: String,
     },
     /// Write a new client private key (PKCS#8 PEM, mode 0600) and print its public key.
     ClientKey {
@@ -124,7 +126,7 @@ enum Command {
         #[arg(long, env = "FROSTNODE_CLIENT_KEY")]
         client_key: PathBuf,
         /// Client name.
-        #[arg(long, env = "FROSTNODE_CLIENT")]
+        #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
         client: String,
         /// `sign` or `keygen`.
         #[arg(long)]
@@ -296,6 +298,11 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     out.join(format!("node{}.toml", i + 1)).display()
                 );
             }
+            println!(
+                "client key: {} (client {:?}, allowed everything on every node)",
+                out.join(localnet::CLIENT_KEY_FILE).display(),
+                localnet::ADMIN_CLIENT
+            );
             Ok(())
         }
         Command::Keygen {
@@ -322,7 +329,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
                 &api,
                 "/v1/keys",
                 Some(body),
-                token.as_deref(),
+                Some(&token),
             )
             .await?;
             print_json(&v);
@@ -352,14 +359,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
             let token = token_for(client_key, client, what)?;
             let path = format!("/v1/keys/{key_id}/sign");
             let body = json!({ "message": hex_message.trim() });
-            let v = http(
-                reqwest::Method::POST,
-                &api,
-                &path,
-                Some(body),
-                token.as_deref(),
-            )
-            .await?;
+            let v = http(reqwest::Method::POST, &api, &path, Some(body), Some(&token)).await?;
             print_json(&v);
             Ok(())
         }
@@ -488,20 +488,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// The token for a request, when a client key is given.
-fn token_for(
-    client_key: Option<PathBuf>,
-    client: Option<String>,
-    what: TokenFor,
-) -> Result<Option<String>, String> {
-    match (client_key, client) {
-        (Some(path), Some(client)) => {
-            let key = load_client_key(&path)?;
-            make_token(&key, &client, what, 120).map(Some)
-        }
-        (Some(_), None) => Err("--client-key needs --client".into()),
-        (None, _) => Ok(None),
-    }
+/// A fresh token for one request, from the client key in `client_key`.
+fn token_for(client_key: PathBuf, client: String, what: TokenFor) -> Result<String, String> {
+    let key = load_client_key(&client_key)?;
+    make_token(&key, &client, what, 120)
 }
 
 fn print_json(v: &Value) {

@@ -48,6 +48,7 @@ pub struct Metrics {
     peers: Gauge,
     culprits: Family<CulpritLabels, Counter>,
     dropped: DroppedEvents,
+    policy: Family<OutcomeLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,6 +77,7 @@ impl Metrics {
             peers: Gauge::default(),
             culprits: Family::default(),
             dropped: Family::default(),
+            policy: Family::default(),
         };
         registry.register(
             "dkg_sessions",
@@ -112,7 +114,18 @@ impl Metrics {
             "Network messages dropped because the node task was behind, by kind",
             m.dropped.clone(),
         );
+        registry.register(
+            "policy_decisions",
+            "Verdicts of the operator's policy command on signing requests, by outcome",
+            m.policy.clone(),
+        );
         m
+    }
+
+    /// The policy command approved (`true`) or refused a request.
+    pub fn policy_decision(&self, approved: bool) {
+        let outcome = if approved { "approved" } else { "refused" };
+        self.policy.get_or_create(&labels(outcome, "")).inc();
     }
 
     /// The counter the network event loop increments when it drops an event.

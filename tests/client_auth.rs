@@ -1,6 +1,6 @@
-//! A signature needs `t` independent yeses: on nodes that list clients, every signer checks
-//! the client's token against its own list before committing nonces and before releasing a
-//! share, and every DKG participant before joining. Real swarms on loopback; tokens minted
+//! A signature needs `t` independent yeses: every signer checks the client's token against its
+//! own list before committing nonces and before releasing a share, and every DKG participant
+//! before joining (a node that lists no clients serves no one). Real swarms on loopback; tokens minted
 //! with the client's key; every signature checked by ed25519-dalek.
 
 mod common;
@@ -81,10 +81,7 @@ async fn only_a_valid_token_for_this_request_gets_a_signature() {
     let h = c.handle(2);
     let m = b"pay 1 coin".to_vec();
     let good = token(Action::Sign, "k", Some(&m), "s1");
-    let r = h
-        .sign_with_token("k", m.clone(), Some(good.clone()))
-        .await
-        .unwrap();
+    let r = h.sign("k", m.clone(), Some(good.clone())).await.unwrap();
     check_signature(&gpk, &m, &r);
 
     // No token, garbage, a stranger's signature: 401.
@@ -102,14 +99,14 @@ async fn only_a_valid_token_for_this_request_gets_a_signature() {
             .unwrap(),
         ),
     ] {
-        match h.sign_with_token("k", m.clone(), bad).await {
+        match h.sign("k", m.clone(), bad).await {
             Err(NodeError::Unauthorized(_)) => {}
             other => panic!("expected 401, got {other:?}"),
         }
     }
     // Without a token nothing is learned about keys: no 404 for one that does not exist.
     assert!(matches!(
-        h.sign_with_token("no-such-key", m.clone(), None).await,
+        h.sign("no-such-key", m.clone(), None).await,
         Err(NodeError::Unauthorized(_))
     ));
     // The same token again (a replay), or a token for another message: 403 from this node.
@@ -117,7 +114,7 @@ async fn only_a_valid_token_for_this_request_gets_a_signature() {
         (good, m.clone()),
         (token(Action::Sign, "k", Some(b"pay 2"), "s3"), m.clone()),
     ] {
-        match h.sign_with_token("k", message, Some(bad)).await {
+        match h.sign("k", message, Some(bad)).await {
             Err(NodeError::Refused { refused_by, .. }) => {
                 assert_eq!(refused_by.keys().copied().collect::<Vec<_>>(), vec![2]);
             }
@@ -149,7 +146,7 @@ async fn t_minus_one_approvals_are_refused_and_t_sign() {
     let m = b"transfer".to_vec();
     match c
         .handle(1)
-        .sign_with_token(
+        .sign(
             "k",
             m.clone(),
             Some(token(Action::Sign, "k", Some(&m), "a")),
@@ -174,7 +171,7 @@ async fn t_minus_one_approvals_are_refused_and_t_sign() {
     }
     let r = c
         .handle(1)
-        .sign_with_token(
+        .sign(
             "k2",
             m.clone(),
             Some(token(Action::Sign, "k2", Some(&m), "b")),
@@ -210,9 +207,44 @@ async fn a_participant_that_does_not_allow_the_keygen_refuses_it() {
     }
     // Without a token no node creates keys on its own.
     assert!(matches!(
-        c.keygen(2, "mine", Some(3), None).await,
+        c.keygen_with_token(2, "mine", Some(3), None, None).await,
         Err(NodeError::Unauthorized(_))
     ));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lists_no_clients_serves_no_one() {
+    // Node 3's operator lists no clients: it joins no DKG and signs nothing, whoever asks.
+    let c = Cluster::start_with(3, |cfg| {
+        if cfg.id == 3 {
+            cfg.clients.clear();
+        }
+    })
+    .await;
+    match c.keygen(1, "all", Some(2), None).await {
+        Err(NodeError::Refused { refused_by, .. }) => {
+            assert!(
+                refused_by[&3].contains("lists no [[clients]]"),
+                "{refused_by:?}"
+            );
+        }
+        other => panic!("expected node 3 to refuse, got {other:?}"),
+    }
+    match c.keygen(3, "via-3", Some(2), None).await {
+        Err(NodeError::Unauthorized(reason)) => {
+            assert!(reason.contains("lists no [[clients]]"), "{reason}")
+        }
+        other => panic!("expected 401 from node 3, got {other:?}"),
+    }
+    // A key of nodes 1 and 2 signs through them, never with node 3.
+    let gpk = c
+        .keygen(1, "pair", Some(2), Some(vec![1, 2]))
+        .await
+        .unwrap()
+        .group_public_key;
+    let r = c.sign(2, "pair", b"m").await.unwrap();
+    check_signature(&gpk, b"m", &r);
     c.shutdown().await;
 }
 
@@ -233,16 +265,12 @@ async fn requests_beyond_the_rate_limit_are_refused_by_that_node() {
     for i in 0..2 {
         let m = format!("m{i}").into_bytes();
         let t = token(Action::Sign, "k", Some(&m), &format!("r{i}"));
-        let r = c
-            .handle(1)
-            .sign_with_token("k", m.clone(), Some(t))
-            .await
-            .unwrap();
+        let r = c.handle(1).sign("k", m.clone(), Some(t)).await.unwrap();
         check_signature(&gpk, &m, &r);
     }
     let m = b"one too many".to_vec();
     let t = token(Action::Sign, "k", Some(&m), "r2");
-    match c.handle(1).sign_with_token("k", m, Some(t)).await {
+    match c.handle(1).sign("k", m, Some(t)).await {
         Err(NodeError::Refused { refused_by, .. }) => {
             assert!(refused_by[&1].contains("rate limit"), "{refused_by:?}")
         }
@@ -289,7 +317,7 @@ async fn a_listed_participant_gets_no_commitment_without_the_clients_token() {
     // A token already used for another request (node 1 served it as a signer of request 0x66).
     let _ = c
         .handle(1)
-        .sign_with_token("k", message.clone(), Some(used.clone()))
+        .sign("k", message.clone(), Some(used.clone()))
         .await;
     for (what, tok) in [
         ("no token", None),

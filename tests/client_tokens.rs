@@ -167,6 +167,36 @@ fn a_token_serves_one_request_only() {
             .unwrap_err(),
         AuthError::Replayed("once".into())
     );
+    // Another token under the same id, even for the same request, is another token: refused
+    // (only the exact bytes verified before may be checked again without a signature check).
+    let twin = Claims {
+        exp: NOW + 100,
+        ..sign_claims("payments", "once", "payments", b"m")
+    };
+    let twin = mint(&key(1), &twin).unwrap();
+    assert_eq!(
+        a.verify(&twin, NOW, &sign_request("payments", b"m", 1))
+            .unwrap_err(),
+        AuthError::Replayed("once".into())
+    );
+    // The bytes verified before, with their signature broken: a second check for the same
+    // request must still see that they are not the bytes it verified.
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert!(a
+        .verify(&forged, NOW, &sign_request("payments", b"m", 1))
+        .is_err());
+    // Checked again with its request's binding, it still passes every other check: a
+    // different message is refused even for the very bytes verified before.
+    assert_eq!(
+        a.verify(&token, NOW, &sign_request("payments", b"other", 1))
+            .unwrap_err(),
+        AuthError::WrongMessage
+    );
+    a.verify(&token, NOW, &sign_request("payments", b"m", 1))
+        .unwrap();
     // Forgotten once it has expired (it could not be used then anyway).
     assert_eq!(a.remembered(), 1);
     let fresh = mint(&key(1), &sign_claims("payments", "later", "payments", b"m")).unwrap();

@@ -177,7 +177,11 @@ async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
         .unwrap();
     let sig = c
         .handle(2)
-        .sign("after", b"still fine".to_vec())
+        .sign(
+            "after",
+            b"still fine".to_vec(),
+            c.token("after", b"still fine"),
+        )
         .await
         .unwrap();
     assert_eq!(sig.group_public_key, key.group_public_key);

@@ -46,7 +46,10 @@ async fn no_share_in_trace_logs_or_api_answers() {
     answers.push(serde_json::to_string(&key).unwrap());
     for i in 0..5u8 {
         let h = c.handle(u16::from(i % 3) + 1);
-        let r = h.sign("s", vec![i; 16]).await.unwrap();
+        let r = h
+            .sign("s", vec![i; 16], c.token("s", &[i; 16]))
+            .await
+            .unwrap();
         answers.push(serde_json::to_string(&r).unwrap());
         answers.push(serde_json::to_string(&h.status().await.unwrap()).unwrap());
         answers.push(serde_json::to_string(&h.list_keys().await.unwrap()).unwrap());

@@ -61,6 +61,7 @@ async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
             "--message",
             "00ff",
         ])
+        .env("FROSTNODE_CLIENT_KEY", c.dir.path().join("client.key"))
         .output()
         .unwrap();
     assert!(
@@ -438,14 +439,14 @@ async fn client_keys_and_tokens_from_the_cli() {
 
     let c = Cluster::with_config(|_, toml| {
         toml.push_str(&format!(
-            "\n[[clients]]\nname = \"admin\"\npublic_key = \"{public_key}\"\nallow = [\"*\"]\n"
+            "\n[[clients]]\nname = \"cli\"\npublic_key = \"{public_key}\"\nallow = [\"*\"]\n"
         ));
     });
     for k in 1..=5u16 {
         c.wait_ready(k, &others(u64::from(k))).await;
     }
     let api = |k: u16| c.url(k, "");
-    let client = ["--client-key", key_path, "--client", "admin"];
+    let client = ["--client-key", key_path, "--client", "cli"];
     let (ok, out, err) = cli(&[
         &[
             "keygen",
@@ -495,7 +496,7 @@ async fn client_keys_and_tokens_from_the_cli() {
 
     // Without a token: 401. With one from `frostnode token`, as curl would send it: 200.
     let (status, body) = c
-        .post(3, "/v1/keys/k/sign", json!({ "message": "6869" }))
+        .post_with(3, "/v1/keys/k/sign", json!({ "message": "6869" }), None)
         .await;
     assert_eq!(status, 401, "{body}");
     let (ok, token, err) = cli(&[

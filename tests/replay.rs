@@ -1,6 +1,7 @@
-//! A listed participant acting as a malicious coordinator over a real connection: it gets a
-//! signature share for a signing package, then replays the same package. The node must refuse:
-//! its nonces for that session are gone.
+//! A listed participant acting as a malicious coordinator over a real connection, holding a
+//! genuine client token (say, one it saw pass): it gets a signature share for a signing
+//! package, then replays the same package. The node must refuse: its nonces for that session
+//! are gone. (Without a token it gets nothing at all: `tests/client_auth.rs`.)
 
 use std::collections::BTreeMap;
 
@@ -71,7 +72,7 @@ async fn replayed_signing_package_is_refused() {
         group_public_key: [9; 32],
         message: b"x".to_vec(),
         request_id,
-        token: None,
+        token: cluster.token("k", b"x"),
     })
     .await
     {
@@ -80,13 +81,14 @@ async fn replayed_signing_package_is_refused() {
     }
 
     let message = b"pay 1 coin".to_vec();
+    let token = cluster.token("k", &message);
     let theirs = match ask(Body::CommitRequest {
         attempt: 0,
         key_id: "k".into(),
         group_public_key: gpk,
         message: message.clone(),
         request_id,
-        token: None,
+        token: token.clone(),
     })
     .await
     {
@@ -128,7 +130,7 @@ async fn replayed_signing_package_is_refused() {
         group_public_key: gpk,
         message: b"pay 1 coin".to_vec(),
         request_id,
-        token: None,
+        token,
     })
     .await;
     let mut swapped = BTreeMap::new();
@@ -158,7 +160,8 @@ async fn replayed_signing_package_is_refused() {
         .unwrap();
 
     // The two honest nodes still sign.
-    let r = target.sign("k", b"after".to_vec()).await.unwrap();
+    let token = cluster.token("k", b"after");
+    let r = target.sign("k", b"after".to_vec(), token).await.unwrap();
     assert_eq!(r.group_public_key, key.group_public_key);
     assert_eq!(r.signers, vec![1, 2]);
     cluster.shutdown().await;

@@ -142,7 +142,7 @@ async fn fifty_messages_through_random_nodes_verify_everywhere() {
         let via: u16 = rng.gen_range(1..=5);
         let r = c
             .handle(via)
-            .sign_with_request_id("k", message.clone(), request_id)
+            .sign_with_request_id("k", message.clone(), request_id, c.token("k", &message))
             .await
             .unwrap_or_else(|e| panic!("request {i} via node {via}: {e}"));
         check(&gpk, &message, &r);
@@ -190,7 +190,7 @@ async fn two_stopped_nodes_still_sign_three_give_503() {
     for via in 1..=3 {
         let r = c
             .handle(via)
-            .sign("k", b"still here".to_vec())
+            .sign("k", b"still here".to_vec(), c.token("k", b"still here"))
             .await
             .unwrap();
         check(&gpk, b"still here", &r);
@@ -198,7 +198,8 @@ async fn two_stopped_nodes_still_sign_three_give_503() {
     }
     c.stop(3).await;
     wait_gone(&c.handle(1), &[3]).await;
-    match c.handle(1).sign("k", b"no quorum".to_vec()).await {
+    let token = c.token("k", b"no quorum");
+    match c.handle(1).sign("k", b"no quorum".to_vec(), token).await {
         Err(NodeError::Unavailable { message, missing }) => {
             assert!(
                 message.contains("only 2 of 5 participants reachable; 3 are needed"),
@@ -234,9 +235,13 @@ async fn hung_node_is_skipped_as_coordinator_and_as_signer() {
     for (i, request_id) in elect_2.into_iter().chain(ask_2).enumerate() {
         let via = [1u16, 3, 4, 5][i % 4];
         let h = c.handle(via);
+        let admin = c.admin().clone();
         tasks.push(tokio::spawn(async move {
             let m = format!("failover {i}").into_bytes();
-            let r = h.sign_with_request_id("k", m.clone(), request_id).await;
+            let token = Some(admin.sign_token("k", &m));
+            let r = h
+                .sign_with_request_id("k", m.clone(), request_id, token)
+                .await;
             (via, request_id, m, r)
         }));
     }
@@ -266,9 +271,11 @@ async fn coordinator_stopped_with_requests_in_flight() {
     let mut tasks = Vec::new();
     for i in 0..40 {
         let h = h1.clone();
+        let admin = c.admin().clone();
         tasks.push(tokio::spawn(async move {
             let m = format!("in flight {i}").into_bytes();
-            (m.clone(), h.sign("k", m).await)
+            let token = Some(admin.sign_token("k", &m));
+            (m.clone(), h.sign("k", m, token).await)
         }));
     }
     c.stop(2).await;
@@ -288,7 +295,7 @@ async fn coordinator_stopped_with_requests_in_flight() {
     assert!(ok > 0, "requests complete through failover");
     for i in 0..10 {
         let m = format!("after {i}").into_bytes();
-        let r = h1.sign("k", m.clone()).await.unwrap();
+        let r = h1.sign("k", m.clone(), c.token("k", &m)).await.unwrap();
         check(&gpk, &m, &r);
     }
     c.shutdown().await;
@@ -307,7 +314,7 @@ async fn corrupted_share_is_named_counted_and_signing_succeeds() {
         let m = format!("cheat {i}").into_bytes();
         let r = c
             .handle(via)
-            .sign_with_request_id("k", m.clone(), request_id)
+            .sign_with_request_id("k", m.clone(), request_id, c.token("k", &m))
             .await
             .unwrap();
         check(&gpk, &m, &r);
@@ -336,9 +343,10 @@ async fn sixty_four_concurrent_requests_on_one_key() {
     let mut tasks = Vec::new();
     for i in 0..64u16 {
         let h = c.handle(i % 5 + 1);
+        let m = format!("concurrent {i}").into_bytes();
+        let token = c.token("k", &m);
         tasks.push(tokio::spawn(async move {
-            let m = format!("concurrent {i}").into_bytes();
-            (m.clone(), h.sign("k", m).await)
+            (m.clone(), h.sign("k", m, token).await)
         }));
     }
     for t in tasks {
@@ -352,11 +360,15 @@ async fn sixty_four_concurrent_requests_on_one_key() {
 async fn unknown_key_and_oversized_message_are_refused() {
     let (c, _) = Cluster::with_key(3, 2).await;
     assert!(matches!(
-        c.handle(1).sign("nope", b"m".to_vec()).await,
+        c.handle(1)
+            .sign("nope", b"m".to_vec(), c.token("nope", b"m"))
+            .await,
         Err(NodeError::NotFound(_))
     ));
     assert!(matches!(
-        c.handle(1).sign("k", vec![0; 70_000]).await,
+        c.handle(1)
+            .sign("k", vec![0; 70_000], c.token("k", &[0; 70_000]))
+            .await,
         Err(NodeError::BadRequest(_))
     ));
     c.shutdown().await;

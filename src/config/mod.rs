@@ -18,7 +18,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024;
 /// Default time a whole DKG may take.
 pub const DEFAULT_DKG_TIMEOUT_MS: u64 = 30_000;
 /// Default time a coordinator may take for one signature.
-pub const DEFAULT_SIGN_TIMEOUT_MS: u64 = 5_000;
+/// (Its third, the time a coordinator waits for a silent signer, is above the policy command's
+/// default timeout, so a slow policy refuses instead of looking like a silent node.)
+pub const DEFAULT_SIGN_TIMEOUT_MS: u64 = 8_000;
 /// Default time one request may wait for its response.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
@@ -145,6 +147,9 @@ pub struct RawConfig {
     /// The clients this node's operator accepts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<RawClient>,
+    /// The operator's signing policy command, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::RawPolicy>,
 }
 
 /// A `[[clients]]` entry: an application or operator key and what it may ask of this node.
@@ -201,6 +206,10 @@ pub struct RawApi {
     /// Signing and key generation requests served at once; more get 429.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// If set, reads (`/v1/status`, `/v1/keys`, `/metrics`) need `Authorization: Bearer` with
+    /// this value (for an API exposed beyond loopback). `/v1/health` stays open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_token: Option<String>,
 }
 
 fn default_max_in_flight() -> usize {
@@ -212,6 +221,7 @@ impl Default for RawApi {
         RawApi {
             allowed_hosts: Vec::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            read_token: None,
         }
     }
 }
@@ -321,6 +331,10 @@ pub struct Config {
     pub api_allowed_hosts: Vec<String>,
     /// Signing and key generation requests served at once.
     pub api_max_in_flight: usize,
+    /// Token that reads (`/v1/status`, `/v1/keys`, `/metrics`) must carry, if set.
+    pub api_read_token: Option<String>,
+    /// The operator's policy command, asked about every signing request.
+    pub policy: Option<crate::policy::PolicyCommand>,
 }
 
 impl Config {
@@ -348,6 +362,9 @@ impl Config {
             if f.is_relative() {
                 *f = base.join(&*f);
             }
+        }
+        if let Some(p) = config.policy.as_mut() {
+            p.resolve(base);
         }
         Ok(config)
     }
@@ -455,6 +472,18 @@ impl Config {
                 format!("{bad:?} is not a host[:port]"),
             ));
         }
+        let policy = parse_policy(raw.policy.as_ref(), raw.timeouts.sign_ms)?;
+        if raw
+            .api
+            .read_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16 || !t.is_ascii() || t.contains(char::is_whitespace))
+        {
+            return Err(field_err(
+                "api.read_token",
+                "must be at least 16 printable ASCII characters without spaces",
+            ));
+        }
         Ok(Config {
             id,
             listen,
@@ -475,6 +504,8 @@ impl Config {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             api_max_in_flight: raw.api.max_in_flight,
+            api_read_token: raw.api.read_token,
+            policy,
         })
     }
 
@@ -530,6 +561,32 @@ impl Config {
             .find(|p| &p.peer_id == peer_id)
             .map(|p| p.id)
     }
+}
+
+fn parse_policy(
+    raw: Option<&crate::policy::RawPolicy>,
+    sign_ms: u64,
+) -> Result<Option<crate::policy::PolicyCommand>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    if raw.command.as_os_str().is_empty() {
+        return Err(field_err("policy.command", "must not be empty"));
+    }
+    if raw.timeout_ms == 0 || raw.timeout_ms >= sign_ms / 3 {
+        return Err(field_err(
+            "policy.timeout_ms",
+            format!(
+                "must be positive and below timeouts.sign_ms / 3 ({} ms): a coordinator replaces a signer that has not answered by then",
+                sign_ms / 3
+            ),
+        ));
+    }
+    Ok(Some(crate::policy::PolicyCommand {
+        program: raw.command.clone(),
+        args: raw.args.clone(),
+        timeout: Duration::from_millis(raw.timeout_ms),
+    }))
 }
 
 fn parse_id(field: &str, v: u32) -> Result<NodeId, ConfigError> {

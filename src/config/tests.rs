@@ -133,3 +133,44 @@ fn unknown_fields_and_bad_toml_are_parse_errors() {
     ));
     assert!(matches!(parse("id = = 1"), Err(ConfigError::Parse { .. })));
 }
+
+#[test]
+fn policy_and_read_token_parse_and_errors_name_the_field() {
+    let c = parse(&format!(
+        "{}\n[policy]\ncommand = \"/usr/local/bin/approve\"\nargs = [\"--strict\"]\n",
+        base()
+    ))
+    .unwrap();
+    let p = c.policy.unwrap();
+    assert_eq!(p.program, PathBuf::from("/usr/local/bin/approve"));
+    assert_eq!(p.args, vec!["--strict".to_string()]);
+    assert_eq!(p.timeout, Duration::from_millis(2000));
+    assert!(parse(&base()).unwrap().policy.is_none());
+    // The policy must answer before a coordinator gives up on this node (sign_ms / 3).
+    let slow = format!(
+        "{}\n[policy]\ncommand = \"/x\"\ntimeout_ms = 2700\n",
+        base()
+    );
+    assert_eq!(field_of(parse(&slow)), "policy.timeout_ms");
+    let longer = slow.replace("[policy]", "[timeouts]\nsign_ms = 9000\n\n[policy]");
+    assert_eq!(
+        parse(&longer).unwrap().policy.unwrap().timeout,
+        Duration::from_millis(2700)
+    );
+    let empty = format!("{}\n[policy]\ncommand = \"\"\n", base());
+    assert_eq!(field_of(parse(&empty)), "policy.command");
+
+    let with_token = |t: &str| format!("{}\n[api]\nread_token = \"{t}\"\n", base());
+    assert_eq!(
+        parse(&with_token("0123456789abcdef0123"))
+            .unwrap()
+            .api_read_token
+            .as_deref(),
+        Some("0123456789abcdef0123")
+    );
+    assert_eq!(field_of(parse(&with_token("short"))), "api.read_token");
+    assert_eq!(
+        field_of(parse(&with_token("with spaces in it, long enough"))),
+        "api.read_token"
+    );
+}

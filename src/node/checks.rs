@@ -148,25 +148,31 @@ pub fn group_key_bytes(hex_key: &str) -> Option<[u8; 32]> {
     hex::decode(hex_key).ok()?.try_into().ok()
 }
 
-/// Checks a client token for the request `request` describes against this node's own clients.
-/// A node with no `[[clients]]` does not check tokens yet (and `request` is not even built:
-/// hashing the message is skipped).
+/// Checks a client token for the request `request` describes against this node's own clients
+/// (`request` is built only when there is a token to check); returns the client's name. A node
+/// with no `[[clients]]` serves no one: it refuses every request.
 pub fn authorize<'r>(
     config: &Config,
     authorizer: &mut auth::Authorizer,
     now_unix: u64,
     token: Option<&str>,
     request: impl FnOnce() -> auth::Request<'r>,
-) -> Result<(), Refusal> {
+) -> Result<String, Refusal> {
     if config.clients.is_empty() {
-        return Ok(());
+        return Err(Refusal::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "node {} lists no [[clients]]: it signs and creates keys for no one",
+                config.id
+            ),
+        ));
     }
     let Some(token) = token else {
         return Err(Refusal::new(ErrorKind::Unauthorized, "no client token"));
     };
     authorizer
         .verify(token, now_unix, &request())
-        .map(|_| ())
+        .map(|v| v.client)
         .map_err(|e: AuthError| {
             let kind = if e.is_authentication() {
                 ErrorKind::Unauthorized

@@ -1,6 +1,7 @@
 //! What every component of the node works with while it handles one event: the moment the
 //! event is handled at (one clock read per event), the configuration, the peer book, the outbox,
-//! the key store, metrics, the culprit tally, the deadlines and the random number generator.
+//! the key store, metrics, the culprit tally, the deadlines, the random number generator, the
+//! client tokens seen and the policy verdicts.
 //! Components own their sessions; everything they share is lent to them here, for the length
 //! of one event.
 
@@ -12,6 +13,7 @@ use tracing::warn;
 
 use super::outbox::Outbox;
 use super::peers::PeerBook;
+use super::policy::PolicyGate;
 use super::timers::Timers;
 use crate::auth::Authorizer;
 use crate::config::Config;
@@ -93,6 +95,8 @@ pub struct Shared {
     pub wall: WallClock,
     /// Client tokens, checked against this node's own clients.
     pub auth: Authorizer,
+    /// The operator's policy verdicts.
+    pub policy: PolicyGate,
 }
 
 impl Shared {
@@ -111,6 +115,7 @@ impl Shared {
             rng: &mut *self.rng,
             stored: &self.stored,
             auth: &mut self.auth,
+            policy: &mut self.policy,
         }
     }
 }
@@ -141,6 +146,8 @@ pub struct Ctx<'a> {
     pub stored: &'a mpsc::Sender<Stored>,
     /// Client tokens.
     pub auth: &'a mut Authorizer,
+    /// The operator's policy verdicts.
+    pub policy: &'a mut PolicyGate,
 }
 
 impl Ctx<'_> {

@@ -139,13 +139,9 @@ impl NodeHandle {
         self.ask(|reply| Input::Keygen { req, reply }).await?
     }
 
-    /// Signs `message` with key `key_id` through the coordinator elected for this request.
-    pub async fn sign(&self, key_id: &str, message: Vec<u8>) -> Result<SignResponse, NodeError> {
-        self.sign_request(key_id, message, None).await
-    }
-
-    /// Like [`NodeHandle::sign`], carrying the client's token.
-    pub async fn sign_with_token(
+    /// Signs `message` with key `key_id` through the coordinator elected for this request,
+    /// carrying the client's token (every node refuses a request without a valid one).
+    pub async fn sign(
         &self,
         key_id: &str,
         message: Vec<u8>,
@@ -173,21 +169,13 @@ impl NodeHandle {
         key_id: &str,
         message: Vec<u8>,
         request_id: SessionId,
-    ) -> Result<SignResponse, NodeError> {
-        self.sign_request(key_id, message, Some(request_id)).await
-    }
-
-    async fn sign_request(
-        &self,
-        key_id: &str,
-        message: Vec<u8>,
-        request_id: Option<SessionId>,
+        token: Option<String>,
     ) -> Result<SignResponse, NodeError> {
         self.submit(SignInput {
             key_id: key_id.to_string(),
             message,
-            request_id,
-            token: None,
+            request_id: Some(request_id),
+            token,
         })
         .await
     }

@@ -10,6 +10,7 @@ use tracing::warn;
 use super::context::Ctx;
 use super::coordinator::{CoordinateRequest, Responder};
 use super::dkg::DkgDriver;
+use super::policy::{self, Held};
 use super::roles::Roles;
 use crate::net;
 use crate::wire::{Body, ErrorKind};
@@ -92,9 +93,20 @@ fn on_request(
             roles.coordinate(ctx, Some(req));
             return;
         }
-        body @ (Body::CommitRequest { .. } | Body::SignRequest { .. }) => {
-            roles.signer.serve(ctx, sid, from, body)
+        body @ Body::CommitRequest { .. } => {
+            // Answered once this node's policy (if any) has decided.
+            let held = Held::Commit {
+                session: sid,
+                from,
+                body,
+                channel,
+            };
+            if let Some(held) = policy::admit(ctx, held) {
+                policy::release(ctx, roles, held);
+            }
+            return;
         }
+        body @ Body::SignRequest { .. } => roles.signer.serve(ctx, sid, from, body),
         Body::DkgStart(start) => dkg.on_dkg_start(ctx, sid, from, start),
         Body::DkgResult(outcome) => {
             dkg.on_report(ctx, sid, from, outcome);

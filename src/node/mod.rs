@@ -6,7 +6,8 @@
 //! Components, one file each: [`peers`] (who is who, sender authentication), [`outbox`]
 //! (encoding and sending, replies routed by tag), [`timers`] (deadlines), [`dkg`] and
 //! [`initiator`] (DKG sessions), [`forwarder`], [`coordinator`] and [`signer`] (the three
-//! signing roles), [`checks`] (the admission and key checks every role shares). The node never
+//! signing roles), [`checks`] (the admission and key checks every role shares), [`policy`] (the
+//! operator's verdicts, which signing requests wait for). The node never
 //! waits on the network: requests run in small tasks whose answers come back as [`outbox::Reply`].
 
 pub mod checks;
@@ -22,6 +23,7 @@ mod inbound;
 pub mod initiator;
 pub mod outbox;
 pub mod peers;
+pub mod policy;
 pub mod requests;
 mod roles;
 pub mod signer;
@@ -105,6 +107,7 @@ enum Event {
     Input(handle::Input),
     Reply(Reply),
     Stored(Stored),
+    Policy(policy::Decided),
     Net(net::Event),
     Timers,
 }
@@ -114,6 +117,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
     let (input_tx, input_rx) = mpsc::channel(QUEUE);
     let (reply_tx, reply_rx) = mpsc::channel(QUEUE);
     let (stored_tx, stored_rx) = mpsc::channel(QUEUE);
+    let (policy_tx, policy_rx) = mpsc::channel(QUEUE);
     let (peers, ready) = PeerBook::new(&parts.config);
     let peer_id = parts.keypair.public().to_peer_id();
     let handle = NodeHandle {
@@ -154,6 +158,14 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
                 .unwrap_or_default(),
         ),
         auth: crate::auth::Authorizer::new(parts.config.clients.clone()),
+        policy: policy::PolicyGate::new(
+            parts
+                .config
+                .policy
+                .clone()
+                .map(crate::policy::PolicyRunner::new),
+            policy_tx,
+        ),
         config: parts.config,
     };
     let node = Node {
@@ -164,7 +176,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         coordinator: CoordinatorDriver::default(),
         signer: SignerDriver::new(parts.nonce_observer),
     };
-    let task = tokio::spawn(node.run(input_rx, reply_rx, stored_rx, parts.events));
+    let task = tokio::spawn(node.run(input_rx, reply_rx, stored_rx, policy_rx, parts.events));
     (handle, task)
 }
 
@@ -174,6 +186,7 @@ impl Node {
         mut inputs: mpsc::Receiver<handle::Input>,
         mut replies: mpsc::Receiver<Reply>,
         mut stored: mpsc::Receiver<Stored>,
+        mut decided: mpsc::Receiver<policy::Decided>,
         mut events: mpsc::Receiver<net::Event>,
     ) {
         loop {
@@ -188,6 +201,7 @@ impl Node {
                 },
                 Some(reply) = replies.recv() => Event::Reply(reply),
                 Some(s) = stored.recv() => Event::Stored(s),
+                Some(d) = decided.recv() => Event::Policy(d),
                 event = events.recv() => match event {
                     Some(e) => Event::Net(e),
                     None => break,
@@ -244,6 +258,7 @@ impl Node {
                 }
             },
             Event::Stored(s) => dkg.on_stored(&mut ctx, s),
+            Event::Policy(d) => policy::on_decided(&mut ctx, &mut roles, d),
             Event::Net(e) => {
                 if let PeerChange::Lost(node) = change {
                     dkg.on_peer_lost(&mut ctx, node);

@@ -5,6 +5,7 @@
 use super::context::Ctx;
 use super::coordinator::{CoordinateRequest, CoordinatorDriver, LocalAnswer};
 use super::forwarder::Forwarder;
+use super::policy::{self, Held};
 use super::signer::SignerDriver;
 
 /// The three signing roles, which hand requests and answers to each other.
@@ -18,6 +19,10 @@ impl Roles<'_> {
     /// Coordinates requests this node elected itself for, until none is left.
     pub fn coordinate(&mut self, ctx: &mut Ctx<'_>, mut next: Option<CoordinateRequest>) {
         while let Some(req) = next.take() {
+            // This node signs first: with a policy command, it waits for its verdict.
+            let Some(Held::Coordinate(req)) = policy::admit(ctx, Held::Coordinate(req)) else {
+                break;
+            };
             let answer = self.coordinator.start(ctx, self.signer, req);
             next = self.deliver(ctx, answer);
         }

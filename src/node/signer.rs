@@ -1,8 +1,9 @@
 //! The signer driver: this node's answers to the coordinators that ask it for nonce
 //! commitments and signature shares, and to its own coordinator (without encoding round
-//! trips). The nonces themselves live in the sans-IO [`Signer`]; this driver checks the key
-//! (one check, shared with the coordinator), lends the signer time and randomness, and keeps
-//! the nonce-expiry deadline up to date.
+//! trips). The nonces themselves live in the sans-IO [`Signer`]; this driver checks the
+//! client's token, the operator's policy verdict and the key (one check, shared with the
+//! coordinator), lends the signer time and randomness, and keeps the nonce-expiry deadline up
+//! to date.
 
 use frost_ed25519::round1::SigningCommitments;
 use frost_ed25519::SigningPackage;
@@ -157,6 +158,7 @@ impl SignerDriver {
             ask.token.as_deref(),
             request,
         )?;
+        ctx.policy.check(ask.request_id, ask.token.as_deref())?;
         let (key, _) = checks::signing_key(
             ctx.keystore,
             me,
@@ -207,8 +209,13 @@ impl SignerDriver {
             binding: committed.authorization.map_or([0; 32], |a| a.request_id.0),
         };
         let token = committed.authorization.map(|a| a.token.as_str());
+        let request_id = committed
+            .authorization
+            .map_or(SessionId([0; 32]), |a| a.request_id);
         let now_unix = ctx.unix_seconds();
-        if let Err(refusal) = checks::authorize(ctx.config, ctx.auth, now_unix, token, request) {
+        let checked = checks::authorize(ctx.config, ctx.auth, now_unix, token, request)
+            .and_then(|_| ctx.policy.check(request_id, token));
+        if let Err(refusal) = checked {
             self.signer
                 .forget(slot.coordinator, slot.session, slot.attempt);
             self.schedule(ctx);

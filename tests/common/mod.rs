@@ -69,16 +69,9 @@ impl Cluster {
         (c, gpk)
     }
 
-    /// Runs a DKG through node `via`.
-    pub async fn keygen(
-        &self,
-        via: NodeId,
-        key_id: &str,
-        threshold: Option<u16>,
-        participants: Option<Vec<NodeId>>,
-    ) -> Result<KeyInfo, NodeError> {
-        self.keygen_with_token(via, key_id, threshold, participants, None)
-            .await
+    /// A fresh token of the admin client (which every node serves) to sign `message`.
+    pub fn token(&self, key_id: &str, message: &[u8]) -> Option<String> {
+        Some(self.admin().sign_token(key_id, message))
     }
 
     /// Runs a DKG through node `via` with a client token.

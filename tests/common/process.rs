@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use frostnode::client::ClientKey;
+use frostnode::localnet::{ADMIN_CLIENT, CLIENT_KEY_FILE};
 use serde_json::Value;
 
 use super::WAIT;
@@ -18,6 +20,8 @@ pub struct ProcessCluster {
     pub base_port: u16,
     children: Vec<Option<Child>>,
     pub http: reqwest::Client,
+    /// The client `cluster-config` registered on every node.
+    pub admin: ClientKey,
 }
 
 impl Drop for ProcessCluster {
@@ -70,11 +74,16 @@ impl ProcessCluster {
             edit(k, &mut text);
             std::fs::write(&path, text).unwrap();
         }
+        let admin = ClientKey::new(
+            ADMIN_CLIENT,
+            frostnode::client::load_client_key(&dir.path().join(CLIENT_KEY_FILE)).unwrap(),
+        );
         let mut c = ProcessCluster {
             dir,
             base_port,
             children: (0..5).map(|_| None).collect(),
             http: reqwest::Client::new(),
+            admin,
         };
         for k in 1..=5 {
             c.start(k);
@@ -139,16 +148,51 @@ impl ProcessCluster {
         (status, r.json().await.unwrap())
     }
 
+    /// POSTs `body` with a fresh admin token for it (key generation or signing).
     pub async fn post(&self, k: u16, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(k, path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let token = self.token_for(path, &body);
+        self.post_with(k, path, body, Some(&token)).await
+    }
+
+    /// POSTs `body` with `token`, or none.
+    pub async fn post_with(
+        &self,
+        k: u16,
+        path: &str,
+        body: Value,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut r = self.http.post(self.url(k, path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap())
+    }
+
+    /// The admin token a request to `path` with `body` needs.
+    fn token_for(&self, path: &str, body: &Value) -> String {
+        if path == "/v1/keys" {
+            let participants = body["participants"].as_array().map(|a| {
+                a.iter()
+                    .map(|v| v.as_u64().unwrap() as u16)
+                    .collect::<Vec<_>>()
+            });
+            self.admin.keygen_token(
+                body["key_id"].as_str().unwrap_or_default(),
+                body["threshold"].as_u64().map(|t| t as u16),
+                participants,
+            )
+        } else {
+            let key_id = path
+                .strip_prefix("/v1/keys/")
+                .and_then(|p| p.strip_suffix("/sign"))
+                .expect("a signing path");
+            let message =
+                hex::decode(body["message"].as_str().unwrap_or_default()).unwrap_or_default();
+            self.admin.sign_token(key_id, &message)
+        }
     }
 
     pub async fn post_raw(&self, k: u16, path: &str, body: &'static str) -> (u16, Value) {

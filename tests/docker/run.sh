@@ -71,6 +71,11 @@ ready_peers_are() { # NODE EXPECTED (python list literal)
 step "static binary"
 RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build --release --locked --target x86_64-unknown-linux-gnu
+BIN=target/x86_64-unknown-linux-gnu/release/frostnode
+# The client every node of the compose cluster serves (config/client.key, client "admin").
+export FROSTNODE_CLIENT_KEY=config/client.key
+bearer() { echo "Authorization: Bearer $("$BIN" token "$@")"; }
+
 step "image (no pull: --target prebuilt)"
 docker build -q --target prebuilt -t "$FROSTNODE_IMAGE" . >/dev/null
 
@@ -86,8 +91,14 @@ done
 
 dc logs node1 2>&1 | grep -q "encrypted at rest" || fail "node 1's key store is not encrypted"
 
+step "no client token: 401"
+code=$(curl -s -o "$WORK/err.json" -w '%{http_code}' -X POST "$(api 1)/v1/keys" \
+  -H 'content-type: application/json' -d '{"key_id": "ci", "threshold": 3}')
+[ "$code" = 401 ] || fail "expected 401 without a token, got $code: $(cat "$WORK/err.json")"
+
 step "keygen (3 of 5)"
 KEY=$(curl -sf -X POST "$(api 1)/v1/keys" -H 'content-type: application/json' \
+  -H "$(bearer --act keygen --key-id ci --threshold 3)" \
   -d '{"key_id": "ci", "threshold": 3}')
 GPK=$(echo "$KEY" | json "v['group_public_key']")
 for k in 2 3 4 5; do
@@ -100,6 +111,7 @@ sign_and_verify() {
   local node=$1 text=$2 msg_hex body sig
   msg_hex=$(printf '%s' "$text" | python3 -c "import sys; print(sys.stdin.buffer.read().hex())")
   body=$(curl -sf -X POST "$(api "$node")/v1/keys/ci/sign" -H 'content-type: application/json' \
+    -H "$(bearer --act sign --key-id ci --message "$msg_hex")" \
     -d "{\"message\": \"$msg_hex\"}") || fail "signing through node $node failed"
   sig=$(echo "$body" | json "v['signature']")
   python3 - "$WORK" "$GPK" "$sig" "$text" <<'PY'
@@ -133,6 +145,7 @@ NODE3=$(dc ps -q node3)
 docker network disconnect "$NET" "$NODE3"
 wait_for "node 1 to see node 3 gone" 90 ready_peers_are 1 "[2]"
 code=$(curl -s -o "$WORK/err.json" -w '%{http_code}' -X POST "$(api 1)/v1/keys/ci/sign" \
+  -H "$(bearer --act sign --key-id ci --message 00)" \
   -H 'content-type: application/json' -d '{"message": "00"}')
 [ "$code" = 503 ] || fail "expected 503, got $code: $(cat "$WORK/err.json")"
 grep -q "only 2 of 5 participants reachable; 3 are needed" "$WORK/err.json" \
