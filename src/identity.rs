@@ -1,4 +1,5 @@
-//! The node's libp2p identity: an Ed25519 keypair in `data_dir/identity.key` (mode 0600).
+//! The node's libp2p identity: an Ed25519 keypair in `data_dir/identity.key` (mode 0600),
+//! sealed with the key store's passphrase when one is configured.
 //!
 //! The PeerId derived from it is what peers list in their configs, so it must survive restarts.
 
@@ -28,6 +29,69 @@ pub enum IdentityError {
     /// The file does not hold a valid key.
     #[error("identity file {0} is not a valid libp2p key")]
     Invalid(PathBuf),
+    /// The file is sealed and no passphrase is configured.
+    #[error("identity file {0} is sealed: configure [keystore] passphrase_env or passphrase_file")]
+    PassphraseRequired(PathBuf),
+    /// The passphrase does not open the sealed file (or the file was tampered with).
+    #[error("identity file {0} does not open with the configured passphrase (wrong passphrase, or the file was altered)")]
+    WrongPassphrase(PathBuf),
+}
+
+/// Associated data binding a sealed identity to its purpose.
+const SEAL_AAD: &[u8] = b"frostnode/identity/v1";
+
+/// Loads the identity from a key file. A sealed file needs `passphrase`; a file in clear is
+/// sealed in place when a passphrase is given (if the file cannot be rewritten, say a
+/// read-only mount, it is used as it is and the returned flag says so).
+pub fn load_file_sealed(
+    path: &Path,
+    passphrase: Option<&[u8]>,
+) -> Result<(Keypair, Sealing), IdentityError> {
+    let io = |source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => zeroize::Zeroizing::new(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(IdentityError::Missing(path.to_path_buf()))
+        }
+        Err(source) => return Err(io(source)),
+    };
+    if crate::sealing::is_standalone(&bytes) {
+        let Some(pass) = passphrase else {
+            return Err(IdentityError::PassphraseRequired(path.to_path_buf()));
+        };
+        let plain = crate::sealing::open_standalone(pass, SEAL_AAD, &bytes)
+            .map_err(|_| IdentityError::WrongPassphrase(path.to_path_buf()))?;
+        let key = Keypair::from_protobuf_encoding(&plain)
+            .map_err(|_| IdentityError::Invalid(path.to_path_buf()))?;
+        return Ok((key, Sealing::Sealed));
+    }
+    let key = Keypair::from_protobuf_encoding(&bytes)
+        .map_err(|_| IdentityError::Invalid(path.to_path_buf()))?;
+    let Some(pass) = passphrase else {
+        return Ok((key, Sealing::Clear));
+    };
+    let sealed = crate::sealing::seal_standalone(pass, SEAL_AAD, &bytes)
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    match securefile::write_private_atomic(path, &sealed) {
+        Ok(()) => Ok((key, Sealing::SealedNow)),
+        Err(e) => Ok((key, Sealing::CannotSeal(e.to_string()))),
+    }
+}
+
+/// How the identity file is kept, as [`load_file_sealed`] found (and left) it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sealing {
+    /// Sealed with the passphrase.
+    Sealed,
+    /// It was in clear and is sealed now.
+    SealedNow,
+    /// In clear, and no passphrase is configured.
+    Clear,
+    /// In clear, and it could not be rewritten sealed (the reason).
+    CannotSeal(String),
 }
 
 /// Path of the identity file in a data directory.
@@ -135,6 +199,47 @@ pub fn peer_public_key(peer_id: &libp2p::PeerId) -> Option<libp2p::identity::Pub
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passphrase_seals_the_identity_and_only_it_opens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = load_or_create(dir.path()).unwrap();
+        let path = identity_path(dir.path());
+        let pid = key.public().to_peer_id();
+        let (k, how) = load_file_sealed(&path, None).unwrap();
+        assert_eq!((k.public().to_peer_id(), how), (pid, Sealing::Clear));
+        let (k, how) = load_file_sealed(&path, Some(b"pass")).unwrap();
+        assert_eq!((k.public().to_peer_id(), how), (pid, Sealing::SealedNow));
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(crate::sealing::is_standalone(&bytes));
+        let secret = key.to_protobuf_encoding().unwrap();
+        assert!(
+            !bytes
+                .windows(32)
+                .any(|w| secret.windows(32).any(|s| s == w)),
+            "no part of the key in clear"
+        );
+        let (k, how) = load_file_sealed(&path, Some(b"pass")).unwrap();
+        assert_eq!((k.public().to_peer_id(), how), (pid, Sealing::Sealed));
+        assert!(matches!(
+            load_file_sealed(&path, None),
+            Err(IdentityError::PassphraseRequired(_))
+        ));
+        assert!(matches!(
+            load_file_sealed(&path, Some(b"other")),
+            Err(IdentityError::WrongPassphrase(_))
+        ));
+        // A flipped byte in the ciphertext: refused, never a different key.
+        let mut text = String::from_utf8(bytes).unwrap();
+        let at = text.find("\"ciphertext\": \"").unwrap() + 20;
+        let flipped = if &text[at..at + 1] == "0" { "1" } else { "0" };
+        text.replace_range(at..at + 1, flipped);
+        std::fs::write(&path, text).unwrap();
+        assert!(matches!(
+            load_file_sealed(&path, Some(b"pass")),
+            Err(IdentityError::WrongPassphrase(_))
+        ));
+    }
 
     #[test]
     fn create_then_load_gives_the_same_peer_id() {

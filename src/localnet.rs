@@ -46,9 +46,9 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
         let (key, _) = identity::load_or_create(&dir).map_err(|e| e.to_string())?;
         peer_ids.push(key.public().to_peer_id());
         if layout.docker {
-            // Bind-mounted into a container that runs as another user, so it must be readable.
-            // These are throwaway identities for a local cluster, as the config files say.
-            make_readable(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            // Bind-mounted into a container that runs as another user: readable by the group
+            // the compose file adds to the container (FROSTNODE_GID), never by everyone.
+            make_group_readable(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
     }
     let admin = ClientKey::load_or_create(ADMIN_CLIENT, &out.join(CLIENT_KEY_FILE))?;
@@ -69,8 +69,8 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
         if layout.docker {
             let _ = writeln!(
                 file,
-                "# For docker-compose: node{k}/identity.key is mounted at /etc/frostnode/identity.key.\n\
-                 # WARNING: these identities are throwaway keys for local testing only."
+                "# For docker-compose: node{k}/identity.key is mounted at /etc/frostnode/identity.key\n\
+                 # (mode 0640: run compose with FROSTNODE_GID=$(id -g) so the container can read it)."
             );
         }
         file.push_str(&text);
@@ -81,17 +81,17 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
 }
 
 #[cfg(unix)]
-fn make_readable(dir: &Path) -> std::io::Result<()> {
+fn make_group_readable(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
     std::fs::set_permissions(
         identity::identity_path(dir),
-        std::fs::Permissions::from_mode(0o644),
+        std::fs::Permissions::from_mode(0o640),
     )
 }
 
 #[cfg(not(unix))]
-fn make_readable(_: &Path) -> std::io::Result<()> {
+fn make_group_readable(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -303,6 +303,11 @@ async fn dispatch(command: Command) -> Result<(), String> {
                 out.join(localnet::CLIENT_KEY_FILE).display(),
                 localnet::ADMIN_CLIENT
             );
+            if docker {
+                println!(
+                    "identities are readable by their group only: start compose with FROSTNODE_GID=$(id -g)"
+                );
+            }
             Ok(())
         }
         Command::Keygen {
@@ -453,9 +458,28 @@ async fn dispatch(command: Command) -> Result<(), String> {
 }
 
 async fn run(path: PathBuf) -> Result<(), String> {
+    use frostnode::identity::{load_file_sealed, Sealing};
     let config = Config::load(&path).map_err(|e| e.to_string())?;
-    let keypair =
-        frostnode::identity::load_file(&config.identity_path()).map_err(|e| e.to_string())?;
+    let passphrase = config.read_passphrase().map_err(|e| e.to_string())?;
+    let identity = config.identity_path();
+    let (keypair, sealing) = load_file_sealed(&identity, passphrase.as_ref().map(|p| p.as_slice()))
+        .map_err(|e| e.to_string())?;
+    drop(passphrase);
+    let shown = identity.display();
+    match sealing {
+        Sealing::Sealed => tracing::info!(file = %shown, "identity sealed at rest"),
+        Sealing::SealedNow => {
+            tracing::info!(file = %shown, "identity was stored in clear; sealed it with the key store passphrase")
+        }
+        Sealing::Clear => {
+            tracing::warn!(file = %shown, "IDENTITY KEY IS STORED UNENCRYPTED: set [keystore] passphrase_env or passphrase_file")
+        }
+        Sealing::CannotSeal(reason) => tracing::warn!(
+            file = %shown,
+            %reason,
+            "identity is in clear and cannot be rewritten sealed (read-only?); seal it where it is written"
+        ),
+    }
     let node = BoundNode::bind(config, keypair)
         .await
         .map_err(|e| e.to_string())?

@@ -183,3 +183,75 @@ impl Sealer {
             .map_err(|_| SealError::Unauthentic)
     }
 }
+
+/// Format tag of a self-contained sealed file.
+const STANDALONE_FORMAT: &str = "frostnode-sealed-file/v1";
+
+/// A secret sealed on its own (the node identity): its KDF salt and parameters travel with it,
+/// so it opens wherever it is stored.
+#[derive(Serialize, Deserialize)]
+struct Standalone {
+    format: String,
+    kdf: String,
+    m_cost_kib: u32,
+    t_cost: u32,
+    p_cost: u32,
+    salt: String,
+    sealed: SealedBlob,
+}
+
+/// Seals `plaintext` with a key derived from `passphrase` (Argon2id, fresh salt), binding
+/// `aad`; returns the file's bytes (JSON).
+pub fn seal_standalone(
+    passphrase: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let meta_err = |message: String| SealError::Meta {
+        path: "sealed file".into(),
+        message,
+    };
+    let salt: [u8; 16] = rand::random();
+    let (m, t, p) = (19 * 1024, 2, 1);
+    let sealer = derive(passphrase, &salt, m, t, p).map_err(meta_err)?;
+    let file = Standalone {
+        format: STANDALONE_FORMAT.into(),
+        kdf: "argon2id".into(),
+        m_cost_kib: m,
+        t_cost: t,
+        p_cost: p,
+        salt: hex::encode(salt),
+        sealed: sealer.seal(aad, plaintext)?,
+    };
+    serde_json::to_vec_pretty(&file).map_err(|e| meta_err(e.to_string()))
+}
+
+/// Whether `bytes` are a file written by [`seal_standalone`].
+pub fn is_standalone(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Standalone>(bytes).is_ok_and(|f| f.format == STANDALONE_FORMAT)
+}
+
+/// Opens a file written by [`seal_standalone`] with the same `aad`. A wrong passphrase and a
+/// tampered file are both [`SealError::Unauthentic`]: the file alone cannot tell them apart.
+pub fn open_standalone(
+    passphrase: &[u8],
+    aad: &[u8],
+    bytes: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    let meta_err = |message: String| SealError::Meta {
+        path: "sealed file".into(),
+        message,
+    };
+    let file: Standalone = serde_json::from_slice(bytes).map_err(|e| meta_err(e.to_string()))?;
+    if file.format != STANDALONE_FORMAT || file.kdf != "argon2id" {
+        return Err(meta_err(format!("unsupported format {:?}", file.format)));
+    }
+    // Bounded KDF parameters: a planted file must not make the node allocate gigabytes.
+    if file.m_cost_kib > 1024 * 1024 || file.t_cost > 16 || file.p_cost > 16 {
+        return Err(meta_err("KDF parameters out of range".into()));
+    }
+    let salt = hex::decode(&file.salt).map_err(|e| meta_err(e.to_string()))?;
+    let sealer =
+        derive(passphrase, &salt, file.m_cost_kib, file.t_cost, file.p_cost).map_err(meta_err)?;
+    sealer.open_blob(aad, &file.sealed)
+}

@@ -280,6 +280,13 @@ async fn wrong_or_missing_passphrase_refuses_to_start() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("encrypted at rest"), "{log}");
     assert!(dir.path().join("node1/keys/.keystore.json").exists());
+    // The identity, written in clear by cluster-config, is sealed with the same passphrase.
+    assert!(
+        log.contains("sealed it with the key store passphrase"),
+        "{log}"
+    );
+    let identity = std::fs::read_to_string(dir.path().join("node1/identity.key")).unwrap();
+    assert!(identity.contains("frostnode-sealed-file/v1"), "{identity}");
 
     for (env, expect) in [
         (Some("wrong one"), "wrong passphrase"),
@@ -300,6 +307,22 @@ async fn wrong_or_missing_passphrase_refuses_to_start() {
             "passphrase leaked: {err}"
         );
     }
+    // Without any passphrase configured, the sealed identity is named as the reason.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cut = text.find("\n[keystore]").unwrap();
+    std::fs::write(&config, &text[..cut]).unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "must refuse to start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("identity file") && err.contains("is sealed"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

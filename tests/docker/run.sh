@@ -20,6 +20,9 @@ else
 fi
 
 PROJECT="frostnodetest$$"
+# The containers read the identities in config/ through their owner's group.
+export FROSTNODE_GID="$(id -g)"
+chmod 0640 config/node*/identity.key   # as cluster-config --docker writes them (git keeps 0644)
 export FROSTNODE_IMAGE="frostnode:test-$$"
 WORK="$(mktemp -d)"
 dc() { "${COMPOSE[@]}" -p "$PROJECT" "$@"; }
