@@ -104,7 +104,7 @@ pub fn load(data_dir: &Path) -> Result<Keypair, IdentityError> {
     load_file(&identity_path(data_dir))
 }
 
-/// Loads the identity from a key file.
+/// Loads the identity from a key file in clear (a sealed one needs [`load_file_sealed`]).
 pub fn load_file(path: &Path) -> Result<Keypair, IdentityError> {
     let path = path.to_path_buf();
     let bytes = match std::fs::read(&path) {
@@ -114,6 +114,9 @@ pub fn load_file(path: &Path) -> Result<Keypair, IdentityError> {
         }
         Err(source) => return Err(IdentityError::Io { path, source }),
     };
+    if crate::sealing::is_standalone(&bytes) {
+        return Err(IdentityError::PassphraseRequired(path));
+    }
     Keypair::from_protobuf_encoding(&bytes).map_err(|_| IdentityError::Invalid(path))
 }
 

@@ -363,9 +363,20 @@ pub async fn demo(opts: LocalnetOptions) -> Result<(), String> {
         ));
     }
     let temp = opts.data_dir.is_none();
-    let dir = opts.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("frostnode-localnet-{}", std::process::id()))
-    });
+    let dir = match opts.data_dir.clone() {
+        Some(d) => d,
+        None => {
+            // A fresh, private directory with an unguessable name: nobody else on this machine
+            // can have put a client key or an identity there first.
+            let d = std::env::temp_dir().join(format!(
+                "frostnode-localnet-{}",
+                hex::encode(rand::random::<[u8; 8]>())
+            ));
+            crate::securefile::create_new_private_dir(&d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            d
+        }
+    };
     let base = opts.api_base_port;
     if base != 0 && u32::from(base) + u32::from(opts.nodes) > 65535 {
         return Err("--api-base-port is too high for that many nodes".into());

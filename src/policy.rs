@@ -103,20 +103,24 @@ impl PolicyRunner {
     }
 
     /// Asks the command about `request`. Never fails: every problem is a refusal with its
-    /// reason. The timeout covers waiting for a slot, and a command still running when it
-    /// passes is killed.
+    /// reason. The timeout covers waiting for a slot; a command (and every process it started)
+    /// still running when it passes is killed.
     pub async fn decide(&self, request: &PolicyRequest) -> Verdict {
         let timeout = self.command.timeout;
-        match tokio::time::timeout(timeout, self.run(request)).await {
-            Ok(verdict) => verdict,
-            Err(_) => Verdict::Refuse(format!(
+        let mut group = None;
+        let verdict = tokio::time::timeout(timeout, self.run(request, &mut group)).await;
+        if let Some(pgid) = group {
+            kill_group(pgid);
+        }
+        verdict.unwrap_or_else(|_| {
+            Verdict::Refuse(format!(
                 "policy command did not answer within {} ms",
                 timeout.as_millis()
-            )),
-        }
+            ))
+        })
     }
 
-    async fn run(&self, request: &PolicyRequest) -> Verdict {
+    async fn run(&self, request: &PolicyRequest, group: &mut Option<u32>) -> Verdict {
         let Ok(_slot) = self.slots.acquire().await else {
             return Verdict::Refuse("policy runner closed".into());
         };
@@ -125,14 +129,24 @@ impl PolicyRunner {
             Err(e) => return Verdict::Refuse(format!("policy request not encodable: {e}")),
         };
         let program = &self.command.program;
-        let child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        command
             .args(&self.command.args)
+            // The node's environment holds its secrets (the key store passphrase): the command
+            // gets none of it, only what it needs to find programs and read text.
+            .env_clear()
+            .envs(
+                ["PATH", "LANG", "LC_ALL", "TZ"]
+                    .into_iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match child {
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
                 return Verdict::Refuse(format!(
@@ -141,6 +155,7 @@ impl PolicyRunner {
                 ))
             }
         };
+        *group = child.id();
         if let Some(mut stdin) = child.stdin.take() {
             // A command may decide without reading everything (or anything): a closed pipe
             // is not an error.
@@ -148,12 +163,19 @@ impl PolicyRunner {
                 let _ = stdin.write_all(&doc).await;
             });
         }
-        match child.wait_with_output().await {
-            Ok(out) if out.status.success() => Verdict::Approve,
-            Ok(out) => {
-                let said =
-                    reason_from_output(&out.stderr).or_else(|| reason_from_output(&out.stdout));
-                let status = match out.status.code() {
+        let stdout = read_bounded(child.stdout.take());
+        let stderr = read_bounded(child.stderr.take());
+        let (status, stdout, stderr) = tokio::join!(child.wait(), stdout, stderr);
+        match status {
+            Ok(status) if status.success() => {
+                // It answered: nothing of its group needs killing.
+                *group = None;
+                Verdict::Approve
+            }
+            Ok(status) => {
+                *group = None;
+                let said = reason_from_output(&stderr).or_else(|| reason_from_output(&stdout));
+                let status = match status.code() {
                     Some(code) => format!("exit status {code}"),
                     None => "killed by a signal".into(),
                 };
@@ -166,6 +188,34 @@ impl PolicyRunner {
         }
     }
 }
+
+/// Most bytes kept of each of the command's outputs (the rest is read and dropped).
+const MAX_OUTPUT: u64 = 16 * 1024;
+
+async fn read_bounded(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = (&mut pipe).take(MAX_OUTPUT).read_to_end(&mut kept).await;
+        let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
+    }
+    kept
+}
+
+/// Kills the process group `pgid` (the command and everything it started).
+#[cfg(unix)]
+fn kill_group(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: killpg takes plain integers and touches no memory of ours; at worst the
+        // group is already gone (ESRCH), which is what we want.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn kill_group(_: u32) {}
 
 /// The first non-empty line of a command's output, without control characters and at most
 /// [`MAX_REASON`] characters: what a refusal quotes of what the command said.

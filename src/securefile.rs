@@ -57,6 +57,18 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates a directory that must not exist yet (its parent must), readable by the owner only
+/// from the start.
+pub fn create_new_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
 /// Deletes temp files left in `dir` by a write that a crash interrupted; returns how many.
 pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;

@@ -34,8 +34,8 @@ fn script(dir: &Path, rules: &[(u16, Rule)]) -> PolicyCommand {
         cases.push_str(&format!("  {node}) {action} ;;\n"));
     }
     let body = format!(
-        "#!/bin/sh\ncat > \"{}/asked-$1-$$.json\"\ncase \"$1\" in\n{cases}  *) exit 0 ;;\nesac\n",
-        dir.display()
+        "#!/bin/sh\nenv > \"{d}/env-$1\"\ncat > \"{d}/asked-$1-$$.json\"\ncase \"$1\" in\n{cases}  *) exit 0 ;;\nesac\n",
+        d = dir.display()
     );
     let path = dir.join("approve.sh");
     std::fs::write(&path, body).unwrap();
@@ -89,6 +89,8 @@ fn asked(dir: &Path) -> Vec<(u16, PolicyRequest)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_refusing_policies_of_five_still_leave_three_yeses() {
+    // The node's environment (where a key store passphrase may live) stays with the node.
+    std::env::set_var("FROSTNODE_POLICY_TEST_SECRET", "never shown to the policy");
     let dir = tempfile::tempdir().unwrap();
     let (c, gpk) = cluster(dir.path(), &[(4, Rule::Refuse), (5, Rule::Refuse)]).await;
     for via in 1..=5u16 {
@@ -129,6 +131,9 @@ async fn two_refusing_policies_of_five_still_leave_three_yeses() {
         .await;
     assert!(matches!(r, Err(NodeError::Refused { .. })), "{r:?}");
     assert_eq!(asked_count(dir.path()), asked.len());
+    let env = std::fs::read_to_string(dir.path().join("env-1")).unwrap();
+    assert!(!env.contains("FROSTNODE_POLICY_TEST_SECRET"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
     c.shutdown().await;
 }
 

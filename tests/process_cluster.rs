@@ -336,6 +336,8 @@ async fn sigkill_during_bursts_loses_nothing_confirmed() {
         .await;
     assert_eq!(s, 200);
     let mut confirmed: Vec<(String, String)> = Vec::new();
+    let signed: &'static std::sync::atomic::AtomicUsize =
+        Box::leak(Box::new(std::sync::atomic::AtomicUsize::new(0)));
     for round in 0..4u16 {
         let victim = round % 5 + 1;
         // A key confirmed before the burst.
@@ -356,9 +358,11 @@ async fn sigkill_during_bursts_loses_nothing_confirmed() {
             let url = c.url(via, "/v1/keys");
             let http = c.http.clone();
             let key_id = format!("r{round}k{i}");
+            let token = c.admin.keygen_token(&key_id, Some(3), None);
             tasks.spawn(async move {
                 let r = http
                     .post(url)
+                    .bearer_auth(token)
                     .json(&json!({ "key_id": key_id, "threshold": 3 }))
                     .send()
                     .await;
@@ -375,12 +379,18 @@ async fn sigkill_during_bursts_loses_nothing_confirmed() {
             let via = (victim + i % 4) % 5 + 1;
             let url = c.url(via, "/v1/keys/base/sign");
             let http = c.http.clone();
+            let message = format!("{round:02x}{i:02x}");
+            let token = c.admin.sign_token("base", &hex::decode(&message).unwrap());
             tasks.spawn(async move {
-                let _ = http
+                let r = http
                     .post(url)
-                    .json(&json!({ "message": format!("{i:04x}") }))
+                    .bearer_auth(token)
+                    .json(&json!({ "message": message }))
                     .send()
                     .await;
+                if r.is_ok_and(|r| r.status() == 200) {
+                    signed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 None
             });
         }
@@ -398,6 +408,12 @@ async fn sigkill_during_bursts_loses_nothing_confirmed() {
         }
     }
 
+    // The bursts did real work (with valid tokens), not just 401s.
+    let signed = signed.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        confirmed.len() > 4 || signed > 0,
+        "no burst request succeeded: {confirmed:?}"
+    );
     assert!(confirmed.len() >= 4, "{confirmed:?}");
     // Every key confirmed to a client is on every node, with the same group key, and signs.
     for (key_id, gpk) in &confirmed {

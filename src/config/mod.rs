@@ -21,8 +21,9 @@ pub const DEFAULT_DKG_TIMEOUT_MS: u64 = 30_000;
 /// (Its third, the time a coordinator waits for a silent signer, is above the policy command's
 /// default timeout, so a slow policy refuses instead of looking like a silent node.)
 pub const DEFAULT_SIGN_TIMEOUT_MS: u64 = 8_000;
-/// Default time one request may wait for its response.
-pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Default time one request may wait for its response (longer than a signature plus the
+/// coordinator's own policy verdict, which it waits for before it starts).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 12_000;
 
 /// Errors reading or validating a config file.
 #[derive(Debug, thiserror::Error)]
@@ -472,7 +473,7 @@ impl Config {
                 format!("{bad:?} is not a host[:port]"),
             ));
         }
-        let policy = parse_policy(raw.policy.as_ref(), raw.timeouts.sign_ms)?;
+        let policy = parse_policy(raw.policy.as_ref(), &raw.timeouts)?;
         if raw
             .api
             .read_token
@@ -563,9 +564,12 @@ impl Config {
     }
 }
 
+/// Room left for the network when a policy verdict must arrive before a deadline.
+const POLICY_MARGIN_MS: u64 = 500;
+
 fn parse_policy(
     raw: Option<&crate::policy::RawPolicy>,
-    sign_ms: u64,
+    timeouts: &RawTimeouts,
 ) -> Result<Option<crate::policy::PolicyCommand>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(None);
@@ -573,12 +577,22 @@ fn parse_policy(
     if raw.command.as_os_str().is_empty() {
         return Err(field_err("policy.command", "must not be empty"));
     }
-    if raw.timeout_ms == 0 || raw.timeout_ms >= sign_ms / 3 {
+    let replaced_after = timeouts.sign_ms / 3;
+    if raw.timeout_ms == 0 || raw.timeout_ms + POLICY_MARGIN_MS > replaced_after {
         return Err(field_err(
             "policy.timeout_ms",
             format!(
-                "must be positive and below timeouts.sign_ms / 3 ({} ms): a coordinator replaces a signer that has not answered by then",
-                sign_ms / 3
+                "must be positive and at most timeouts.sign_ms / 3 - {POLICY_MARGIN_MS} ({} ms): a coordinator replaces a signer that has not answered by sign_ms / 3",
+                replaced_after.saturating_sub(POLICY_MARGIN_MS)
+            ),
+        ));
+    }
+    if timeouts.sign_ms + raw.timeout_ms + POLICY_MARGIN_MS > timeouts.request_ms {
+        return Err(field_err(
+            "policy.timeout_ms",
+            format!(
+                "timeouts.sign_ms + policy.timeout_ms + {POLICY_MARGIN_MS} must not exceed timeouts.request_ms ({} ms): a coordinator asks its own policy before the signature starts, and the node that forwarded the request waits request_ms",
+                timeouts.request_ms
             ),
         ));
     }

@@ -152,11 +152,17 @@ fn policy_and_read_token_parse_and_errors_name_the_field() {
         base()
     );
     assert_eq!(field_of(parse(&slow)), "policy.timeout_ms");
-    let longer = slow.replace("[policy]", "[timeouts]\nsign_ms = 9000\n\n[policy]");
+    let longer = slow.replace(
+        "[policy]",
+        "[timeouts]\nsign_ms = 9600\nrequest_ms = 13000\n\n[policy]",
+    );
     assert_eq!(
         parse(&longer).unwrap().policy.unwrap().timeout,
         Duration::from_millis(2700)
     );
+    // The coordinator's own verdict comes before the signature, within the forwarder's wait.
+    let short_requests = longer.replace("request_ms = 13000", "request_ms = 12000");
+    assert_eq!(field_of(parse(&short_requests)), "policy.timeout_ms");
     let empty = format!("{}\n[policy]\ncommand = \"\"\n", base());
     assert_eq!(field_of(parse(&empty)), "policy.command");
 

@@ -20,6 +20,7 @@ use super::error::Refusal;
 use super::roles::Roles;
 use crate::auth::{Action, Request, CLOCK_SKEW_SECS, MAX_LIFETIME_SECS};
 use crate::policy::{PolicyRequest, PolicyRunner, Verdict};
+use crate::signing::election;
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
 
 /// How long a verdict is remembered: as long as a token can be used.
@@ -28,6 +29,8 @@ const VERDICT_TTL: Duration = Duration::from_secs(MAX_LIFETIME_SECS + 2 * CLOCK_
 const MAX_VERDICTS: usize = 100_000;
 /// Most requests waiting for the command at once; more are refused as busy.
 const MAX_PENDING: usize = 1024;
+/// Most messages waiting for one request's verdict (retries through other coordinators).
+const MAX_WAITING_PER_REQUEST: usize = 8;
 
 /// One request as the policy sees it: its id and the hash of its client token.
 pub type GateKey = (SessionId, [u8; 32]);
@@ -54,15 +57,22 @@ struct Ask<'a> {
     key_id: &'a str,
     message: &'a [u8],
     token: Option<&'a str>,
+    /// The group key the coordinator holds, for a remote coordinator's request.
+    expected_key: Option<[u8; 32]>,
+    /// The remote coordinator, and whether its session is the one its request id derives.
+    coordinator: Option<(NodeId, bool)>,
 }
 
 impl Held {
     fn ask(&self) -> Option<Ask<'_>> {
         match self {
             Held::Commit {
+                session,
+                from,
                 body:
                     Body::CommitRequest {
                         key_id,
+                        group_public_key,
                         message,
                         request_id,
                         token,
@@ -74,6 +84,11 @@ impl Held {
                 key_id,
                 message,
                 token: token.as_deref(),
+                expected_key: Some(*group_public_key),
+                coordinator: Some((
+                    *from,
+                    session.0 == election::session_id(&request_id.0, *from),
+                )),
             }),
             Held::Commit { .. } => None,
             Held::Coordinate(r) => Some(Ask {
@@ -81,6 +96,8 @@ impl Held {
                 key_id: &r.key_id,
                 message: &r.message,
                 token: r.token.as_deref(),
+                expected_key: r.expected_key,
+                coordinator: None,
             }),
         }
     }
@@ -176,8 +193,28 @@ pub fn admit(ctx: &mut Ctx<'_>, held: Held) -> Option<Held> {
         return Some(held);
     }
     if let Some(waiting) = ctx.policy.pending.get_mut(&k) {
+        if waiting.len() >= MAX_WAITING_PER_REQUEST {
+            // Refused as busy by its role: one request has no reason to arrive this often.
+            return Some(held);
+        }
         waiting.push(held);
         return None;
+    }
+    // The command sees only requests this node would otherwise sign for: the role's own checks
+    // (session, key, coordinator, message size) come first, and a refusal goes on at once.
+    if ask.coordinator.is_some_and(|(_, session_ok)| !session_ok) {
+        return Some(held);
+    }
+    let checked = checks::signing_key(
+        ctx.keystore,
+        ctx.config.id,
+        ask.key_id,
+        ask.expected_key,
+        ask.coordinator.map(|(c, _)| c),
+        ask.message.len(),
+    );
+    if checked.is_err() {
+        return Some(held);
     }
     let request = || Request {
         act: Action::Sign,
