@@ -158,6 +158,36 @@ async fn three_refusing_policies_of_five_are_named_in_a_403() {
             other => panic!("expected 403, got {other:?}"),
         }
     }
+    // The same over HTTP: 403 with the refusers and their reasons; bad tokens are a 401.
+    let api = format!("http://{}/v1/keys/k/sign", c.api_addrs()[1]);
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({ "message": hex::encode(b"pay 1000 coins") });
+    let r = http
+        .post(&api)
+        .bearer_auth(c.admin().sign_token("k", b"pay 1000 coins"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["kind"], "refused", "{v}");
+    let who: Vec<&String> = v["refused_by"].as_object().unwrap().keys().collect();
+    assert_eq!(who, ["3", "4", "5"], "{v}");
+    let stranger =
+        frostnode::client::ClientKey::new("admin", ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    for bad in [
+        None,
+        Some("garbage".to_string()),
+        Some(stranger.sign_token("k", b"pay 1000 coins")),
+    ] {
+        let mut req = http.post(&api).json(&body);
+        if let Some(t) = &bad {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{bad:?}");
+    }
     c.shutdown().await;
 }
 
