@@ -13,7 +13,7 @@ use zeroize::Zeroize;
 ///
 /// Version 2: refusals carry a typed [`ErrorKind`] instead of a free-form string.
 /// Version 3: client tokens travel with key generation and signing requests.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
 /// Request-response protocol name for unicasts.
@@ -330,6 +330,10 @@ pub enum Body {
         /// Human-readable reason.
         reason: String,
     },
+    /// Gossip (or RPC): every participant's signed confirmation, in participant order: proof
+    /// that all of them agreed, sent by a participant that stored the key, so that one that
+    /// missed a confirmation activates the key too.
+    DkgCertificate(Vec<(NodeId, Confirmation)>),
 }
 
 impl Body {
@@ -361,6 +365,7 @@ impl Body {
             Body::Share { .. } => "Share",
             Body::Ack => "Ack",
             Body::Refused { .. } => "Refused",
+            Body::DkgCertificate(_) => "DkgCertificate",
         }
     }
 }

@@ -18,6 +18,8 @@ enum Action {
     Drop,
     Duplicate,
     Replace(Body),
+    /// Deliver this first, then the original.
+    Precede(Body),
 }
 
 type Filter = Box<dyn FnMut(NodeId, NodeId, &Body) -> Action>;
@@ -27,6 +29,8 @@ struct Bus {
     nodes: BTreeMap<NodeId, DkgSession>,
     queue: VecDeque<(NodeId, NodeId, Body)>,
     outcomes: BTreeMap<NodeId, Result<Box<DkgOutput>, DkgError>>,
+    /// Messages a node refused without changing its session: (recipient, why).
+    rejections: Vec<(NodeId, Rejection)>,
     filter: Filter,
     shuffle: Option<StdRng>,
     /// The nodes' protocol randomness: seeded, so every run of a test is the same run.
@@ -73,6 +77,7 @@ impl Bus {
             nodes,
             queue: VecDeque::new(),
             outcomes: BTreeMap::new(),
+            rejections: Vec::new(),
             filter: Box::new(|_, _, _| Action::Deliver),
             shuffle: None,
             rng: StdRng::seed_from_u64(u64::from(n) << 8 | u64::from(t)),
@@ -114,6 +119,10 @@ impl Bus {
                 self.queue.push_back((from, to, body));
             }
             Action::Replace(b) => self.queue.push_back((from, to, b)),
+            Action::Precede(b) => {
+                self.queue.push_back((from, to, b));
+                self.queue.push_back((from, to, body));
+            }
         }
     }
 
@@ -132,13 +141,10 @@ impl Bus {
             };
             let (from, to, body) = self.queue.remove(idx).unwrap();
             let env = Envelope::new(self.session, from, body);
-            let effects = self
-                .nodes
-                .get_mut(&to)
-                .unwrap()
-                .handle(env, &mut self.rng)
-                .unwrap();
-            self.apply(to, effects);
+            match self.nodes.get_mut(&to).unwrap().handle(env, &mut self.rng) {
+                Ok(effects) => self.apply(to, effects),
+                Err(r) => self.rejections.push((to, r)),
+            }
         }
     }
 
@@ -348,11 +354,18 @@ fn corrupted_round2_share_is_named() {
         _ => Action::Deliver,
     });
     bus.run();
+    bus.expire();
     let failures = bus.failures();
     assert_eq!(failures.len(), 4, "everyone aborts, nobody stores a key");
     assert_eq!(failures[&1], DkgError::InvalidSecretShare { culprit: 3 });
+    // The others follow node 1's abort, or, when their confirmation was already out, wait for
+    // node 1's confirmation (which never comes) until their deadline.
     for (id, e) in &failures {
-        assert!(blamed(e).contains(&3), "node {id} blames node 3: {e}");
+        let waited = matches!(e, DkgError::Timeout { missing, .. } if missing == &vec![1]);
+        assert!(
+            blamed(e).contains(&3) || waited,
+            "node {id} blames node 3: {e}"
+        );
     }
 }
 
@@ -413,13 +426,101 @@ fn forged_confirmation_signature_aborts_naming_sender() {
             c.signature[0] ^= 1;
             Action::Replace(Body::DkgConfirm(c))
         }
+        // Its certificate would hold its genuine confirmation.
+        Body::DkgCertificate(_) if from == 2 => Action::Drop,
         _ => Action::Deliver,
     });
     bus.run();
-    // The honest nodes never store the key; the forger's own outcome does not matter.
+    bus.expire();
+    // The honest nodes never store the key; the forger's own outcome does not matter. A node
+    // that had not confirmed yet aborts naming the forger; one whose confirmation was out
+    // refuses the forgery and waits, then times out naming the forger as missing.
     let failures = bus.failures();
-    assert_eq!(failures[&1], DkgError::InvalidConfirmation { culprit: 2 });
-    assert_eq!(failures[&3], DkgError::InvalidConfirmation { culprit: 2 });
+    for id in [1, 3] {
+        match &failures[&id] {
+            DkgError::InvalidConfirmation { culprit: 2 } => {}
+            DkgError::Timeout { missing, .. } => {
+                assert_eq!(missing, &vec![2]);
+                assert!(bus
+                    .rejections
+                    .iter()
+                    .any(|(to, r)| *to == id
+                        && matches!(r, Rejection::BadConfirmation { from: 2, .. })));
+            }
+            other => panic!("node {id}: {other}"),
+        }
+    }
+}
+
+#[test]
+fn a_withheld_confirmation_completes_through_a_certificate() {
+    for n in [3u16, 5, 7] {
+        let mut bus = Bus::new(n, 2);
+        // Node n shows its confirmation to node n-1 only and sends no certificate.
+        bus.filter = Box::new(move |from, to, body| match body {
+            Body::DkgConfirm(_) if from == n && to != n - 1 => Action::Drop,
+            Body::DkgCertificate(_) if from == n => Action::Drop,
+            _ => Action::Deliver,
+        });
+        bus.run();
+        let gpk = bus.assert_all_agree();
+        sign_and_verify(&bus, 2);
+        assert_ne!(gpk, [0; 32]);
+    }
+}
+
+#[test]
+fn after_confirming_a_node_ignores_aborts_and_refuses_forged_certificates() {
+    let mut bus = Bus::new(5, 3);
+    // Node 5 withholds its confirmation from node 1 and, once node 1 has confirmed, sends it
+    // an abort; node 4's certificate reaches node 1 first with one signature forged, then
+    // genuine (nodes 2 and 3 send node 1 none).
+    bus.filter = Box::new(|from, to, body| match body {
+        Body::DkgConfirm(_) if from == 5 && to == 1 => Action::Drop,
+        Body::DkgCertificate(_) if from == 5 && to == 1 => Action::Replace(Body::DkgAbort {
+            reason: "made up".into(),
+            culprits: vec![2],
+        }),
+        Body::DkgCertificate(list) if from == 4 && to == 1 => {
+            let mut list = list.clone();
+            list[1].1.signature[3] ^= 1;
+            Action::Precede(Body::DkgCertificate(list))
+        }
+        Body::DkgCertificate(_) if to == 1 && (from == 2 || from == 3) => Action::Drop,
+        _ => Action::Deliver,
+    });
+    bus.run();
+    bus.assert_all_agree();
+    assert!(bus
+        .rejections
+        .iter()
+        .any(|(to, r)| *to == 1 && matches!(r, Rejection::BadCertificate { from: 4, .. })));
+}
+
+#[test]
+fn a_certificate_that_proves_nothing_is_refused() {
+    let mut bus = Bus::new(3, 2);
+    // Node 3's certificate reaches node 1 with node 2's entry missing, or out of order.
+    bus.filter = Box::new(|from, to, body| match body {
+        Body::DkgConfirm(_) if from == 3 && to == 1 => Action::Drop,
+        Body::DkgCertificate(list) if from == 3 && to == 1 => {
+            let mut list = list.clone();
+            list.reverse();
+            Action::Replace(Body::DkgCertificate(list))
+        }
+        Body::DkgCertificate(_) if from == 2 && to == 1 => Action::Drop,
+        _ => Action::Deliver,
+    });
+    bus.run();
+    bus.expire();
+    match &bus.failures()[&1] {
+        DkgError::Timeout { missing, .. } => assert_eq!(missing, &vec![3]),
+        other => panic!("node 1: {other}"),
+    }
+    assert!(bus
+        .rejections
+        .iter()
+        .any(|(to, r)| *to == 1 && matches!(r, Rejection::BadCertificate { from: 3, .. })));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Malicious DKG participants over real swarms: a node that hands out bad round-2 shares, a
-//! node that equivocates in round 1, and a node that completes the DKG honestly but forges a
-//! failure report. Misbehaviour the initiator sees itself aborts the DKG naming the culprit in
+//! node that equivocates in round 1, a node that completes the DKG honestly but forges a
+//! failure report, and a node that shows its confirmation to some participants only (every
+//! honest node still ends with the key, through the certificate). Misbehaviour the initiator sees itself aborts the DKG naming the culprit in
 //! the API error, the culprit is counted, and no honest node keeps a key from the aborted
 //! session; a forged report changes nothing.
 
@@ -18,6 +19,24 @@ async fn assert_no_key_anywhere(c: &LocalCluster, key_id: &str) {
             h.id()
         );
     }
+}
+
+/// Waits until no node runs a DKG or signing session (nodes are polled: no event says so).
+async fn wait_idle(c: &LocalCluster) {
+    tokio::time::timeout(common::WAIT, async {
+        loop {
+            let mut busy = 0;
+            for h in c.handles() {
+                busy += h.status().await.unwrap().active_sessions;
+            }
+            if busy == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every session ends");
 }
 
 async fn caught(c: &LocalCluster, culprit: u16) -> u64 {
@@ -68,11 +87,13 @@ async fn bad_round2_shares_abort_naming_the_sender() {
         "the detecting nodes counted node 3"
     );
 
-    // Once node 3 behaves, the same key id works.
+    // Once node 3 behaves, the same key id works, as soon as every node has let the failed
+    // session go (a node whose confirmation was out waits a moment for a certificate).
     c.handle(3)
         .set_dkg_faults(DkgFaults::default())
         .await
         .unwrap();
+    wait_idle(&c).await;
     c.keygen(1, "bad-shares", Some(3), None).await.unwrap();
     c.shutdown().await;
 }
@@ -162,5 +183,56 @@ async fn a_followed_abort_names_no_culprit_but_says_who_reported_it() {
         other => panic!("expected an abort reported by node 2, got {other:?}"),
     }
     assert_no_key_anywhere(&c, "hearsay").await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withheld_confirmation_still_leaves_the_key_on_every_honest_node() {
+    // Short deadlines: without the certificate the withheld nodes would time out, not hang.
+    let c = Cluster::start_with(5, |cfg| {
+        cfg.dkg_timeout = std::time::Duration::from_secs(15);
+    })
+    .await;
+    // Node 5 shows its confirmation to nodes 3 and 4 only, and sends no certificate: nodes 1
+    // and 2 (node 1 initiates) never see it directly.
+    c.handle(5)
+        .set_dkg_faults(DkgFaults {
+            confirm_only_to: Some(vec![3, 4]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let key = c.keygen(1, "all-or-none", Some(3), None).await.unwrap();
+    for h in c.handles() {
+        let stored = h.get_key("all-or-none").await.unwrap();
+        let stored = stored.unwrap_or_else(|| panic!("node {} has no key", h.id()));
+        assert_eq!(
+            stored.group_public_key,
+            key.group_public_key,
+            "node {}",
+            h.id()
+        );
+    }
+    // The key signs through the nodes that only saw node 5's confirmation in a certificate.
+    let r = c.sign(2, "all-or-none", b"complete").await.unwrap();
+    common::check_signature(&key.group_public_key, b"complete", &r);
+
+    // Shown to node 4 alone: every honest node still ends with the key.
+    c.handle(5)
+        .set_dkg_faults(DkgFaults {
+            confirm_only_to: Some(vec![4]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let key = c.keygen(2, "all-or-none-2", Some(3), None).await.unwrap();
+    for id in 1..=4u16 {
+        let stored = c.handle(id).get_key("all-or-none-2").await.unwrap();
+        assert_eq!(
+            stored.map(|k| k.group_public_key),
+            Some(key.group_public_key.clone()),
+            "node {id}"
+        );
+    }
     c.shutdown().await;
 }

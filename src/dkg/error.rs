@@ -165,4 +165,21 @@ pub enum Rejection {
         /// Message kind.
         kind: &'static str,
     },
+    /// A confirmation refused after this node confirmed (it waits for a valid one instead of
+    /// aborting).
+    #[error("confirmation from node {from} refused: {reason}")]
+    BadConfirmation {
+        /// Sender.
+        from: NodeId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A certificate that does not prove agreement.
+    #[error("certificate from node {from} refused: {reason}")]
+    BadCertificate {
+        /// Sender.
+        from: NodeId,
+        /// What is wrong.
+        reason: String,
+    },
 }

@@ -232,14 +232,35 @@ impl DkgSession {
                 && c.group_public_key == own.group_public_key
                 && c.public_key_package_hash == own.public_key_package_hash
         };
-        let culprits: Vec<NodeId> = self
+        let differing: Vec<NodeId> = self
             .confirmations
             .iter()
             .filter(|(_, c)| !same(c))
             .map(|(&id, _)| id)
             .collect();
-        if !culprits.is_empty() {
-            return self.fail(DkgError::ConfirmationMismatch { culprits }, true);
+        if !differing.is_empty() {
+            // This node's confirmation is out, so it does not abort (the others may complete):
+            // a differing confirmation is replaced by the certificate's, if that one agrees, or
+            // dropped, and the session waits for an agreeing one until its deadline.
+            for id in differing {
+                let agreeing = self
+                    .certificate
+                    .as_ref()
+                    .and_then(|cert| cert.get(&id))
+                    .filter(|c| same(c))
+                    .cloned();
+                match agreeing {
+                    Some(c) => {
+                        self.confirmations.insert(id, c);
+                    }
+                    None => {
+                        self.confirmations.remove(&id);
+                    }
+                }
+            }
+            if self.confirmations.len() < self.others().count() {
+                return Vec::new();
+            }
         }
         let Some((key_package, public_key_package)) = self.result.take() else {
             return self.fail(DkgError::Frost("result missing".into()), true);
@@ -247,11 +268,19 @@ impl DkgSession {
         let mut confirmations = self.confirmations.clone();
         confirmations.insert(self.me, own.clone());
         self.phase = Phase::Done;
-        vec![Effect::Completed(Box::new(DkgOutput {
-            key_package,
-            public_key_package,
-            group_public_key: own.group_public_key,
-            confirmations,
-        }))]
+        let certificate = confirmations
+            .iter()
+            .map(|(&id, c)| (id, c.clone()))
+            .collect();
+        vec![
+            // Whoever missed a confirmation activates the key with this proof.
+            Effect::Broadcast(Body::DkgCertificate(certificate)),
+            Effect::Completed(Box::new(DkgOutput {
+                key_package,
+                public_key_package,
+                group_public_key: own.group_public_key,
+                confirmations,
+            })),
+        ]
     }
 }

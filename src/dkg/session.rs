@@ -36,6 +36,8 @@ pub struct DkgSession {
     pub(super) echoes: BTreeMap<NodeId, Vec<(NodeId, [u8; 32])>>,
     pub(super) confirmations: BTreeMap<NodeId, Confirmation>,
     pub(super) own_confirmation: Option<Confirmation>,
+    /// The latest certificate received whose every signature verified (own entry excluded).
+    pub(super) certificate: Option<BTreeMap<NodeId, Confirmation>>,
     pub(super) result: Option<(KeyPackage, PublicKeyPackage)>,
 }
 
@@ -95,6 +97,7 @@ impl DkgSession {
             echoes: BTreeMap::new(),
             confirmations: BTreeMap::new(),
             own_confirmation: None,
+            certificate: None,
             result: None,
         })
     }
@@ -182,7 +185,12 @@ impl DkgSession {
             Body::DkgRound1 { package } => Ok(self.on_round1(from, package)),
             Body::DkgRound2 { package } => Ok(self.on_round2(from, package)),
             Body::DkgEcho { round1_hashes } => Ok(self.on_echo(from, round1_hashes)),
-            Body::DkgConfirm(c) => Ok(self.on_confirm(from, c)),
+            Body::DkgConfirm(c) => self.on_confirm(from, c),
+            Body::DkgCertificate(list) => self.on_certificate(from, list),
+            // Once this node's confirmation is out, the others may store the key: it waits for
+            // their certificate or its own deadline, whatever one participant says (all or
+            // nothing).
+            Body::DkgAbort { .. } if self.confirmed() => Ok(Vec::new()),
             Body::DkgAbort { reason, culprits } => Ok(self.fail(
                 DkgError::PeerAborted {
                     by: from,
@@ -208,12 +216,28 @@ impl DkgSession {
         self.fail(DkgError::Timeout { phase, missing }, true)
     }
 
-    /// Aborts the session from outside (e.g. the initiator gave up); tells the others.
+    /// Aborts the session from outside (a participant disconnected); tells the others. A
+    /// session whose confirmation is out does not abort (see [`DkgSession::is_confirmed`]): it
+    /// waits for the certificate or its deadline.
     pub fn abort(&mut self, error: DkgError) -> Vec<Effect> {
-        if self.is_finished() {
+        if self.is_finished() || self.confirmed() {
             return Vec::new();
         }
         self.fail(error, true)
+    }
+
+    /// Whether this node's confirmation is out (from then on, only a completed certificate or
+    /// the deadline ends the session).
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed()
+    }
+
+    /// Brings the deadline forward to `at` if it is later (a participant aborted after this
+    /// node confirmed: a certificate, if anyone completed, comes within moments).
+    pub fn shorten_deadline(&mut self, at: Instant) {
+        if at < self.deadline {
+            self.deadline = at;
+        }
     }
 
     /// Participants whose messages for the current phase have not arrived.
@@ -342,29 +366,100 @@ impl DkgSession {
         self.progress()
     }
 
-    fn on_confirm(&mut self, from: NodeId, c: Confirmation) -> Vec<Effect> {
+    /// Whether this node's confirmation is out: from then on the others may complete, so
+    /// nothing one participant sends makes this node abort (it could leave the key on some
+    /// honest nodes and not on others); only its deadline ends the wait.
+    pub(super) fn confirmed(&self) -> bool {
+        self.own_confirmation.is_some()
+    }
+
+    fn on_confirm(&mut self, from: NodeId, c: Confirmation) -> Result<Vec<Effect>, Rejection> {
         let valid = self.keys.verify(
             from,
             &confirmation_message(&self.params.session, &c),
             &c.signature,
         );
         if !valid {
-            return self.fail(DkgError::InvalidConfirmation { culprit: from }, true);
+            if self.confirmed() {
+                return Err(Rejection::BadConfirmation {
+                    from,
+                    reason: "its signature does not verify".into(),
+                });
+            }
+            return Ok(self.fail(DkgError::InvalidConfirmation { culprit: from }, true));
         }
         if let Some(existing) = self.confirmations.get(&from) {
             if *existing == c {
-                return Vec::new();
+                return Ok(Vec::new());
             }
-            return self.fail(
+            if self.confirmed() {
+                return Err(Rejection::BadConfirmation {
+                    from,
+                    reason: "it differs from the one it sent before".into(),
+                });
+            }
+            return Ok(self.fail(
                 DkgError::Equivocation {
                     culprit: from,
                     what: "confirmations",
                     reported_by: self.me,
                 },
                 true,
-            );
+            ));
         }
         self.confirmations.insert(from, c);
-        self.progress()
+        Ok(self.progress())
+    }
+
+    /// A certificate: every participant's confirmation, relayed by `from`. Each signature is
+    /// checked against its signer's key (who relays it does not matter); a certificate that
+    /// does not verify is refused without touching the session.
+    fn on_certificate(
+        &mut self,
+        from: NodeId,
+        list: Vec<(NodeId, Confirmation)>,
+    ) -> Result<Vec<Effect>, Rejection> {
+        let bad = |reason: String| Rejection::BadCertificate { from, reason };
+        let ids: Vec<NodeId> = list.iter().map(|(id, _)| *id).collect();
+        if ids != self.params.participants {
+            return Err(bad(
+                "it does not list every participant once, in order".into()
+            ));
+        }
+        let Some(own) = &self.own_confirmation else {
+            return Err(bad(format!(
+                "it holds a confirmation of node {}, which has not confirmed",
+                self.me
+            )));
+        };
+        let mut certificate = BTreeMap::new();
+        for (id, c) in list {
+            if id == self.me {
+                if c != *own {
+                    return Err(bad(format!(
+                        "it holds a confirmation of node {id} that node {id} never signed"
+                    )));
+                }
+                continue;
+            }
+            let known = self.confirmations.get(&id) == Some(&c);
+            if !known
+                && !self.keys.verify(
+                    id,
+                    &confirmation_message(&self.params.session, &c),
+                    &c.signature,
+                )
+            {
+                return Err(bad(format!(
+                    "the confirmation of node {id} does not verify"
+                )));
+            }
+            certificate.insert(id, c);
+        }
+        for (id, c) in &certificate {
+            self.confirmations.entry(*id).or_insert_with(|| c.clone());
+        }
+        self.certificate = Some(certificate);
+        Ok(self.progress())
     }
 }

@@ -22,6 +22,10 @@ use crate::dkg::{ConfirmationKeys, DkgError, DkgOutput, DkgParams, DkgSession, E
 use crate::keystore::{self, StoredConfirmation, StoredKey};
 use crate::wire::{Body, DkgOutcome, DkgStart, Envelope, ErrorKind, NodeId, SessionId};
 
+/// How long a participant whose confirmation is out keeps waiting for a certificate after
+/// another participant aborted.
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Most DKG sessions one initiator may run with this node at once.
 const MAX_DKG_PER_INITIATOR: usize = 8;
 /// How long ended sessions are remembered, so late messages for them are dropped quietly.
@@ -269,6 +273,12 @@ impl DkgDriver {
                 let after = run.session.phase();
                 if after != before {
                     debug!(session = %sid, phase = %after, "DKG phase");
+                }
+                if kind == "DkgAbort" && run.session.is_confirmed() && !run.session.is_finished() {
+                    // Not a reason to abort (the others may hold the key), but a reason not to
+                    // wait the whole deadline: whoever completed sends its certificate at once.
+                    info!(session = %sid, peer = from, grace_ms = ABORT_GRACE.as_millis() as u64, "participant aborted after this node confirmed; waiting briefly for a certificate");
+                    run.session.shorten_deadline(ctx.now + ABORT_GRACE);
                 }
                 self.apply(ctx, sid, effects);
                 MessageAcceptance::Accept

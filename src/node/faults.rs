@@ -1,6 +1,7 @@
 //! Test-only misbehaviour (built with the `fault-injection` feature, which only the tests
 //! enable): an [`Interceptor`] that tests switch on and off at run time to make a node corrupt
-//! its signature shares or DKG shares, equivocate, forge its DKG report, or hang; and a log of
+//! its signature shares or DKG shares, equivocate, withhold its DKG confirmation from some
+//! participants, forge its DKG report, or hang; and a log of
 //! every signing nonce, for the tests that check nonces never leak.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +22,9 @@ pub struct DkgFaults {
     pub forge_failure_blaming: Option<NodeId>,
     /// Limits `corrupt_round2` to this recipient.
     pub only_to: Option<NodeId>,
+    /// Shows this node's confirmation to these participants only (by request-response),
+    /// withholding it from the others.
+    pub confirm_only_to: Option<Vec<NodeId>>,
 }
 
 /// What a node is told to do wrong.
@@ -120,6 +124,15 @@ impl Interceptor for Faults {
                 })]
             }
             body => vec![body],
+        }
+    }
+
+    fn narrow(&mut self, _session: SessionId, body: &Body) -> Option<Vec<NodeId>> {
+        match body {
+            Body::DkgConfirm(_) => self.lock().dkg.confirm_only_to.clone(),
+            // Its certificate would give the withheld confirmation away.
+            Body::DkgCertificate(_) => self.lock().dkg.confirm_only_to.as_ref().map(|_| Vec::new()),
+            _ => None,
         }
     }
 

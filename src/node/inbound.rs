@@ -112,7 +112,10 @@ fn on_request(
             dkg.on_report(ctx, sid, from, outcome);
             Body::Ack
         }
-        Body::DkgRound2 { .. } => match dkg.on_message(ctx, env) {
+        // Confirmations and certificates are signed statements: they count however they come.
+        Body::DkgRound2 { .. } | Body::DkgConfirm(_) | Body::DkgCertificate(_) => match dkg
+            .on_message(ctx, env)
+        {
             MessageAcceptance::Reject => Body::refused(ErrorKind::BadRequest, "message refused"),
             _ => Body::Ack,
         },
@@ -135,6 +138,7 @@ fn is_broadcast(body: &Body) -> bool {
             | Body::DkgRound1 { .. }
             | Body::DkgEcho { .. }
             | Body::DkgConfirm(_)
+            | Body::DkgCertificate(_)
             | Body::DkgAbort { .. }
     )
 }

@@ -282,16 +282,24 @@ fn conclude(init: &Initiation, keystore: &KeyStore, all_in: bool) -> Result<KeyI
         })
         .collect();
     match &init.own {
-        Some(Ok(_)) if !all_in => {
+        Some(Ok(group_key)) if !all_in => {
             let missing: Vec<NodeId> = init
                 .participants
                 .iter()
                 .copied()
                 .filter(|&id| id != init.me && !init.reports.contains_key(&id))
                 .collect();
+            let mut holders: Vec<NodeId> = init
+                .reports
+                .iter()
+                .filter(|(_, o)| matches!(o, DkgOutcome::Stored { group_public_key } if group_public_key == group_key))
+                .map(|(&id, _)| id)
+                .collect();
+            holders.push(init.me);
+            holders.sort_unstable();
             Err(NodeError::Timeout {
                 message: format!(
-                    "DKG for key {:?}: this node stored the key, but nodes {missing:?} did not report storing it",
+                    "DKG for key {:?}: every participant confirmed it; nodes {holders:?} hold it, nodes {missing:?} did not report storing it in time",
                     init.key_id
                 ),
                 missing,
@@ -322,7 +330,10 @@ fn conclude(init: &Initiation, keystore: &KeyStore, all_in: bool) -> Result<KeyI
             let message = format!("DKG for key {:?} failed: {own}", init.key_id);
             let culprits = own.culprits();
             let missing = own.missing();
-            if culprits.is_empty() && !missing.is_empty() {
+            // A timeout with nobody accused is a timeout; when a participant reported whom it
+            // caught (this node waited for a certificate after that node's abort), the report
+            // is the better explanation.
+            if culprits.is_empty() && !missing.is_empty() && reported_by.is_empty() {
                 return Err(NodeError::Timeout { message, missing });
             }
             Err(NodeError::Aborted {

@@ -53,6 +53,12 @@ pub trait Interceptor: Send {
     /// An inbound request. Returns the channel to serve the request, or keeps it to leave
     /// the request unanswered.
     fn inbound(&mut self, channel: ResponseChannel<Vec<u8>>) -> Option<ResponseChannel<Vec<u8>>>;
+
+    /// A broadcast about to be published: `Some(nodes)` sends it to those nodes alone, by
+    /// request-response, instead (a node that shows a message to some participants only).
+    fn narrow(&mut self, _session: SessionId, _body: &Body) -> Option<Vec<NodeId>> {
+        None
+    }
 }
 
 /// Encodes and sends everything the node sends.
@@ -138,6 +144,16 @@ impl Outbox {
     /// Publishes `body` to every participant (GossipSub).
     pub fn broadcast(&mut self, session: SessionId, body: Body) {
         for body in self.intercept(session, None, body) {
+            let narrowed = self
+                .interceptor
+                .as_mut()
+                .and_then(|i| i.narrow(session, &body));
+            if let Some(nodes) = narrowed {
+                for to in nodes {
+                    self.deliver(session, to, body.clone());
+                }
+                continue;
+            }
             if let Some(data) = self.encode(session, body) {
                 self.push(Command::Publish { data });
             }
@@ -147,17 +163,21 @@ impl Outbox {
     /// Sends `body` to `to` by request-response; a failure is only logged.
     pub fn send(&mut self, session: SessionId, to: NodeId, body: Body) {
         for body in self.intercept(session, Some(to), body) {
-            let kind = body.kind();
-            let Some((peer, data)) = self.prepare(session, to, body) else {
-                continue;
-            };
-            let net = self.net.clone();
-            tokio::spawn(async move {
-                if let Err(e) = net.request(peer, data).await {
-                    warn!(%session, to, kind, error = %e, "delivery failed");
-                }
-            });
+            self.deliver(session, to, body);
         }
+    }
+
+    fn deliver(&mut self, session: SessionId, to: NodeId, body: Body) {
+        let kind = body.kind();
+        let Some((peer, data)) = self.prepare(session, to, body) else {
+            return;
+        };
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            if let Err(e) = net.request(peer, data).await {
+                warn!(%session, to, kind, error = %e, "delivery failed");
+            }
+        });
     }
 
     /// Sends a request whose answer comes back as a [`Reply`] tagged `tag`.
