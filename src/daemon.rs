@@ -77,8 +77,26 @@ impl BoundNode {
     /// Loads the key store, opens the libp2p listener and the API socket.
     pub async fn bind(config: Config, keypair: Keypair) -> Result<BoundNode, StartError> {
         let passphrase = config.read_passphrase()?;
-        let keystore =
-            KeyStore::open_with(&config.data_dir, passphrase.as_ref().map(|p| p.as_slice()))?;
+        let mut peer_keys = BTreeMap::new();
+        for p in &config.peers {
+            let key = peer_public_key(&p.peer_id).ok_or(StartError::PeerKey(p.id))?;
+            peer_keys.insert(p.id, key);
+        }
+        // Every stored key's certificate is checked against the identities in the config.
+        let mut all_keys = peer_keys.clone();
+        all_keys.insert(config.id, keypair.public());
+        let certificates = NodeKeys::new(keypair.clone(), all_keys);
+        let checks = crate::keystore::OpenChecks {
+            seal_plaintext: config.seal_plaintext_keys,
+            certificates: Some(&certificates),
+            node_id: Some(config.id),
+        };
+        let keystore = KeyStore::open_checked(
+            &config.data_dir,
+            passphrase.as_ref().map(|p| p.as_slice()),
+            checks,
+        )?;
+        drop(passphrase);
         if keystore.is_encrypted() {
             info!(dir = %keystore.dir().display(), "key store encrypted at rest (Argon2id + XChaCha20-Poly1305)");
         } else {
@@ -103,11 +121,6 @@ impl BoundNode {
                 clients = config.clients.len(),
                 "signing and key generation require a client token accepted by this node's [[clients]]"
             );
-        }
-        let mut peer_keys = BTreeMap::new();
-        for p in &config.peers {
-            let key = peer_public_key(&p.peer_id).ok_or(StartError::PeerKey(p.id))?;
-            peer_keys.insert(p.id, key);
         }
         let keys = NodeKeys::new(keypair.clone(), peer_keys);
         let mut registry = prometheus_client::registry::Registry::with_prefix("frostnode");

@@ -163,6 +163,7 @@ pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::
         api_max_in_flight: crate::config::DEFAULT_MAX_IN_FLIGHT,
         api_read_token: None,
         policy: None,
+        seal_plaintext_keys: false,
     }
 }
 

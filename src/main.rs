@@ -41,6 +41,10 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Seal key files found in clear (once, after configuring a passphrase for a store
+        /// that had none); without it such a file stops the node.
+        #[arg(long)]
+        seal_plaintext_keys: bool,
     },
     /// Create the node identity in a data directory and print its PeerId.
     Init {
@@ -264,9 +268,13 @@ fn init_logging(format: LogFormat, default: &str) {
 
 async fn dispatch(command: Command) -> Result<(), String> {
     match command {
-        Command::Run { config, log_format } => {
+        Command::Run {
+            config,
+            log_format,
+            seal_plaintext_keys,
+        } => {
             init_logging(log_format, "info");
-            run(config).await
+            run(config, seal_plaintext_keys).await
         }
         Command::Init { data_dir } => {
             let (key, created) =
@@ -457,9 +465,10 @@ async fn dispatch(command: Command) -> Result<(), String> {
     }
 }
 
-async fn run(path: PathBuf) -> Result<(), String> {
+async fn run(path: PathBuf, seal_plaintext_keys: bool) -> Result<(), String> {
     use frostnode::identity::{load_file_sealed, Sealing};
-    let config = Config::load(&path).map_err(|e| e.to_string())?;
+    let mut config = Config::load(&path).map_err(|e| e.to_string())?;
+    config.seal_plaintext_keys = seal_plaintext_keys;
     let passphrase = config.read_passphrase().map_err(|e| e.to_string())?;
     let identity = config.identity_path();
     let (keypair, sealing) = load_file_sealed(&identity, passphrase.as_ref().map(|p| p.as_slice()))

@@ -35,6 +35,31 @@ pub fn write_private_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Like [`write_private_atomic`], but fails with `AlreadyExists` instead of replacing a file
+/// that is there (the new name is a hard link to the finished temporary file, which the file
+/// system refuses when the name exists).
+pub fn write_private_new(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(format!(".{}{TEMP_SUFFIX}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = open_private(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::hard_link(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
 fn open_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);

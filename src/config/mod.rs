@@ -336,6 +336,9 @@ pub struct Config {
     pub api_read_token: Option<String>,
     /// The operator's policy command, asked about every signing request.
     pub policy: Option<crate::policy::PolicyCommand>,
+    /// Seal key files found in clear in a store with a passphrase, once (`run
+    /// --seal-plaintext-keys`; not a file setting).
+    pub seal_plaintext_keys: bool,
 }
 
 impl Config {
@@ -507,6 +510,7 @@ impl Config {
             api_max_in_flight: raw.api.max_in_flight,
             api_read_token: raw.api.read_token,
             policy,
+            seal_plaintext_keys: false,
         })
     }
 

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::sealing::{SealError, SealedBlob, Sealer};
+
+mod certificate;
 use crate::securefile;
 use crate::wire::NodeId;
 
@@ -51,6 +53,28 @@ pub enum KeyStoreError {
         /// What is wrong.
         message: String,
     },
+    /// The store was changed behind the node's back (a file planted, removed or altered).
+    #[error("key store {path} was tampered with: {message}")]
+    Tampered {
+        /// File or directory.
+        path: PathBuf,
+        /// What was found.
+        message: String,
+    },
+}
+
+/// What [`KeyStore::open_checked`] checks besides the passphrase.
+#[derive(Default)]
+pub struct OpenChecks<'a> {
+    /// Seal key files found in clear in a store with a passphrase (the one-time migration when
+    /// a passphrase is first configured). Without it such a file refuses the start: anyone who
+    /// can write the directory could have planted it.
+    pub seal_plaintext: bool,
+    /// Every participant's identity key, this node's own included: each key's certificate
+    /// (every participant's signed confirmation) is verified at load.
+    pub certificates: Option<&'a dyn crate::dkg::ConfirmationKeys>,
+    /// This node's id: every share must be this node's (not a file copied from another node).
+    pub node_id: Option<NodeId>,
 }
 
 /// Checks that a key id is safe to use as a file name.
@@ -216,12 +240,29 @@ impl KeyStore {
     }
 
     /// Opens (creating if needed) `data_dir/keys` and loads every key, decrypting with the
-    /// passphrase if one is given. A file that does not parse, does not decrypt or is
-    /// inconsistent is an error, and so is a wrong or missing passphrase: a node must not run
-    /// with part of its keys.
+    /// passphrase if one is given and sealing key files found in clear (tools and tests; a
+    /// node opens its store with [`KeyStore::open_checked`]).
     pub fn open_with(
         data_dir: &Path,
         passphrase: Option<&[u8]>,
+    ) -> Result<KeyStore, KeyStoreError> {
+        let checks = OpenChecks {
+            seal_plaintext: true,
+            ..OpenChecks::default()
+        };
+        Self::open_checked(data_dir, passphrase, checks)
+    }
+
+    /// Opens (creating if needed) `data_dir/keys` and loads every key, decrypting with the
+    /// passphrase if one is given. A file that does not parse, does not decrypt, is
+    /// inconsistent or whose certificate does not verify is an error, and so is a wrong or
+    /// missing passphrase, a key file in clear in a sealed store (unless `checks` says to seal
+    /// it), sealed key files without the store's metadata, and two key ids that differ only in
+    /// case: a node must not run with part of its keys, or with keys it did not make.
+    pub fn open_checked(
+        data_dir: &Path,
+        passphrase: Option<&[u8]>,
+        checks: OpenChecks<'_>,
     ) -> Result<KeyStore, KeyStoreError> {
         let dir = data_dir.join("keys");
         let io = |source| KeyStoreError::Io {
@@ -232,6 +273,27 @@ impl KeyStore {
         let removed = securefile::remove_stale_temp_files(&dir).map_err(io)?;
         if removed > 0 {
             tracing::warn!(dir = %dir.display(), removed, "removed unfinished key writes left by a crash");
+        }
+        if passphrase.is_some() && !dir.join(crate::sealing::META_FILE).exists() {
+            // Checked before the metadata is created, so a refusal changes nothing on disk.
+            let (sealed, clear) = Self::key_files(&dir)?;
+            if let Some(sealed) = sealed.first() {
+                // A sealed store without its metadata would silently become a new, empty one.
+                return Err(KeyStoreError::Tampered {
+                    path: dir.clone(),
+                    message: format!(
+                        "{} is sealed but {} is missing",
+                        sealed.display(),
+                        crate::sealing::META_FILE
+                    ),
+                });
+            }
+            if let (Some(path), false) = (clear.first(), checks.seal_plaintext) {
+                return Err(KeyStoreError::Tampered {
+                    path: path.clone(),
+                    message: "a key file in clear, and a passphrase is configured (if the file is yours, from before the passphrase was set, start once with --seal-plaintext-keys)".into(),
+                });
+            }
         }
         let sealer = Sealer::open(&dir, passphrase)?;
         let mut store = KeyStore {
@@ -262,7 +324,38 @@ impl KeyStore {
                 });
             }
             if !was_sealed {
+                if store.sealer.is_some() && !checks.seal_plaintext {
+                    return Err(KeyStoreError::Tampered {
+                        path,
+                        message: "a key file in clear in a sealed store (if it is yours, from before the passphrase was set, start once with --seal-plaintext-keys)".into(),
+                    });
+                }
                 plaintext.push(key.key_id.clone());
+            }
+            if let Some(me) = checks.node_id {
+                let ours = frost_ed25519::Identifier::try_from(me).ok();
+                if ours.as_ref() != Some(key.key_package.identifier()) {
+                    return Err(KeyStoreError::Tampered {
+                        path,
+                        message: format!("it holds another participant's share, not node {me}'s"),
+                    });
+                }
+            }
+            if let Some(keys) = checks.certificates {
+                certificate::verify(&key, keys).map_err(|message| KeyStoreError::Tampered {
+                    path: path.clone(),
+                    message: format!("its certificate does not verify: {message}"),
+                })?;
+            }
+            if let Some(other) = store
+                .keys
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(&key.key_id))
+            {
+                return Err(KeyStoreError::Tampered {
+                    path,
+                    message: format!("key ids {other:?} and {:?} differ only in case", key.key_id),
+                });
             }
             store.keys.insert(key.key_id.clone(), key);
         }
@@ -325,9 +418,39 @@ impl KeyStore {
         &self.dir
     }
 
-    /// Whether a key id is taken.
+    /// Whether a key id is taken (ids that differ only in case are the same id: they name
+    /// the same file on some file systems).
     pub fn contains(&self, key_id: &str) -> bool {
-        self.keys.contains_key(key_id)
+        self.keys.keys().any(|k| k.eq_ignore_ascii_case(key_id))
+    }
+
+    /// The key files in `dir`: sealed ones, and the others.
+    fn key_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), KeyStoreError> {
+        let io = |source| KeyStoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let (mut sealed, mut clear) = (Vec::new(), Vec::new());
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with('.') || path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let is_sealed = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| v.get("sealed").is_some());
+            if is_sealed {
+                sealed.push(path);
+            } else {
+                clear.push(path);
+            }
+        }
+        Ok((sealed, clear))
     }
 
     /// A key by id.
@@ -350,15 +473,17 @@ impl KeyStore {
     /// [`KeyWrite::commit`], can run off the caller's task. Refuses invalid or taken ids.
     pub fn prepare(&self, key: &StoredKey) -> Result<KeyWrite, KeyStoreError> {
         validate_key_id(&key.key_id)?;
-        if self.keys.contains_key(&key.key_id) {
+        if self.contains(&key.key_id) {
             return Err(KeyStoreError::Exists(key.key_id.clone()));
         }
-        self.encode(key)
+        let mut write = self.encode(key)?;
+        write.create_new = true;
+        Ok(write)
     }
 
     /// Keeps a key whose file [`KeyWrite::commit`] wrote.
     pub fn adopt(&mut self, key: StoredKey) -> Result<(), KeyStoreError> {
-        if self.keys.contains_key(&key.key_id) {
+        if self.contains(&key.key_id) {
             return Err(KeyStoreError::Exists(key.key_id));
         }
         self.keys.insert(key.key_id.clone(), key);
@@ -392,7 +517,11 @@ impl KeyStore {
                 )
             }
         };
-        Ok(KeyWrite { path, bytes })
+        Ok(KeyWrite {
+            path,
+            bytes,
+            create_new: false,
+        })
     }
 }
 
@@ -400,6 +529,8 @@ impl KeyStore {
 pub struct KeyWrite {
     path: PathBuf,
     bytes: Zeroizing<Vec<u8>>,
+    /// A new key: never replace an existing file.
+    create_new: bool,
 }
 
 impl fmt::Debug for KeyWrite {
@@ -409,137 +540,20 @@ impl fmt::Debug for KeyWrite {
 }
 
 impl KeyWrite {
-    /// Writes the file atomically (temporary file, fsync, rename, mode 0600). Blocking.
+    /// Writes the file atomically (temporary file, fsync, then rename, or for a new key a
+    /// link that fails if the file exists; mode 0600). Blocking.
     pub fn commit(self) -> Result<(), KeyStoreError> {
-        securefile::write_private_atomic(&self.path, &self.bytes).map_err(|source| {
-            KeyStoreError::Io {
-                path: self.path.clone(),
-                source,
-            }
+        let write = if self.create_new {
+            securefile::write_private_new(&self.path, &self.bytes)
+        } else {
+            securefile::write_private_atomic(&self.path, &self.bytes)
+        };
+        write.map_err(|source| KeyStoreError::Io {
+            path: self.path.clone(),
+            source,
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_ids() {
-        for ok in ["a", "key-1", "A.b_c", &"x".repeat(64)] {
-            assert!(validate_key_id(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", ".hidden", "../etc", "a/b", "a b", "ü", &"x".repeat(65)] {
-            assert!(validate_key_id(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn corrupt_file_refuses_to_open() {
-        let dir = tempfile::tempdir().unwrap();
-        KeyStore::open(dir.path()).unwrap();
-        std::fs::write(dir.path().join("keys/k.json"), b"{\"format_version\": 1").unwrap();
-        match KeyStore::open(dir.path()) {
-            Err(KeyStoreError::Corrupt { path, .. }) => assert!(path.ends_with("k.json")),
-            other => panic!("expected corrupt, got {other:?}"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod sealed_tests {
-    use super::*;
-    use frost_ed25519 as frost;
-
-    fn sample_key(key_id: &str) -> StoredKey {
-        let (shares, public) = frost::keys::generate_with_dealer(
-            3,
-            2,
-            frost::keys::IdentifierList::Default,
-            rand::rngs::OsRng,
-        )
-        .unwrap();
-        let share = shares.into_values().next().unwrap();
-        let key_package = KeyPackage::try_from(share).unwrap();
-        StoredKey {
-            format_version: KEY_FORMAT_VERSION,
-            key_id: key_id.into(),
-            session: "00".into(),
-            created_at: 0,
-            threshold: 2,
-            participants: vec![1, 2, 3],
-            group_public_key: hex::encode(public.verifying_key().serialize().unwrap()),
-            key_package,
-            public_key_package: public,
-            confirmations: vec![],
-        }
-    }
-
-    #[test]
-    fn sealed_keys_round_trip_and_hide_the_share() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = sample_key("k");
-        let share_hex = hex::encode(key.key_package.signing_share().serialize());
-        let mut store = KeyStore::open_with(dir.path(), Some(b"correct horse")).unwrap();
-        assert!(store.is_encrypted());
-        store.insert(key.clone()).unwrap();
-        let on_disk = std::fs::read_to_string(dir.path().join("keys/k.json")).unwrap();
-        assert!(
-            !on_disk.contains(&share_hex),
-            "the share is not on disk in clear"
-        );
-        assert!(on_disk.contains("\"sealed\""));
-
-        let again = KeyStore::open_with(dir.path(), Some(b"correct horse")).unwrap();
-        assert_eq!(
-            again.get("k").unwrap().key_package.signing_share(),
-            key.key_package.signing_share()
-        );
-    }
-
-    #[test]
-    fn wrong_or_missing_passphrase_refuses_to_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = KeyStore::open_with(dir.path(), Some(b"right")).unwrap();
-        store.insert(sample_key("k")).unwrap();
-        assert!(matches!(
-            KeyStore::open_with(dir.path(), Some(b"wrong")),
-            Err(KeyStoreError::Seal(SealError::WrongPassphrase(_)))
-        ));
-        assert!(matches!(
-            KeyStore::open(dir.path()),
-            Err(KeyStoreError::Seal(SealError::PassphraseRequired(_)))
-        ));
-    }
-
-    #[test]
-    fn plaintext_keys_are_sealed_when_a_passphrase_is_set() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = sample_key("old");
-        let share_hex = hex::encode(key.key_package.signing_share().serialize());
-        KeyStore::open(dir.path()).unwrap().insert(key).unwrap();
-        let path = dir.path().join("keys/old.json");
-        assert!(std::fs::read_to_string(&path).unwrap().contains(&share_hex));
-        let store = KeyStore::open_with(dir.path(), Some(b"now secret")).unwrap();
-        assert!(store.get("old").is_some());
-        assert!(!std::fs::read_to_string(&path).unwrap().contains(&share_hex));
-    }
-
-    #[test]
-    fn tampered_sealed_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = KeyStore::open_with(dir.path(), Some(b"p")).unwrap();
-        store.insert(sample_key("k")).unwrap();
-        let path = dir.path().join("keys/k.json");
-        let text = std::fs::read_to_string(&path).unwrap();
-        // Flip one hex digit of the ciphertext.
-        let at = text.find("\"ciphertext\": \"").unwrap() + 20;
-        let mut bytes = text.into_bytes();
-        bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
-        std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(
-            KeyStore::open_with(dir.path(), Some(b"p")),
-            Err(KeyStoreError::Corrupt { .. })
-        ));
-    }
-}
+mod tests;

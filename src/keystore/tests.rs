@@ -1,0 +1,170 @@
+//! Key store: ids, sealing, corruption and tampering.
+use super::*;
+
+#[test]
+fn key_ids() {
+    for ok in ["a", "key-1", "A.b_c", &"x".repeat(64)] {
+        assert!(validate_key_id(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", ".hidden", "../etc", "a/b", "a b", "ü", &"x".repeat(65)] {
+        assert!(validate_key_id(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn corrupt_file_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    KeyStore::open(dir.path()).unwrap();
+    std::fs::write(dir.path().join("keys/k.json"), b"{\"format_version\": 1").unwrap();
+    match KeyStore::open(dir.path()) {
+        Err(KeyStoreError::Corrupt { path, .. }) => assert!(path.ends_with("k.json")),
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+}
+
+use frost_ed25519 as frost;
+
+fn sample_key(key_id: &str) -> StoredKey {
+    let (shares, public) = frost::keys::generate_with_dealer(
+        3,
+        2,
+        frost::keys::IdentifierList::Default,
+        rand::rngs::OsRng,
+    )
+    .unwrap();
+    let share = shares.into_values().next().unwrap();
+    let key_package = KeyPackage::try_from(share).unwrap();
+    StoredKey {
+        format_version: KEY_FORMAT_VERSION,
+        key_id: key_id.into(),
+        session: "00".into(),
+        created_at: 0,
+        threshold: 2,
+        participants: vec![1, 2, 3],
+        group_public_key: hex::encode(public.verifying_key().serialize().unwrap()),
+        key_package,
+        public_key_package: public,
+        confirmations: vec![],
+    }
+}
+
+#[test]
+fn sealed_keys_round_trip_and_hide_the_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = sample_key("k");
+    let share_hex = hex::encode(key.key_package.signing_share().serialize());
+    let mut store = KeyStore::open_with(dir.path(), Some(b"correct horse")).unwrap();
+    assert!(store.is_encrypted());
+    store.insert(key.clone()).unwrap();
+    let on_disk = std::fs::read_to_string(dir.path().join("keys/k.json")).unwrap();
+    assert!(
+        !on_disk.contains(&share_hex),
+        "the share is not on disk in clear"
+    );
+    assert!(on_disk.contains("\"sealed\""));
+
+    let again = KeyStore::open_with(dir.path(), Some(b"correct horse")).unwrap();
+    assert_eq!(
+        again.get("k").unwrap().key_package.signing_share(),
+        key.key_package.signing_share()
+    );
+}
+
+#[test]
+fn wrong_or_missing_passphrase_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = KeyStore::open_with(dir.path(), Some(b"right")).unwrap();
+    store.insert(sample_key("k")).unwrap();
+    assert!(matches!(
+        KeyStore::open_with(dir.path(), Some(b"wrong")),
+        Err(KeyStoreError::Seal(SealError::WrongPassphrase(_)))
+    ));
+    assert!(matches!(
+        KeyStore::open(dir.path()),
+        Err(KeyStoreError::Seal(SealError::PassphraseRequired(_)))
+    ));
+}
+
+#[test]
+fn plaintext_keys_are_sealed_when_a_passphrase_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = sample_key("old");
+    let share_hex = hex::encode(key.key_package.signing_share().serialize());
+    KeyStore::open(dir.path()).unwrap().insert(key).unwrap();
+    let path = dir.path().join("keys/old.json");
+    assert!(std::fs::read_to_string(&path).unwrap().contains(&share_hex));
+    let store = KeyStore::open_with(dir.path(), Some(b"now secret")).unwrap();
+    assert!(store.get("old").is_some());
+    assert!(!std::fs::read_to_string(&path).unwrap().contains(&share_hex));
+}
+
+#[test]
+fn tampered_sealed_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = KeyStore::open_with(dir.path(), Some(b"p")).unwrap();
+    store.insert(sample_key("k")).unwrap();
+    let path = dir.path().join("keys/k.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Flip one hex digit of the ciphertext.
+    let at = text.find("\"ciphertext\": \"").unwrap() + 20;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&path, bytes).unwrap();
+    assert!(matches!(
+        KeyStore::open_with(dir.path(), Some(b"p")),
+        Err(KeyStoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_passphrase_on_a_store_in_clear_needs_the_one_time_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    KeyStore::open(dir.path())
+        .unwrap()
+        .insert(sample_key("old"))
+        .unwrap();
+    let strict = || OpenChecks::default();
+    match KeyStore::open_checked(dir.path(), Some(b"pass"), strict()) {
+        Err(KeyStoreError::Tampered { message, .. }) => {
+            assert!(message.contains("--seal-plaintext-keys"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(
+        !dir.path().join("keys/.keystore.json").exists(),
+        "a refusal writes nothing"
+    );
+    let migrate = OpenChecks {
+        seal_plaintext: true,
+        ..OpenChecks::default()
+    };
+    KeyStore::open_checked(dir.path(), Some(b"pass"), migrate).unwrap();
+    let store = KeyStore::open_checked(dir.path(), Some(b"pass"), strict()).unwrap();
+    assert!(store.get("old").is_some());
+}
+
+#[test]
+fn a_new_key_never_replaces_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open(dir.path()).unwrap();
+    let write = store.prepare(&sample_key("fresh")).unwrap();
+    // A file appears under that name after the store was loaded.
+    std::fs::write(dir.path().join("keys/fresh.json"), b"someone else's").unwrap();
+    assert!(matches!(write.commit(), Err(KeyStoreError::Io { .. })));
+    assert_eq!(
+        std::fs::read(dir.path().join("keys/fresh.json")).unwrap(),
+        b"someone else's"
+    );
+    // Ids that differ only in case are one id.
+    let mut store = KeyStore::open_with(dir.path(), None);
+    assert!(store.is_err(), "the foreign file does not load");
+    std::fs::remove_file(dir.path().join("keys/fresh.json")).unwrap();
+    store = KeyStore::open(dir.path());
+    let mut store = store.unwrap();
+    store.insert(sample_key("Fresh")).unwrap();
+    assert!(store.contains("fresh") && store.contains("FRESH"));
+    assert!(matches!(
+        store.prepare(&sample_key("fresh")),
+        Err(KeyStoreError::Exists(_))
+    ));
+}

@@ -1,0 +1,185 @@
+//! A tamper-evident key store: someone who can write a node's data directory but knows no
+//! passphrase plants, swaps or alters key files. Each time the node (a real `frostnode run`
+//! process) refuses to start with a one-line reason, and leaves every file as it was.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::process::{others, ProcessCluster, BIN};
+use frostnode::keystore::{KeyStore, StoredKey};
+use serde_json::json;
+
+const PASSPHRASE: &str = "a passphrase for the tamper test";
+
+/// Every file under `dir`, with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+fn restore(dir: &Path, files: &BTreeMap<PathBuf, Vec<u8>>) {
+    for path in snapshot(dir).keys() {
+        if !files.contains_key(path) {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    for (path, bytes) in files {
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// Starts node 1 of `c` (stopped) and expects it to refuse: returns its one-line reason.
+fn refuses(c: &ProcessCluster, passphrase: bool) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(c.dir.path().join("node1.toml"));
+    if passphrase {
+        cmd.env("FROSTNODE_TAMPER_PASSPHRASE", PASSPHRASE);
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "node 1 started: {err}");
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no one-line reason: {err}"))
+        .to_string();
+    assert!(!line.contains(PASSPHRASE), "passphrase leaked: {line}");
+    line
+}
+
+/// Five nodes (with or without a passphrase) and a key `k`; every node stopped again.
+async fn cluster_with_a_key(passphrase: bool) -> ProcessCluster {
+    if passphrase {
+        std::env::set_var("FROSTNODE_TAMPER_PASSPHRASE", PASSPHRASE);
+    }
+    let mut c = ProcessCluster::with_config(|_, toml| {
+        if passphrase {
+            toml.push_str("\n[keystore]\npassphrase_env = \"FROSTNODE_TAMPER_PASSPHRASE\"\n");
+        }
+    });
+    for k in 1..=5u16 {
+        c.wait_ready(k, &others(u64::from(k))).await;
+    }
+    let (s, b) = c
+        .post(1, "/v1/keys", json!({ "key_id": "k", "threshold": 3 }))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    for k in 1..=5 {
+        c.stop(k);
+    }
+    c
+}
+
+fn key_file(c: &ProcessCluster, node: u16) -> PathBuf {
+    c.dir.path().join(format!("node{node}/keys/k.json"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_store_refuses_planted_swapped_and_orphaned_files() {
+    let c = cluster_with_a_key(true).await;
+    let node1 = c.dir.path().join("node1");
+    let before = snapshot(&node1);
+    let pass = Some(PASSPHRASE.as_bytes());
+
+    // A key file in clear, dropped in place of the sealed one.
+    let store = KeyStore::open_with(&node1, pass).unwrap();
+    let key: &StoredKey = store.get("k").unwrap();
+    std::fs::write(key_file(&c, 1), serde_json::to_vec(key).unwrap()).unwrap();
+    drop(store);
+    let planted = snapshot(&node1);
+    let reason = refuses(&c, true);
+    assert!(reason.contains("in clear in a sealed store"), "{reason}");
+    assert_eq!(snapshot(&node1), planted, "nothing was rewritten");
+    restore(&node1, &before);
+
+    // Another node's (sealed) key file copied over this node's.
+    std::fs::copy(key_file(&c, 2), key_file(&c, 1)).unwrap();
+    let swapped = snapshot(&node1);
+    let reason = refuses(&c, true);
+    assert!(reason.contains("does not authenticate"), "{reason}");
+    assert_eq!(snapshot(&node1), swapped);
+    restore(&node1, &before);
+
+    // The store's metadata deleted: it must not silently become a new, empty store.
+    std::fs::remove_file(node1.join("keys/.keystore.json")).unwrap();
+    let orphaned = snapshot(&node1);
+    let reason = refuses(&c, true);
+    assert!(reason.contains(".keystore.json is missing"), "{reason}");
+    assert_eq!(snapshot(&node1), orphaned);
+    restore(&node1, &before);
+
+    // Untouched, it starts (and a plaintext file is sealed only when asked to).
+    let store = KeyStore::open_with(&node1, pass).unwrap();
+    assert!(store.get("k").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_in_clear_refuses_altered_certificates_and_other_nodes_shares() {
+    let c = cluster_with_a_key(false).await;
+    let node1 = c.dir.path().join("node1");
+    let before = snapshot(&node1);
+
+    // One byte of one stored confirmation changed.
+    let mut key: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(key_file(&c, 1)).unwrap()).unwrap();
+    let signature = key["confirmations"][2]["signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flipped = if signature.starts_with('0') { "1" } else { "0" };
+    key["confirmations"][2]["signature"] = json!(format!("{flipped}{}", &signature[1..]));
+    std::fs::write(key_file(&c, 1), serde_json::to_vec(&key).unwrap()).unwrap();
+    let altered = snapshot(&node1);
+    let reason = refuses(&c, false);
+    assert!(
+        reason.contains("node 3's confirmation signature does not verify"),
+        "{reason}"
+    );
+    assert_eq!(snapshot(&node1), altered);
+    restore(&node1, &before);
+
+    // Node 2's key file (a valid key, a valid certificate, but node 2's share).
+    std::fs::copy(key_file(&c, 2), key_file(&c, 1)).unwrap();
+    let swapped = snapshot(&node1);
+    let reason = refuses(&c, false);
+    assert!(
+        reason.contains("another participant's share, not node 1's"),
+        "{reason}"
+    );
+    assert_eq!(snapshot(&node1), swapped);
+    restore(&node1, &before);
+
+    // Two key ids that differ only in case.
+    std::fs::copy(key_file(&c, 1), node1.join("keys/K.json")).unwrap();
+    let mut twin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node1.join("keys/K.json")).unwrap()).unwrap();
+    twin["key_id"] = json!("K");
+    std::fs::write(
+        node1.join("keys/K.json"),
+        serde_json::to_vec(&twin).unwrap(),
+    )
+    .unwrap();
+    let reason = refuses(&c, false);
+    assert!(reason.contains("differ only in case"), "{reason}");
+    restore(&node1, &before);
+
+    let store = KeyStore::open(&node1).unwrap();
+    assert!(store.get("k").is_some());
+}
