@@ -45,6 +45,9 @@ enum Command {
         /// that had none); without it such a file stops the node.
         #[arg(long)]
         seal_plaintext_keys: bool,
+        /// The config, read before the runtime starts.
+        #[arg(skip)]
+        prepared: Option<Box<Config>>,
     },
     /// Create the node identity in a data directory and print its PeerId.
     Init {
@@ -232,7 +235,21 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // The node's config is read, and its passphrase taken out of the environment, while this
+    // is the only thread.
+    if let Command::Run {
+        config, prepared, ..
+    } = &mut cli.command
+    {
+        match prepare_run(config) {
+            Ok(c) => *prepared = Some(Box::new(c)),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -269,12 +286,14 @@ fn init_logging(format: LogFormat, default: &str) {
 async fn dispatch(command: Command) -> Result<(), String> {
     match command {
         Command::Run {
-            config,
             log_format,
             seal_plaintext_keys,
+            prepared,
+            ..
         } => {
             init_logging(log_format, "info");
-            run(config, seal_plaintext_keys).await
+            let config = prepared.ok_or("the config was not read")?;
+            run(*config, seal_plaintext_keys).await
         }
         Command::Init { data_dir } => {
             let (key, created) =
@@ -465,9 +484,14 @@ async fn dispatch(command: Command) -> Result<(), String> {
     }
 }
 
-async fn run(path: PathBuf, seal_plaintext_keys: bool) -> Result<(), String> {
+fn prepare_run(path: &std::path::Path) -> Result<Config, String> {
+    let mut config = Config::load(path).map_err(|e| e.to_string())?;
+    config.take_passphrase().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+async fn run(mut config: Config, seal_plaintext_keys: bool) -> Result<(), String> {
     use frostnode::identity::{load_file_sealed, Sealing};
-    let mut config = Config::load(&path).map_err(|e| e.to_string())?;
     config.seal_plaintext_keys = seal_plaintext_keys;
     let passphrase = config.read_passphrase().map_err(|e| e.to_string())?;
     let identity = config.identity_path();

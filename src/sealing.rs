@@ -18,6 +18,9 @@ use crate::securefile;
 /// never collide with a key file.
 pub const META_FILE: &str = ".keystore.json";
 const CHECK_AAD: &[u8] = b"frostnode/keystore-check/v1";
+/// Argon2id parameters for new stores and sealed files: 64 MiB, 3 passes, 1 lane (stores made
+/// before keep the parameters they recorded).
+const KDF_PARAMS: (u32, u32, u32) = (64 * 1024, 3, 1);
 const CHECK_PLAINTEXT: &[u8] = b"frostnode key store";
 
 /// Errors of the sealing layer.
@@ -122,7 +125,7 @@ impl Sealer {
             }
             (None, Some(pass)) => {
                 let salt: [u8; 16] = rand::random();
-                let (m, t, p) = (19 * 1024, 2, 1);
+                let (m, t, p) = KDF_PARAMS;
                 let sealer = derive(pass, &salt, m, t, p).map_err(meta_err)?;
                 let meta = Meta {
                     format_version: 1,
@@ -212,7 +215,7 @@ pub fn seal_standalone(
         message,
     };
     let salt: [u8; 16] = rand::random();
-    let (m, t, p) = (19 * 1024, 2, 1);
+    let (m, t, p) = KDF_PARAMS;
     let sealer = derive(passphrase, &salt, m, t, p).map_err(meta_err)?;
     let file = Standalone {
         format: STANDALONE_FORMAT.into(),

@@ -260,6 +260,19 @@ pub enum PassphraseSource {
     Env(String),
     /// A file (its content, without a trailing newline).
     File(PathBuf),
+    /// Already read (from the variable or file the config names, see
+    /// [`Config::take_passphrase`]).
+    Read(Passphrase),
+}
+
+/// A passphrase in memory: wiped when dropped, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Passphrase(zeroize::Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
 }
 
 /// One `[[peers]]` entry as written.
@@ -514,22 +527,56 @@ impl Config {
         })
     }
 
-    /// Reads the key store passphrase, if one is configured.
+    /// Reads the passphrase now and keeps it in memory only: an environment variable that held
+    /// it is removed from the process environment (call this before any other thread runs, as
+    /// `frostnode run` does before its runtime starts).
+    pub fn take_passphrase(&mut self) -> Result<(), ConfigError> {
+        if let Some(p) = self.read_passphrase()? {
+            if let PassphraseSource::Env(var) = &self.passphrase {
+                std::env::remove_var(var);
+            }
+            self.passphrase = PassphraseSource::Read(Passphrase(p));
+        }
+        Ok(())
+    }
+
+    /// Reads the key store passphrase, if one is configured. A passphrase file must be
+    /// readable by its owner only.
     pub fn read_passphrase(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, ConfigError> {
         let text = match &self.passphrase {
             PassphraseSource::None => return Ok(None),
+            PassphraseSource::Read(p) => return Ok(Some(p.0.clone())),
             PassphraseSource::Env(var) => std::env::var(var).map_err(|_| {
                 field_err(
                     "keystore.passphrase_env",
                     format!("environment variable {var} is not set"),
                 )
             })?,
-            PassphraseSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
-                field_err(
-                    "keystore.passphrase_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?,
+            PassphraseSource::File(path) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(path)
+                        .map(|m| m.permissions().mode())
+                        .unwrap_or(0);
+                    if mode & 0o077 != 0 {
+                        return Err(field_err(
+                            "keystore.passphrase_file",
+                            format!(
+                                "{} is readable by group or others (mode {:o}): chmod 600 it",
+                                path.display(),
+                                mode & 0o777
+                            ),
+                        ));
+                    }
+                }
+                std::fs::read_to_string(path).map_err(|e| {
+                    field_err(
+                        "keystore.passphrase_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+            }
         };
         let text = zeroize::Zeroizing::new(text);
         let pass = text.trim_end_matches(['\n', '\r']);

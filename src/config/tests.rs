@@ -180,3 +180,40 @@ fn policy_and_read_token_parse_and_errors_name_the_field() {
         "api.read_token"
     );
 }
+
+#[test]
+fn the_passphrase_is_taken_out_of_the_environment_and_files_must_be_private() {
+    let var = "FROSTNODE_CONFIG_TEST_PASSPHRASE";
+    std::env::set_var(var, "secret words");
+    let mut c = parse(&format!("{}\n[keystore]\npassphrase_env = \"{var}\"\n", base())).unwrap();
+    c.take_passphrase().unwrap();
+    assert!(std::env::var(var).is_err(), "the variable is gone");
+    assert_eq!(
+        c.read_passphrase().unwrap().unwrap().as_slice(),
+        b"secret words"
+    );
+    assert!(!format!("{c:?}").contains("secret words"), "Debug redacts it");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pass");
+        std::fs::write(&file, "from a file\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut c = parse(&base()).unwrap();
+        c.passphrase = PassphraseSource::File(file.clone());
+        match c.read_passphrase() {
+            Err(ConfigError::Field { field, message }) => {
+                assert_eq!(field, "keystore.passphrase_file");
+                assert!(message.contains("chmod 600"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            c.read_passphrase().unwrap().unwrap().as_slice(),
+            b"from a file"
+        );
+    }
+}
