@@ -22,6 +22,9 @@ const CHECK_AAD: &[u8] = b"frostnode/keystore-check/v1";
 /// before keep the parameters they recorded).
 const KDF_PARAMS: (u32, u32, u32) = (64 * 1024, 3, 1);
 const CHECK_PLAINTEXT: &[u8] = b"frostnode key store";
+/// The check value of a store that keeps a sealed manifest of its keys: once it says so, a
+/// missing manifest is tampering, not an old store.
+const CHECK_WITH_MANIFEST: &[u8] = b"frostnode key store/manifest";
 
 /// Errors of the sealing layer.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,7 @@ struct Meta {
 /// Seals and opens key files with the key derived from the passphrase.
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    manifest_required: bool,
 }
 
 impl fmt::Debug for Sealer {
@@ -86,7 +90,10 @@ fn derive(passphrase: &[u8], salt: &[u8], m: u32, t: u32, p: u32) -> Result<Seal
         .hash_password_into(passphrase, salt, key.as_mut())
         .map_err(|e| e.to_string())?;
     let cipher = XChaCha20Poly1305::new_from_slice(key.as_ref()).map_err(|e| e.to_string())?;
-    Ok(Sealer { cipher })
+    Ok(Sealer {
+        cipher,
+        manifest_required: false,
+    })
 }
 
 impl Sealer {
@@ -118,8 +125,13 @@ impl Sealer {
                 let salt = hex::decode(&meta.salt).map_err(|e| meta_err(e.to_string()))?;
                 let sealer = derive(pass, &salt, meta.m_cost_kib, meta.t_cost, meta.p_cost)
                     .map_err(meta_err)?;
+                let mut sealer = sealer;
                 match sealer.open_blob(CHECK_AAD, &meta.check) {
                     Ok(v) if v.as_slice() == CHECK_PLAINTEXT => Ok(Some(sealer)),
+                    Ok(v) if v.as_slice() == CHECK_WITH_MANIFEST => {
+                        sealer.manifest_required = true;
+                        Ok(Some(sealer))
+                    }
                     _ => Err(SealError::WrongPassphrase(shown)),
                 }
             }
@@ -142,6 +154,27 @@ impl Sealer {
                 Ok(Some(sealer))
             }
         }
+    }
+
+    /// Whether this store keeps a sealed manifest (a missing one is then tampering).
+    pub fn manifest_required(&self) -> bool {
+        self.manifest_required
+    }
+
+    /// Records in the store's metadata that it keeps a manifest from now on.
+    pub fn require_manifest(&mut self, dir: &Path) -> Result<(), SealError> {
+        let path = dir.join(META_FILE);
+        let meta_err = |message: String| SealError::Meta {
+            path: path.display().to_string(),
+            message,
+        };
+        let bytes = std::fs::read(&path).map_err(|e| meta_err(e.to_string()))?;
+        let mut meta: Meta = serde_json::from_slice(&bytes).map_err(|e| meta_err(e.to_string()))?;
+        meta.check = self.seal(CHECK_AAD, CHECK_WITH_MANIFEST)?;
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| meta_err(e.to_string()))?;
+        securefile::write_private_atomic(&path, &json).map_err(|e| meta_err(e.to_string()))?;
+        self.manifest_required = true;
+        Ok(())
     }
 
     /// Encrypts `plaintext`, binding `aad`.

@@ -125,7 +125,57 @@ async fn a_sealed_store_refuses_planted_swapped_and_orphaned_files() {
     assert_eq!(snapshot(&node1), orphaned);
     restore(&node1, &before);
 
-    // Untouched, it starts (and a plaintext file is sealed only when asked to).
+    // A key file deleted, or the manifest deleted: both are noticed.
+    std::fs::remove_file(key_file(&c, 1)).unwrap();
+    let deleted = snapshot(&node1);
+    let reason = refuses(&c, true);
+    assert!(
+        reason.contains("k.json, listed in the manifest, is missing"),
+        "{reason}"
+    );
+    assert_eq!(snapshot(&node1), deleted);
+    restore(&node1, &before);
+    std::fs::remove_file(node1.join("keys/.manifest.json")).unwrap();
+    let reason = refuses(&c, true);
+    assert!(reason.contains(".manifest.json is missing"), "{reason}");
+    restore(&node1, &before);
+
+    // An older version of a key file put back. A new version is made the only way there is
+    // without the passphrase's help: the operator seals a file in clear (with the flag).
+    let store = KeyStore::open_with(&node1, pass).unwrap();
+    let key: &StoredKey = store.get("k").unwrap();
+    std::fs::write(key_file(&c, 1), serde_json::to_vec(key).unwrap()).unwrap();
+    drop(store);
+    let node = Command::new(BIN)
+        .args(["run", "--seal-plaintext-keys", "--config"])
+        .arg(c.dir.path().join("node1.toml"))
+        .env("FROSTNODE_TAMPER_PASSPHRASE", PASSPHRASE)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Up means its store was checked and written (its API answers only after that).
+    let health = c.url(1, "/v1/health");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while reqwest::get(&health).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "node 1 did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let _ = Command::new("kill").arg(node.id().to_string()).status();
+    assert!(node.wait_with_output().unwrap().status.success());
+    assert_ne!(
+        std::fs::read(key_file(&c, 1)).unwrap(),
+        before[&key_file(&c, 1)],
+        "the node wrote a new version"
+    );
+    std::fs::write(key_file(&c, 1), &before[&key_file(&c, 1)]).unwrap();
+    let reason = refuses(&c, true);
+    assert!(
+        reason.contains("not the version the manifest records"),
+        "{reason}"
+    );
+
+    // Untouched, it opens.
+    restore(&node1, &before);
     let store = KeyStore::open_with(&node1, pass).unwrap();
     assert!(store.get("k").is_some());
 }

@@ -185,14 +185,21 @@ fn policy_and_read_token_parse_and_errors_name_the_field() {
 fn the_passphrase_is_taken_out_of_the_environment_and_files_must_be_private() {
     let var = "FROSTNODE_CONFIG_TEST_PASSPHRASE";
     std::env::set_var(var, "secret words");
-    let mut c = parse(&format!("{}\n[keystore]\npassphrase_env = \"{var}\"\n", base())).unwrap();
+    let mut c = parse(&format!(
+        "{}\n[keystore]\npassphrase_env = \"{var}\"\n",
+        base()
+    ))
+    .unwrap();
     c.take_passphrase().unwrap();
     assert!(std::env::var(var).is_err(), "the variable is gone");
     assert_eq!(
         c.read_passphrase().unwrap().unwrap().as_slice(),
         b"secret words"
     );
-    assert!(!format!("{c:?}").contains("secret words"), "Debug redacts it");
+    assert!(
+        !format!("{c:?}").contains("secret words"),
+        "Debug redacts it"
+    );
 
     #[cfg(unix)]
     {

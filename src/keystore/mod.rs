@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use serde::{Deserialize, Serialize};
 
 use zeroize::Zeroizing;
@@ -17,8 +16,14 @@ use zeroize::Zeroizing;
 use crate::sealing::{SealError, SealedBlob, Sealer};
 
 mod certificate;
+pub mod manifest;
+mod types;
+
+pub use types::{KeyInfo, StoredConfirmation, StoredKey};
+
 use crate::securefile;
 use crate::wire::NodeId;
+use manifest::Manifest;
 
 /// Current key file format.
 pub const KEY_FORMAT_VERSION: u32 = 1;
@@ -92,127 +97,6 @@ pub fn validate_key_id(key_id: &str) -> Result<(), KeyStoreError> {
     }
 }
 
-/// One participant's signed confirmation, as stored with the key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredConfirmation {
-    /// The confirming node.
-    pub node_id: NodeId,
-    /// Transcript digest, hex.
-    pub transcript: String,
-    /// Public key package hash, hex.
-    pub public_key_package_hash: String,
-    /// Signature by the node's identity key, hex.
-    pub signature: String,
-}
-
-/// A key share and its public data, as held on disk.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct StoredKey {
-    /// File format version ([`KEY_FORMAT_VERSION`]).
-    pub format_version: u32,
-    /// Key name.
-    pub key_id: String,
-    /// DKG session that produced the key, hex.
-    pub session: String,
-    /// Seconds since the Unix epoch when the key was stored.
-    pub created_at: u64,
-    /// Signing threshold.
-    pub threshold: u16,
-    /// Participant ids, sorted.
-    pub participants: Vec<NodeId>,
-    /// Group public key, hex.
-    pub group_public_key: String,
-    /// This node's share (secret).
-    pub key_package: KeyPackage,
-    /// Everyone's verifying shares and the group key.
-    pub public_key_package: PublicKeyPackage,
-    /// Every participant's signed confirmation of this key.
-    pub confirmations: Vec<StoredConfirmation>,
-}
-
-impl fmt::Debug for StoredKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredKey")
-            .field("key_id", &self.key_id)
-            .field("threshold", &self.threshold)
-            .field("participants", &self.participants)
-            .field("group_public_key", &self.group_public_key)
-            .field("key_package", &"<redacted>")
-            .finish()
-    }
-}
-
-/// Public information about a key: what the API shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyInfo {
-    /// Key name.
-    pub key_id: String,
-    /// Group public key, hex (32 bytes).
-    pub group_public_key: String,
-    /// Signing threshold.
-    pub threshold: u16,
-    /// Participant ids.
-    pub participants: Vec<NodeId>,
-    /// Each participant's verifying share, hex.
-    pub verifying_shares: BTreeMap<NodeId, String>,
-    /// Seconds since the Unix epoch when this node stored the key.
-    pub created_at: u64,
-}
-
-impl StoredKey {
-    /// The public view of this key.
-    pub fn info(&self) -> KeyInfo {
-        let mut verifying_shares = BTreeMap::new();
-        for id in &self.participants {
-            let Ok(ident) = frost_ed25519::Identifier::try_from(*id) else {
-                continue;
-            };
-            if let Some(share) = self.public_key_package.verifying_shares().get(&ident) {
-                if let Ok(bytes) = share.serialize() {
-                    verifying_shares.insert(*id, hex::encode(bytes));
-                }
-            }
-        }
-        KeyInfo {
-            key_id: self.key_id.clone(),
-            group_public_key: self.group_public_key.clone(),
-            threshold: self.threshold,
-            participants: self.participants.clone(),
-            verifying_shares,
-            created_at: self.created_at,
-        }
-    }
-
-    /// Internal consistency: the share belongs to the group key it claims.
-    fn check(&self) -> Result<(), String> {
-        if self.format_version != KEY_FORMAT_VERSION {
-            return Err(format!(
-                "format version {} is not supported (expected {KEY_FORMAT_VERSION})",
-                self.format_version
-            ));
-        }
-        validate_key_id(&self.key_id).map_err(|e| e.to_string())?;
-        let gpk = self
-            .public_key_package
-            .verifying_key()
-            .serialize()
-            .map_err(|e| e.to_string())?;
-        if hex::encode(gpk) != self.group_public_key
-            || self.key_package.verifying_key() != self.public_key_package.verifying_key()
-        {
-            return Err("group public key does not match the key package".into());
-        }
-        let own = self
-            .public_key_package
-            .verifying_shares()
-            .get(self.key_package.identifier());
-        if own != Some(self.key_package.verifying_share()) {
-            return Err("verifying share does not match the public key package".into());
-        }
-        Ok(())
-    }
-}
-
 /// A key file sealed with the store's passphrase: only the id is readable.
 #[derive(Serialize, Deserialize)]
 struct SealedKeyFile {
@@ -231,6 +115,10 @@ pub struct KeyStore {
     dir: PathBuf,
     keys: BTreeMap<String, StoredKey>,
     sealer: Option<Sealer>,
+    /// With a sealer: every key as the manifest on disk lists it.
+    manifest: Option<Manifest>,
+    /// Manifest entries of keys being written, until adopted.
+    pending: BTreeMap<String, manifest::Entry>,
 }
 
 impl KeyStore {
@@ -300,8 +188,11 @@ impl KeyStore {
             dir: dir.clone(),
             keys: BTreeMap::new(),
             sealer,
+            manifest: None,
+            pending: BTreeMap::new(),
         };
         let mut plaintext = Vec::new();
+        let mut found = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
             let name = path
@@ -311,7 +202,7 @@ impl KeyStore {
             if name.starts_with('.') || path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let (key, was_sealed) = store.read_key(&path)?;
+            let (key, was_sealed, digest) = store.read_key(&path)?;
             let expected = path
                 .file_stem()
                 .and_then(|s| s.to_str())
@@ -357,16 +248,71 @@ impl KeyStore {
                     message: format!("key ids {other:?} and {:?} differ only in case", key.key_id),
                 });
             }
+            found.insert(key.key_id.clone(), digest);
             store.keys.insert(key.key_id.clone(), key);
         }
+        let mut sealed_now = Vec::new();
         if store.sealer.is_some() {
             // Keys written before a passphrase was configured are sealed now.
             for key_id in plaintext {
-                store.write(&key_id)?;
+                let digest = store.write(&key_id)?;
+                found.insert(key_id.clone(), digest);
                 tracing::info!(key_id = %key_id, "key file encrypted with the configured passphrase");
+                sealed_now.push(key_id);
             }
         }
+        store.check_manifest(&found, &sealed_now)?;
         Ok(store)
+    }
+
+    /// Compares the key files found (id → digest) with the sealed manifest, and keeps the
+    /// manifest up to date; a store from before manifests gets one now. Files the operator had
+    /// sealed now (`sealed_now`) are new versions by their say-so.
+    fn check_manifest(
+        &mut self,
+        found: &BTreeMap<String, String>,
+        sealed_now: &[String],
+    ) -> Result<(), KeyStoreError> {
+        let Some(sealer) = self.sealer.as_mut() else {
+            return Ok(());
+        };
+        let entry = |key: &StoredKey, digest: &String| manifest::Entry {
+            group_public_key: key.group_public_key.clone(),
+            epoch: 0,
+            digest: digest.clone(),
+        };
+        let mut manifest = match Manifest::read(&self.dir, sealer)? {
+            Some(m) => m,
+            None if sealer.manifest_required() => {
+                return Err(KeyStoreError::Tampered {
+                    path: self.dir.clone(),
+                    message: format!("{} is missing", manifest::MANIFEST_FILE),
+                })
+            }
+            None => Manifest::default(),
+        };
+        for key_id in sealed_now {
+            manifest.keys.remove(key_id);
+        }
+        let unlisted = manifest.check(&self.dir, found)?;
+        if !unlisted.is_empty() || !sealer.manifest_required() {
+            for key_id in &unlisted {
+                if manifest.counter > 0 && !sealed_now.contains(key_id) {
+                    tracing::warn!(key_id = %key_id, "key file not in the manifest (a write the process did not finish); added");
+                }
+                if let (Some(key), Some(d)) = (self.keys.get(key_id), found.get(key_id)) {
+                    manifest.keys.insert(key_id.clone(), entry(key, d));
+                }
+            }
+            manifest.counter += 1;
+            manifest.write(&self.dir, sealer)?;
+            if !sealer.manifest_required() {
+                sealer.require_manifest(&self.dir)?;
+                tracing::info!(dir = %self.dir.display(), "key store manifest created: deleted or replaced key files are detected from now on");
+            }
+        }
+        self.manifest = Some(manifest);
+        Ok(())
     }
 
     /// Whether key files are encrypted.
@@ -381,12 +327,13 @@ impl KeyStore {
         }
     }
 
-    /// Reads one file; returns the key and whether the file was sealed.
-    fn read_key(&self, path: &Path) -> Result<(StoredKey, bool), KeyStoreError> {
+    /// Reads one file; returns the key, whether the file was sealed, and its digest.
+    fn read_key(&self, path: &Path) -> Result<(StoredKey, bool, String), KeyStoreError> {
         let bytes = std::fs::read(path).map_err(|source| KeyStoreError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        let digest = manifest::digest(&bytes);
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| Self::corrupt(path, e.to_string()))?;
         let (key, sealed): (StoredKey, bool) = if value.get("sealed").is_some() {
@@ -410,7 +357,7 @@ impl KeyStore {
         };
         key.check()
             .map_err(|message| Self::corrupt(path, message))?;
-        Ok((key, sealed))
+        Ok((key, sealed, digest))
     }
 
     /// Directory holding the key files.
@@ -471,13 +418,26 @@ impl KeyStore {
 
     /// Encodes (and seals) a new key's file without touching the disk, so that the slow part,
     /// [`KeyWrite::commit`], can run off the caller's task. Refuses invalid or taken ids.
-    pub fn prepare(&self, key: &StoredKey) -> Result<KeyWrite, KeyStoreError> {
+    pub fn prepare(&mut self, key: &StoredKey) -> Result<KeyWrite, KeyStoreError> {
         validate_key_id(&key.key_id)?;
         if self.contains(&key.key_id) {
             return Err(KeyStoreError::Exists(key.key_id.clone()));
         }
         let mut write = self.encode(key)?;
         write.create_new = true;
+        if let (Some(manifest), Some(sealer)) = (&self.manifest, &self.sealer) {
+            // The manifest written after the key file: the stored keys and this one.
+            let entry = manifest::Entry {
+                group_public_key: key.group_public_key.clone(),
+                epoch: 0,
+                digest: manifest::digest(&write.bytes),
+            };
+            let mut next = manifest.clone();
+            next.counter += 1;
+            next.keys.insert(key.key_id.clone(), entry.clone());
+            write.manifest = Some((self.dir.clone(), next.seal(sealer)?));
+            self.pending.insert(key.key_id.clone(), entry);
+        }
         Ok(write)
     }
 
@@ -486,15 +446,25 @@ impl KeyStore {
         if self.contains(&key.key_id) {
             return Err(KeyStoreError::Exists(key.key_id));
         }
+        if let (Some(manifest), Some(entry)) =
+            (self.manifest.as_mut(), self.pending.remove(&key.key_id))
+        {
+            manifest.counter += 1;
+            manifest.keys.insert(key.key_id.clone(), entry);
+        }
         self.keys.insert(key.key_id.clone(), key);
         Ok(())
     }
 
-    fn write(&self, key_id: &str) -> Result<(), KeyStoreError> {
-        match self.keys.get(key_id) {
-            Some(key) => self.encode(key)?.commit(),
-            None => Ok(()),
-        }
+    /// Rewrites a stored key's file; returns the new file's digest.
+    fn write(&self, key_id: &str) -> Result<String, KeyStoreError> {
+        let Some(key) = self.keys.get(key_id) else {
+            return Ok(String::new());
+        };
+        let write = self.encode(key)?;
+        let digest = manifest::digest(&write.bytes);
+        write.commit()?;
+        Ok(digest)
     }
 
     fn encode(&self, key: &StoredKey) -> Result<KeyWrite, KeyStoreError> {
@@ -521,6 +491,7 @@ impl KeyStore {
             path,
             bytes,
             create_new: false,
+            manifest: None,
         })
     }
 }
@@ -531,6 +502,8 @@ pub struct KeyWrite {
     bytes: Zeroizing<Vec<u8>>,
     /// A new key: never replace an existing file.
     create_new: bool,
+    /// The sealed manifest to write after the key file (keys directory, bytes).
+    manifest: Option<(PathBuf, Vec<u8>)>,
 }
 
 impl fmt::Debug for KeyWrite {
@@ -551,7 +524,13 @@ impl KeyWrite {
         write.map_err(|source| KeyStoreError::Io {
             path: self.path.clone(),
             source,
-        })
+        })?;
+        if let Some((dir, bytes)) = &self.manifest {
+            let path = dir.join(manifest::MANIFEST_FILE);
+            securefile::write_private_atomic(&path, bytes)
+                .map_err(|source| KeyStoreError::Io { path, source })?;
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,7 @@ fn corrupt_file_refuses_to_open() {
 }
 
 use frost_ed25519 as frost;
+use frost_ed25519::keys::KeyPackage;
 
 fn sample_key(key_id: &str) -> StoredKey {
     let (shares, public) = frost::keys::generate_with_dealer(
@@ -146,7 +147,7 @@ fn a_passphrase_on_a_store_in_clear_needs_the_one_time_migration() {
 #[test]
 fn a_new_key_never_replaces_a_file() {
     let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::open(dir.path()).unwrap();
+    let mut store = KeyStore::open(dir.path()).unwrap();
     let write = store.prepare(&sample_key("fresh")).unwrap();
     // A file appears under that name after the store was loaded.
     std::fs::write(dir.path().join("keys/fresh.json"), b"someone else's").unwrap();

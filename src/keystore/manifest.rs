@@ -1,0 +1,134 @@
+//! The sealed manifest of a key store with a passphrase: every key id with its group key, epoch
+//! and the SHA-256 of its file, under a counter, sealed like the key files. At start it tells
+//! a deleted key file, or one replaced by another version, from an intact store; without the
+//! passphrase nobody can write a manifest the node accepts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::KeyStoreError;
+use crate::sealing::{SealedBlob, Sealer};
+
+/// File of the manifest, in the keys directory (not a valid key id).
+pub const MANIFEST_FILE: &str = ".manifest.json";
+const AAD: &[u8] = b"frostnode/manifest/v1";
+
+/// What the manifest records of one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Group public key, hex.
+    pub group_public_key: String,
+    /// The key's epoch (0 until keys can be refreshed).
+    pub epoch: u64,
+    /// SHA-256 of the key file's bytes, hex.
+    pub digest: String,
+}
+
+/// Every key of the store, as last written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Incremented at every write.
+    pub counter: u64,
+    /// Keys by id.
+    pub keys: BTreeMap<String, Entry>,
+}
+
+/// SHA-256 of a key file's bytes, hex.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn path(dir: &Path) -> PathBuf {
+    dir.join(MANIFEST_FILE)
+}
+
+fn tampered(dir: &Path, message: impl Into<String>) -> KeyStoreError {
+    KeyStoreError::Tampered {
+        path: dir.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+impl Manifest {
+    /// Reads and opens the manifest of the store in `dir`, if there is one.
+    pub fn read(dir: &Path, sealer: &Sealer) -> Result<Option<Manifest>, KeyStoreError> {
+        let bytes = match std::fs::read(path(dir)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(KeyStoreError::Io {
+                    path: path(dir),
+                    source,
+                })
+            }
+        };
+        let blob: SealedBlob = serde_json::from_slice(&bytes).map_err(|e| {
+            tampered(
+                dir,
+                format!("{MANIFEST_FILE} is not a sealed manifest: {e}"),
+            )
+        })?;
+        let plain = sealer
+            .open_blob(AAD, &blob)
+            .map_err(|_| tampered(dir, format!("{MANIFEST_FILE} does not authenticate")))?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| tampered(dir, format!("{MANIFEST_FILE} does not parse: {e}")))
+    }
+
+    /// The sealed bytes of this manifest.
+    pub fn seal(&self, sealer: &Sealer) -> Result<Vec<u8>, KeyStoreError> {
+        let plain = serde_json::to_vec(self).map_err(|e| tampered(Path::new(""), e.to_string()))?;
+        let blob = sealer.seal(AAD, &plain)?;
+        serde_json::to_vec_pretty(&blob).map_err(|e| tampered(Path::new(""), e.to_string()))
+    }
+
+    /// Writes this manifest to `dir` (atomically).
+    pub fn write(&self, dir: &Path, sealer: &Sealer) -> Result<(), KeyStoreError> {
+        let bytes = self.seal(sealer)?;
+        crate::securefile::write_private_atomic(&path(dir), &bytes).map_err(|source| {
+            KeyStoreError::Io {
+                path: path(dir),
+                source,
+            }
+        })
+    }
+
+    /// Checks the key files found (`found`: key id → digest of its file) against this
+    /// manifest: a listed key whose file is gone, or whose file is not the version recorded,
+    /// is tampering. Keys found but not listed are returned (a crash between writing a key
+    /// file and the manifest leaves one; it passed every other check).
+    pub fn check(
+        &self,
+        dir: &Path,
+        found: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, KeyStoreError> {
+        for (key_id, entry) in &self.keys {
+            match found.get(key_id) {
+                None => {
+                    return Err(tampered(
+                        dir,
+                        format!("key file {key_id}.json, listed in the manifest, is missing"),
+                    ))
+                }
+                Some(d) if *d != entry.digest => {
+                    return Err(tampered(
+                        dir,
+                        format!(
+                            "key file {key_id}.json is not the version the manifest records (altered or rolled back)"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(found
+            .keys()
+            .filter(|k| !self.keys.contains_key(*k))
+            .cloned()
+            .collect())
+    }
+}
