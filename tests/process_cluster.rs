@@ -395,17 +395,26 @@ async fn sigkill_during_bursts_loses_nothing_confirmed() {
             });
         }
         // Kill a node in the middle of the burst: as soon as the first request has finished.
+        let t0 = Instant::now();
         if let Some(first) = tasks.join_next().await {
             confirmed.extend(first.unwrap());
         }
         c.crash(victim);
+        let t1 = Instant::now();
         while let Some(r) = tasks.join_next().await {
             confirmed.extend(r.unwrap());
         }
+        let t2 = Instant::now();
         c.start(victim);
         for k in 1..=5u16 {
             c.wait_ready(k, &others(u64::from(k))).await;
         }
+        eprintln!(
+            "round {round}: first answer {:?}, the rest {:?}, back {:?}",
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
     }
 
     // The bursts did real work (with valid tokens), not just 401s.

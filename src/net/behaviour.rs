@@ -1,5 +1,5 @@
-//! The composed `NetworkBehaviour`: allow-list, GossipSub, request-response with a bounded
-//! byte codec, identify and ping.
+//! The composed `NetworkBehaviour`: connection limits, allow-list, GossipSub, request-response
+//! with a bounded byte codec, identify and ping.
 
 use std::io;
 use std::time::Duration;
@@ -7,16 +7,26 @@ use std::time::Duration;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, gossipsub, identify, identity::Keypair, ping, request_response,
-    StreamProtocol,
+    allow_block_list, connection_limits, gossipsub, identify, identity::Keypair, ping,
+    request_response, StreamProtocol,
 };
 
 use crate::wire::RPC_PROTOCOL;
 
+/// Connections still in their handshake at once: beyond, new incoming ones are closed at once
+/// (a flood of half-open connections from anywhere cannot exhaust the node; configured peers
+/// are connected already, and reconnect once the handshakes in progress time out).
+pub const MAX_PENDING_INCOMING: u32 = 64;
+/// Established connections with one peer (one each way at most).
+pub const MAX_PER_PEER: u32 = 2;
+
 /// Every protocol a node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Refuses connections from PeerIds not in the config (first, so nothing else sees them).
+    /// Bounds connections: pending incoming, per peer and in total (first, so a connection
+    /// over a limit costs nothing more).
+    pub limits: connection_limits::Behaviour,
+    /// Refuses connections from PeerIds not in the config (before any protocol sees them).
     pub allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     /// Broadcasts (DKG round 1, echoes, confirmations).
     pub gossipsub: gossipsub::Behaviour,
@@ -79,7 +89,16 @@ impl Behaviour {
                 .with_request_timeout(request_timeout)
                 .with_max_concurrent_streams(256),
         );
+        let peers_u32 = u32::try_from(peers).unwrap_or(u32::MAX / 4);
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+            .with_max_pending_outgoing(Some(peers_u32.saturating_mul(2).saturating_add(8)))
+            .with_max_established_per_peer(Some(MAX_PER_PEER))
+            .with_max_established(Some(
+                peers_u32.saturating_mul(MAX_PER_PEER).saturating_add(8),
+            ));
         Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
             allow: allow_block_list::Behaviour::default(),
             gossipsub,
             rpc,

@@ -290,8 +290,9 @@ impl DkgDriver {
         }
     }
 
-    /// A participant's last connection closed: its DKG sessions cannot finish; abort them now
-    /// rather than at the deadline.
+    /// A participant's last connection closed: its DKG sessions cannot finish here; abort them
+    /// now rather than at the deadline (a session whose confirmation is out waits a few
+    /// seconds for a certificate instead: the others may hold the key).
     pub fn on_peer_lost(&mut self, ctx: &mut Ctx<'_>, node: NodeId) {
         let affected: Vec<SessionId> = self
             .sessions
@@ -303,6 +304,11 @@ impl DkgDriver {
             .collect();
         for sid in affected {
             if let Some(run) = self.sessions.get_mut(&sid) {
+                if run.session.is_confirmed() {
+                    // The others may hold the key: wait briefly for their certificate rather
+                    // than the whole deadline (the lost node cannot confirm any more).
+                    run.session.shorten_deadline(ctx.now + ABORT_GRACE);
+                }
                 let effects = run.session.abort(DkgError::Disconnected { node });
                 self.apply(ctx, sid, effects);
             }
@@ -434,6 +440,18 @@ impl DkgDriver {
         let initiator = run.session.params().initiator;
         if initiator == ctx.me() {
             self.initiations.on_own_end(sid, result, ctx.keystore);
+            // Participants already gone will never report: answer without waiting for them.
+            let gone: Vec<NodeId> = run
+                .session
+                .params()
+                .participants
+                .iter()
+                .copied()
+                .filter(|&id| id != ctx.me() && !ctx.peers.is_connected(id))
+                .collect();
+            for node in gone {
+                self.initiations.on_peer_lost(node, ctx.keystore);
+            }
             self.initiation_timer(ctx, sid);
         } else {
             let outcome = match result {
