@@ -14,6 +14,7 @@ use tracing::warn;
 use super::outbox::Outbox;
 use super::peers::PeerBook;
 use super::policy::PolicyGate;
+use super::ratelimit::PeerLimits;
 use super::timers::Timers;
 use crate::auth::Authorizer;
 use crate::config::Config;
@@ -97,6 +98,8 @@ pub struct Shared {
     pub auth: Authorizer,
     /// The operator's policy verdicts.
     pub policy: PolicyGate,
+    /// Per-peer request rates and warnings.
+    pub limits: PeerLimits,
 }
 
 impl Shared {
@@ -116,6 +119,7 @@ impl Shared {
             stored: &self.stored,
             auth: &mut self.auth,
             policy: &mut self.policy,
+            limits: &mut self.limits,
         }
     }
 }
@@ -148,6 +152,8 @@ pub struct Ctx<'a> {
     pub auth: &'a mut Authorizer,
     /// The operator's policy verdicts.
     pub policy: &'a mut PolicyGate,
+    /// Per-peer request rates and warnings.
+    pub limits: &'a mut PeerLimits,
 }
 
 impl Ctx<'_> {

@@ -263,7 +263,7 @@ impl DkgDriver {
             if self.finished.set.contains(&sid) {
                 debug!(session = %sid, peer = from, kind, "message for a finished session dropped");
             } else {
-                warn!(session = %sid, peer = from, kind, "message for an unknown session dropped");
+                crate::peer_warn!(ctx.limits.nodes, from, ctx.now, session = %sid, peer = from, kind, "message for an unknown session dropped");
             }
             return MessageAcceptance::Ignore;
         };
@@ -284,7 +284,7 @@ impl DkgDriver {
                 MessageAcceptance::Accept
             }
             Err(rejection) => {
-                warn!(session = %sid, peer = from, kind, reason = %rejection, "message refused");
+                crate::peer_warn!(ctx.limits.nodes, from, ctx.now, session = %sid, peer = from, kind, reason = %rejection, "message refused");
                 MessageAcceptance::Reject
             }
         }

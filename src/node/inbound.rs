@@ -5,7 +5,6 @@
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
-use tracing::warn;
 
 use super::context::Ctx;
 use super::coordinator::{CoordinateRequest, Responder};
@@ -13,6 +12,7 @@ use super::dkg::DkgDriver;
 use super::policy::{self, Held};
 use super::roles::Roles;
 use crate::net;
+use crate::peer_warn;
 use crate::wire::{Body, ErrorKind};
 
 /// Routes one network message (connection changes are the peer book's, already applied).
@@ -26,11 +26,11 @@ pub fn on_net(ctx: &mut Ctx<'_>, dkg: &mut DkgDriver, roles: &mut Roles<'_>, eve
         } => {
             let verdict = match ctx.peers.authenticate(source, &data) {
                 Err(reason) => {
-                    warn!(peer = %source, %reason, "broadcast rejected");
+                    peer_warn!(ctx.limits.peers, source, ctx.now, peer = %source, %reason, "broadcast rejected");
                     MessageAcceptance::Reject
                 }
                 Ok(env) if !is_broadcast(&env.body) => {
-                    warn!(peer = %source, kind = env.body.kind(), "message type not allowed as a broadcast; rejected");
+                    peer_warn!(ctx.limits.peers, source, ctx.now, peer = %source, kind = env.body.kind(), "message type not allowed as a broadcast; rejected");
                     MessageAcceptance::Reject
                 }
                 // Valid messages are not relayed: every participant is directly connected to
@@ -48,9 +48,17 @@ pub fn on_net(ctx: &mut Ctx<'_>, dkg: &mut DkgDriver, roles: &mut Roles<'_>, eve
             data,
             channel,
         } => {
-            if let Some(channel) = ctx.outbox.admit_request(channel) {
-                on_request(ctx, dkg, roles, peer, data, channel);
+            let Some(channel) = ctx.outbox.admit_request(channel) else {
+                return;
+            };
+            if !ctx.limits.peers.admit(&peer, ctx.now) {
+                // Refused unread: a flooding peer costs a bucket check per request.
+                peer_warn!(ctx.limits.peers, peer, ctx.now, %peer, "request rate exceeded; refused");
+                let body = Body::refused(ErrorKind::Busy, "request rate exceeded");
+                ctx.outbox.refuse_unauthenticated(channel, body);
+                return;
             }
+            on_request(ctx, dkg, roles, peer, data, channel);
         }
         _ => {}
     }
@@ -67,7 +75,7 @@ fn on_request(
     let env = match ctx.peers.authenticate(peer, &data) {
         Ok(env) => env,
         Err(reason) => {
-            warn!(%peer, %reason, "request rejected");
+            peer_warn!(ctx.limits.peers, peer, ctx.now, %peer, %reason, "request rejected");
             let body = Body::refused(ErrorKind::BadRequest, reason.to_string());
             ctx.outbox.refuse_unauthenticated(channel, body);
             return;
@@ -120,7 +128,7 @@ fn on_request(
             _ => Body::Ack,
         },
         other => {
-            warn!(session = %sid, peer = from, kind = other.kind(), "unexpected request");
+            peer_warn!(ctx.limits.nodes, from, ctx.now, session = %sid, peer = from, kind = other.kind(), "unexpected request");
             Body::refused(
                 ErrorKind::BadRequest,
                 format!("{} is not a request", other.kind()),

@@ -24,6 +24,7 @@ pub mod initiator;
 pub mod outbox;
 pub mod peers;
 pub mod policy;
+pub mod ratelimit;
 pub mod requests;
 mod roles;
 pub mod signer;
@@ -158,6 +159,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
                 .unwrap_or_default(),
         ),
         auth: crate::auth::Authorizer::new(parts.config.clients.clone()),
+        limits: ratelimit::PeerLimits::default(),
         policy: policy::PolicyGate::new(
             parts
                 .config

@@ -8,7 +8,6 @@
 use frost_ed25519::round1::SigningCommitments;
 use frost_ed25519::SigningPackage;
 use sha2::Digest;
-use tracing::warn;
 
 use super::checks;
 use super::context::Ctx;
@@ -120,7 +119,7 @@ impl SignerDriver {
             )),
         };
         result.unwrap_or_else(|r| {
-            warn!(session = %sid, coordinator, kind = %r.kind, reason = %r.reason, "signer refused");
+            crate::peer_warn!(ctx.limits.nodes, coordinator, ctx.now, session = %sid, coordinator, kind = %r.kind, reason = %r.reason, "signer refused");
             r.to_body()
         })
     }
