@@ -71,6 +71,7 @@ struct Meta {
 }
 
 /// Seals and opens key files with the key derived from the passphrase.
+#[derive(Clone)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
     manifest_required: bool,

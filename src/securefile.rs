@@ -12,6 +12,24 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 
 /// Atomically replaces `path` with `contents`, readable by the owner only.
 pub fn write_private_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_via_temp(path, contents, |tmp, path| fs::rename(tmp, path))
+}
+
+/// Like [`write_private_atomic`], but fails with `AlreadyExists` instead of replacing a file
+/// that is there (the new name is a hard link to the finished temporary file, which the file
+/// system refuses when the name exists).
+pub fn write_private_new(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_via_temp(path, contents, |tmp, path| {
+        let linked = fs::hard_link(tmp, path);
+        // A link leaves the temporary name behind.
+        let _ = fs::remove_file(tmp);
+        linked
+    })
+}
+
+/// A fresh temporary name next to `path`: unique per write, so concurrent writes of one file
+/// never share a temporary file.
+fn temp_path(path: &Path) -> io::Result<std::path::PathBuf> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -19,14 +37,31 @@ pub fn write_private_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(format!(".{}{TEMP_SUFFIX}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    tmp_name.push(format!(
+        ".{}.{:016x}{TEMP_SUFFIX}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    Ok(dir.join(tmp_name))
+}
+
+/// Writes `contents` to a private temporary file next to `path`, fsyncs it, puts it in place
+/// with `place`, and fsyncs the directory.
+fn write_via_temp(
+    path: &Path,
+    contents: &[u8],
+    place: impl FnOnce(&Path, &Path) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = temp_path(path)?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
     let result = (|| {
         let mut file = open_private(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)?;
+        place(&tmp, path)?;
         File::open(dir)?.sync_all()
     })();
     if result.is_err() {
@@ -35,34 +70,10 @@ pub fn write_private_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     result
 }
 
-/// Like [`write_private_atomic`], but fails with `AlreadyExists` instead of replacing a file
-/// that is there (the new name is a hard link to the finished temporary file, which the file
-/// system refuses when the name exists).
-pub fn write_private_new(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(format!(".{}{TEMP_SUFFIX}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = open_private(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        fs::hard_link(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    let _ = fs::remove_file(&tmp);
-    result
-}
-
 fn open_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    // A new file only: a name planted in advance (a link to elsewhere) is never followed.
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -569,3 +569,23 @@ fn round1_package_with_wrong_threshold_is_named() {
         );
     }
 }
+
+#[test]
+fn after_confirming_a_late_conflicting_round1_or_echo_changes_nothing() {
+    let mut bus = Bus::new(4, 3);
+    // Node 4 withholds its confirmation from node 1 and, in place of its certificate, sends
+    // node 1 a second round-1 package and a garbled echo (once node 1 has confirmed); node 1
+    // must neither abort nor blame anyone, and completes with the others' certificates.
+    bus.filter = Box::new(|from, to, body| match body {
+        Body::DkgConfirm(_) if from == 4 && to == 1 => Action::Drop,
+        Body::DkgCertificate(_) if from == 4 && to == 1 => Action::Replace(Body::DkgRound1 {
+            package: vec![9; 40],
+        }),
+        Body::DkgCertificate(_) if from == 3 && to == 1 => Action::Precede(Body::DkgEcho {
+            round1_hashes: vec![(1, [0; 32])],
+        }),
+        _ => Action::Deliver,
+    });
+    bus.run();
+    bus.assert_all_agree();
+}

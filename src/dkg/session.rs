@@ -180,6 +180,14 @@ impl DkgSession {
         if self.is_finished() {
             return Ok(Vec::new());
         }
+        if self.confirmed()
+            && !matches!(envelope.body, Body::DkgConfirm(_) | Body::DkgCertificate(_))
+        {
+            // Once this node's confirmation is out the others may complete: nothing but a
+            // confirmation or a certificate can change this session any more (a late round-1
+            // package or echo, even a conflicting one, cannot make it abort).
+            return Ok(Vec::new());
+        }
         match envelope.body {
             Body::DkgBegin if from == self.params.initiator => Ok(self.begin(rng)),
             Body::DkgRound1 { package } => Ok(self.on_round1(from, package)),
@@ -187,10 +195,6 @@ impl DkgSession {
             Body::DkgEcho { round1_hashes } => Ok(self.on_echo(from, round1_hashes)),
             Body::DkgConfirm(c) => self.on_confirm(from, c),
             Body::DkgCertificate(list) => self.on_certificate(from, list),
-            // Once this node's confirmation is out, the others may store the key: it waits for
-            // their certificate or its own deadline, whatever one participant says (all or
-            // nothing).
-            Body::DkgAbort { .. } if self.confirmed() => Ok(Vec::new()),
             Body::DkgAbort { reason, culprits } => Ok(self.fail(
                 DkgError::PeerAborted {
                     by: from,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -130,5 +131,38 @@ impl Manifest {
             .filter(|k| !self.keys.contains_key(*k))
             .cloned()
             .collect())
+    }
+}
+
+/// The one writer of a store's manifest: each new key is added to the manifest as it is at
+/// that moment, under a lock, so concurrent key writes never lose each other's entries.
+pub struct Writer {
+    dir: PathBuf,
+    sealer: Sealer,
+    state: Mutex<Manifest>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "manifest::Writer({})", self.dir.display())
+    }
+}
+
+impl Writer {
+    /// The writer of the manifest `state` of the store in `dir`.
+    pub fn new(dir: PathBuf, sealer: Sealer, state: Manifest) -> Self {
+        Writer {
+            dir,
+            sealer,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Adds (or replaces) `key_id`'s entry and writes the manifest. Blocking.
+    pub fn add(&self, key_id: &str, entry: Entry) -> Result<(), KeyStoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.keys.insert(key_id.to_string(), entry);
+        state.counter += 1;
+        state.write(&self.dir, &self.sealer)
     }
 }

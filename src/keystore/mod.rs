@@ -115,10 +115,8 @@ pub struct KeyStore {
     dir: PathBuf,
     keys: BTreeMap<String, StoredKey>,
     sealer: Option<Sealer>,
-    /// With a sealer: every key as the manifest on disk lists it.
-    manifest: Option<Manifest>,
-    /// Manifest entries of keys being written, until adopted.
-    pending: BTreeMap<String, manifest::Entry>,
+    /// With a sealer: the writer of the manifest, shared with the key writes in flight.
+    manifest: Option<std::sync::Arc<manifest::Writer>>,
 }
 
 impl KeyStore {
@@ -189,19 +187,10 @@ impl KeyStore {
             keys: BTreeMap::new(),
             sealer,
             manifest: None,
-            pending: BTreeMap::new(),
         };
         let mut plaintext = Vec::new();
         let mut found = BTreeMap::new();
-        for entry in std::fs::read_dir(&dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if name.starts_with('.') || path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
+        for path in Self::key_paths(&dir)? {
             let (key, was_sealed, digest) = store.read_key(&path)?;
             let expected = path
                 .file_stem()
@@ -311,7 +300,11 @@ impl KeyStore {
                 tracing::info!(dir = %self.dir.display(), "key store manifest created: deleted or replaced key files are detected from now on");
             }
         }
-        self.manifest = Some(manifest);
+        self.manifest = Some(std::sync::Arc::new(manifest::Writer::new(
+            self.dir.clone(),
+            sealer.clone(),
+            manifest,
+        )));
         Ok(())
     }
 
@@ -371,22 +364,30 @@ impl KeyStore {
         self.keys.keys().any(|k| k.eq_ignore_ascii_case(key_id))
     }
 
-    /// The key files in `dir`: sealed ones, and the others.
-    fn key_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), KeyStoreError> {
+    /// The paths of the key files in `dir` (`<key_id>.json`; dot files are the store's own).
+    fn key_paths(dir: &Path) -> Result<Vec<PathBuf>, KeyStoreError> {
         let io = |source| KeyStoreError::Io {
             path: dir.to_path_buf(),
             source,
         };
-        let (mut sealed, mut clear) = (Vec::new(), Vec::new());
+        let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if name.starts_with('.') || path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
+            if !name.starts_with('.') && path.extension().and_then(|e| e.to_str()) == Some("json") {
+                paths.push(path);
             }
+        }
+        Ok(paths)
+    }
+
+    /// The key files in `dir`: sealed ones, and the others.
+    fn key_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), KeyStoreError> {
+        let (mut sealed, mut clear) = (Vec::new(), Vec::new());
+        for path in Self::key_paths(dir)? {
             let is_sealed = std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -418,25 +419,21 @@ impl KeyStore {
 
     /// Encodes (and seals) a new key's file without touching the disk, so that the slow part,
     /// [`KeyWrite::commit`], can run off the caller's task. Refuses invalid or taken ids.
-    pub fn prepare(&mut self, key: &StoredKey) -> Result<KeyWrite, KeyStoreError> {
+    pub fn prepare(&self, key: &StoredKey) -> Result<KeyWrite, KeyStoreError> {
         validate_key_id(&key.key_id)?;
         if self.contains(&key.key_id) {
             return Err(KeyStoreError::Exists(key.key_id.clone()));
         }
         let mut write = self.encode(key)?;
         write.create_new = true;
-        if let (Some(manifest), Some(sealer)) = (&self.manifest, &self.sealer) {
-            // The manifest written after the key file: the stored keys and this one.
+        if let Some(writer) = &self.manifest {
+            // Listed in the manifest once its file is written.
             let entry = manifest::Entry {
                 group_public_key: key.group_public_key.clone(),
                 epoch: 0,
                 digest: manifest::digest(&write.bytes),
             };
-            let mut next = manifest.clone();
-            next.counter += 1;
-            next.keys.insert(key.key_id.clone(), entry.clone());
-            write.manifest = Some((self.dir.clone(), next.seal(sealer)?));
-            self.pending.insert(key.key_id.clone(), entry);
+            write.manifest = Some((writer.clone(), key.key_id.clone(), entry));
         }
         Ok(write)
     }
@@ -445,12 +442,6 @@ impl KeyStore {
     pub fn adopt(&mut self, key: StoredKey) -> Result<(), KeyStoreError> {
         if self.contains(&key.key_id) {
             return Err(KeyStoreError::Exists(key.key_id));
-        }
-        if let (Some(manifest), Some(entry)) =
-            (self.manifest.as_mut(), self.pending.remove(&key.key_id))
-        {
-            manifest.counter += 1;
-            manifest.keys.insert(key.key_id.clone(), entry);
         }
         self.keys.insert(key.key_id.clone(), key);
         Ok(())
@@ -502,8 +493,8 @@ pub struct KeyWrite {
     bytes: Zeroizing<Vec<u8>>,
     /// A new key: never replace an existing file.
     create_new: bool,
-    /// The sealed manifest to write after the key file (keys directory, bytes).
-    manifest: Option<(PathBuf, Vec<u8>)>,
+    /// The manifest entry to add once the key file is written.
+    manifest: Option<(std::sync::Arc<manifest::Writer>, String, manifest::Entry)>,
 }
 
 impl fmt::Debug for KeyWrite {
@@ -525,10 +516,8 @@ impl KeyWrite {
             path: self.path.clone(),
             source,
         })?;
-        if let Some((dir, bytes)) = &self.manifest {
-            let path = dir.join(manifest::MANIFEST_FILE);
-            securefile::write_private_atomic(&path, bytes)
-                .map_err(|source| KeyStoreError::Io { path, source })?;
+        if let Some((writer, key_id, entry)) = self.manifest {
+            writer.add(&key_id, entry)?;
         }
         Ok(())
     }

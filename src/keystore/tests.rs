@@ -147,7 +147,7 @@ fn a_passphrase_on_a_store_in_clear_needs_the_one_time_migration() {
 #[test]
 fn a_new_key_never_replaces_a_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = KeyStore::open(dir.path()).unwrap();
+    let store = KeyStore::open(dir.path()).unwrap();
     let write = store.prepare(&sample_key("fresh")).unwrap();
     // A file appears under that name after the store was loaded.
     std::fs::write(dir.path().join("keys/fresh.json"), b"someone else's").unwrap();
@@ -168,4 +168,33 @@ fn a_new_key_never_replaces_a_file() {
         store.prepare(&sample_key("fresh")),
         Err(KeyStoreError::Exists(_))
     ));
+}
+
+#[test]
+fn concurrent_key_writes_all_reach_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = KeyStore::open_with(dir.path(), Some(b"pass")).unwrap();
+    let keys: Vec<StoredKey> = (0..8).map(|i| sample_key(&format!("k{i}"))).collect();
+    let writes: Vec<KeyWrite> = keys.iter().map(|k| store.prepare(k).unwrap()).collect();
+    let threads: Vec<_> = writes
+        .into_iter()
+        .map(|w| std::thread::spawn(move || w.commit()))
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    for k in keys {
+        store.adopt(k).unwrap();
+    }
+    drop(store);
+    let strict = OpenChecks::default();
+    let store = KeyStore::open_checked(dir.path(), Some(b"pass"), strict).unwrap();
+    assert_eq!(store.keys().count(), 8);
+    let sealer = crate::sealing::Sealer::open(&dir.path().join("keys"), Some(b"pass"))
+        .unwrap()
+        .unwrap();
+    let manifest = manifest::Manifest::read(&dir.path().join("keys"), &sealer)
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest.keys.len(), 8, "every key listed");
 }

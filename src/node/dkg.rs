@@ -90,9 +90,10 @@ impl DkgDriver {
     }
 
     fn busy(&self, key_id: &str) -> bool {
+        // Ids that differ only in case are one id (they name one file on some file systems).
         self.sessions
             .values()
-            .any(|r| r.session.params().key_id == key_id)
+            .any(|r| r.session.params().key_id.eq_ignore_ascii_case(key_id))
     }
 
     fn open(&mut self, ctx: &mut Ctx<'_>, params: DkgParams) -> Result<(), DkgError> {

@@ -26,11 +26,11 @@ pub fn on_net(ctx: &mut Ctx<'_>, dkg: &mut DkgDriver, roles: &mut Roles<'_>, eve
         } => {
             let verdict = match ctx.peers.authenticate(source, &data) {
                 Err(reason) => {
-                    peer_warn!(ctx.limits.peers, source, ctx.now, peer = %source, %reason, "broadcast rejected");
+                    peer_warn!(ctx.limits.peers, propagation_source, ctx.now, peer = %source, from = %propagation_source, %reason, "broadcast rejected");
                     MessageAcceptance::Reject
                 }
                 Ok(env) if !is_broadcast(&env.body) => {
-                    peer_warn!(ctx.limits.peers, source, ctx.now, peer = %source, kind = env.body.kind(), "message type not allowed as a broadcast; rejected");
+                    peer_warn!(ctx.limits.peers, propagation_source, ctx.now, peer = %source, kind = env.body.kind(), "message type not allowed as a broadcast; rejected");
                     MessageAcceptance::Reject
                 }
                 // Valid messages are not relayed: every participant is directly connected to

@@ -126,7 +126,7 @@ macro_rules! peer_warn {
         match $limiter.log(&$peer, $now) {
             $crate::node::ratelimit::LogVerdict::Log => ::tracing::warn!($($arg)+),
             $crate::node::ratelimit::LogVerdict::LogAfterSuppressing(n) => {
-                ::tracing::warn!(suppressed = n, "earlier warnings about this peer were left out");
+                ::tracing::warn!(peer = ?$peer, suppressed = n, "earlier warnings about this peer were left out");
                 ::tracing::warn!($($arg)+)
             }
             $crate::node::ratelimit::LogVerdict::Suppress => {}
