@@ -589,3 +589,46 @@ fn after_confirming_a_late_conflicting_round1_or_echo_changes_nothing() {
     bus.run();
     bus.assert_all_agree();
 }
+
+#[test]
+fn a_certificate_after_the_deadline_still_completes_a_confirmed_node() {
+    use std::sync::{Arc as StdArc, Mutex};
+    let held: StdArc<Mutex<Option<Body>>> = StdArc::default();
+    let keep = held.clone();
+    let mut bus = Bus::new(4, 3);
+    // Node 4 withholds its confirmation from node 1, and every certificate to node 1 is held
+    // back until node 1's deadline has passed.
+    bus.filter = Box::new(move |from, to, body| match body {
+        Body::DkgConfirm(_) if from == 4 && to == 1 => Action::Drop,
+        Body::DkgCertificate(_) if to == 1 => {
+            if from == 2 {
+                *keep.lock().unwrap() = Some(body.clone());
+            }
+            Action::Drop
+        }
+        _ => Action::Deliver,
+    });
+    bus.run();
+    bus.expire();
+    assert!(
+        matches!(bus.failures()[&1], DkgError::Timeout { .. }),
+        "node 1 timed out"
+    );
+    let node1 = bus.nodes.get_mut(&1).unwrap();
+    assert!(node1.can_complete_late());
+    // A certificate that does not verify changes nothing; the genuine one completes the key.
+    let Some(Body::DkgCertificate(list)) = held.lock().unwrap().clone() else {
+        panic!("node 2 sent a certificate");
+    };
+    let mut forged = list.clone();
+    forged[3].1.signature[0] ^= 1;
+    assert!(node1.late_certificate(2, forged).is_err());
+    assert!(node1.can_complete_late());
+    let effects = node1.late_certificate(2, list).unwrap();
+    let completed = effects.iter().find_map(|e| match e {
+        Effect::Completed(out) => Some(out.group_public_key),
+        _ => None,
+    });
+    let others = bus.outcomes[&2].as_ref().unwrap().group_public_key;
+    assert_eq!(completed, Some(others), "the same key as the others");
+}

@@ -217,7 +217,40 @@ impl DkgSession {
         }
         let phase = self.phase;
         let missing = self.missing();
-        self.fail(DkgError::Timeout { phase, missing }, true)
+        // A node whose confirmation is out keeps its result: the others may complete after
+        // this deadline, and their certificate still activates the key here
+        // ([`DkgSession::late_certificate`]).
+        let kept = if self.confirmed() {
+            self.result.take()
+        } else {
+            None
+        };
+        let effects = self.fail(DkgError::Timeout { phase, missing }, true);
+        self.result = kept;
+        effects
+    }
+
+    /// Whether a certificate can still complete this session after it timed out.
+    pub fn can_complete_late(&self) -> bool {
+        self.phase == Phase::Failed && self.result.is_some() && self.confirmed()
+    }
+
+    /// A certificate for a session that timed out after this node confirmed: if it proves
+    /// every participant confirmed this node's result, the key is completed after all.
+    pub fn late_certificate(
+        &mut self,
+        from: NodeId,
+        list: Vec<(NodeId, Confirmation)>,
+    ) -> Result<Vec<Effect>, Rejection> {
+        if !self.can_complete_late() {
+            return Ok(Vec::new());
+        }
+        self.phase = Phase::Confirming;
+        let outcome = self.on_certificate(from, list);
+        if self.phase == Phase::Confirming {
+            self.phase = Phase::Failed;
+        }
+        outcome
     }
 
     /// Aborts the session from outside (a participant disconnected); tells the others. A

@@ -30,6 +30,8 @@ const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 const MAX_DKG_PER_INITIATOR: usize = 8;
 /// How long ended sessions are remembered, so late messages for them are dropped quietly.
 const FINISHED_MEMORY: Duration = Duration::from_secs(600);
+/// Sessions that timed out after this node confirmed, kept for a late certificate.
+const MAX_LATE: usize = 64;
 
 struct Run {
     session: Box<DkgSession>,
@@ -71,6 +73,9 @@ pub struct DkgDriver {
     sessions: HashMap<SessionId, Run>,
     initiations: Initiations,
     finished: Finished,
+    /// Sessions that timed out after this node confirmed (oldest first): a certificate that
+    /// arrives within [`FINISHED_MEMORY`] still completes them.
+    late: VecDeque<(Instant, SessionId, Run)>,
 }
 
 impl DkgDriver {
@@ -81,6 +86,7 @@ impl DkgDriver {
             sessions: HashMap::new(),
             initiations: Initiations::default(),
             finished: Finished::default(),
+            late: VecDeque::new(),
         }
     }
 
@@ -260,6 +266,9 @@ impl DkgDriver {
     /// A DKG message (broadcast or round-2 share) for one of this node's sessions.
     pub fn on_message(&mut self, ctx: &mut Ctx<'_>, env: Envelope) -> MessageAcceptance {
         let (sid, from, kind) = (env.session, env.from, env.body.kind());
+        if let Some(at) = self.late.iter().position(|(_, s, _)| *s == sid) {
+            return self.on_late(ctx, at, env);
+        }
         let Some(run) = self.sessions.get_mut(&sid) else {
             if self.finished.set.contains(&sid) {
                 debug!(session = %sid, peer = from, kind, "message for a finished session dropped");
@@ -329,6 +338,11 @@ impl DkgDriver {
             Timer::Initiation(sid) => self.initiations.on_timeout(sid, ctx.keystore),
             Timer::Finished => {
                 self.finished.prune(ctx.now);
+                while self.late.front().is_some_and(|(at, _, _)| {
+                    ctx.now.saturating_duration_since(*at) >= FINISHED_MEMORY
+                }) {
+                    self.late.pop_front();
+                }
                 ctx.timers.set(Timer::Finished, self.finished.next_expiry());
             }
             _ => {}
@@ -464,6 +478,41 @@ impl DkgDriver {
                 },
             };
             ctx.outbox.send(sid, initiator, Body::DkgResult(outcome));
+        }
+        if run.session.can_complete_late() {
+            if self.late.len() >= MAX_LATE {
+                self.late.pop_front();
+            }
+            self.late.push_back((ctx.now, sid, run));
+        }
+    }
+
+    /// A message for a session that timed out after this node confirmed: only a certificate
+    /// matters; if it proves everyone confirmed, the session completes after all.
+    fn on_late(&mut self, ctx: &mut Ctx<'_>, at: usize, env: Envelope) -> MessageAcceptance {
+        let (sid, from) = (env.session, env.from);
+        let Body::DkgCertificate(list) = env.body else {
+            return MessageAcceptance::Ignore;
+        };
+        let Some((_, _, mut run)) = self.late.remove(at) else {
+            return MessageAcceptance::Ignore;
+        };
+        match run.session.late_certificate(from, list) {
+            Ok(effects) if effects.iter().any(|e| matches!(e, Effect::Completed(_))) => {
+                info!(session = %sid, peer = from, "a certificate arrived after this node's deadline; completing the key");
+                self.sessions.insert(sid, run);
+                self.apply(ctx, sid, effects);
+                MessageAcceptance::Accept
+            }
+            Ok(_) => {
+                self.late.push_back((ctx.now, sid, run));
+                MessageAcceptance::Ignore
+            }
+            Err(rejection) => {
+                crate::peer_warn!(ctx.limits.nodes, from, ctx.now, session = %sid, peer = from, reason = %rejection, "late certificate refused");
+                self.late.push_back((ctx.now, sid, run));
+                MessageAcceptance::Reject
+            }
         }
     }
 }
