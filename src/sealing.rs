@@ -75,6 +75,9 @@ struct Meta {
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
     manifest_required: bool,
+    /// A new store's metadata, written by [`Sealer::write_new_meta`] once the store is
+    /// known to be usable (a refused start writes nothing).
+    new_meta: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Sealer {
@@ -94,14 +97,16 @@ fn derive(passphrase: &[u8], salt: &[u8], m: u32, t: u32, p: u32) -> Result<Seal
     Ok(Sealer {
         cipher,
         manifest_required: false,
+        new_meta: None,
     })
 }
 
 impl Sealer {
     /// Opens the sealing layer of a keys directory.
     ///
-    /// With a passphrase: checks it against the stored check value, or sets the store up on
-    /// first use. Without one: `None` if the store was never encrypted, an error otherwise.
+    /// With a passphrase: checks it against the stored check value, or prepares a new store's
+    /// metadata on first use (written by [`Sealer::write_new_meta`]). Without one: `None` if
+    /// the store was never encrypted, an error otherwise.
     pub fn open(dir: &Path, passphrase: Option<&[u8]>) -> Result<Option<Sealer>, SealError> {
         let path = dir.join(META_FILE);
         let shown = dir.display().to_string();
@@ -150,11 +155,23 @@ impl Sealer {
                     check: sealer.seal(CHECK_AAD, CHECK_PLAINTEXT)?,
                 };
                 let json = serde_json::to_vec_pretty(&meta).map_err(|e| meta_err(e.to_string()))?;
-                securefile::write_private_atomic(&path, &json)
-                    .map_err(|e| meta_err(e.to_string()))?;
+                let mut sealer = sealer;
+                sealer.new_meta = Some(json);
                 Ok(Some(sealer))
             }
         }
+    }
+
+    /// Writes a new store's metadata, if this sealer set one up (see [`Sealer::open`]).
+    pub fn write_new_meta(&mut self, dir: &Path) -> Result<(), SealError> {
+        if let Some(json) = self.new_meta.take() {
+            let path = dir.join(META_FILE);
+            securefile::write_private_atomic(&path, &json).map_err(|e| SealError::Meta {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Whether this store keeps a sealed manifest (a missing one is then tampering).

@@ -156,10 +156,6 @@ impl KeyStore {
             source,
         };
         securefile::create_private_dir(&dir).map_err(io)?;
-        let removed = securefile::remove_stale_temp_files(&dir).map_err(io)?;
-        if removed > 0 {
-            tracing::warn!(dir = %dir.display(), removed, "removed unfinished key writes left by a crash");
-        }
         if passphrase.is_some() && !dir.join(crate::sealing::META_FILE).exists() {
             // Checked before the metadata is created, so a refusal changes nothing on disk.
             let (sealed, clear) = Self::key_files(&dir)?;
@@ -239,6 +235,14 @@ impl KeyStore {
             }
             found.insert(key.key_id.clone(), digest);
             store.keys.insert(key.key_id.clone(), key);
+        }
+        // Every file checked: from here on the store is usable, and may be written.
+        let removed = securefile::remove_stale_temp_files(&dir).map_err(io)?;
+        if removed > 0 {
+            tracing::warn!(dir = %dir.display(), removed, "removed unfinished key writes left by a crash");
+        }
+        if let Some(sealer) = store.sealer.as_mut() {
+            sealer.write_new_meta(&dir)?;
         }
         let mut sealed_now = Vec::new();
         if store.sealer.is_some() {

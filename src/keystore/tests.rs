@@ -198,3 +198,36 @@ fn concurrent_key_writes_all_reach_the_manifest() {
         .unwrap();
     assert_eq!(manifest.keys.len(), 8, "every key listed");
 }
+
+#[test]
+fn a_refused_start_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    KeyStore::open(dir.path())
+        .unwrap()
+        .insert(sample_key("good"))
+        .unwrap();
+    std::fs::write(dir.path().join("keys/bad.json"), b"{\"format_version\": 1").unwrap();
+    std::fs::write(dir.path().join("keys/good.json.1.2.tmp"), b"half a write").unwrap();
+    let before: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let migrate = OpenChecks {
+        seal_plaintext: true,
+        ..OpenChecks::default()
+    };
+    assert!(matches!(
+        KeyStore::open_checked(dir.path(), Some(b"pass"), migrate),
+        Err(KeyStoreError::Corrupt { .. })
+    ));
+    let after: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "no metadata written, no file removed"
+    );
+    assert!(!dir.path().join("keys/.keystore.json").exists());
+}
