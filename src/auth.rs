@@ -213,6 +213,21 @@ pub struct Request<'a> {
     pub binding: [u8; 32],
 }
 
+impl<'a> Request<'a> {
+    /// A signature of the message whose SHA-256 is `message_hash` with `key_id`, for the
+    /// request `binding` (its request id).
+    pub fn sign(key_id: &'a str, message_hash: [u8; 32], binding: [u8; 32]) -> Self {
+        Request {
+            act: Action::Sign,
+            key_id,
+            message_hash: Some(message_hash),
+            threshold: None,
+            participants: None,
+            binding,
+        }
+    }
+}
+
 /// A token that passed every check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {

@@ -117,14 +117,8 @@ impl Forwarder {
             ctx.rng.fill_bytes(&mut id);
             SessionId(id)
         });
-        let request = || auth::Request {
-            act: auth::Action::Sign,
-            key_id: &key_id,
-            message_hash: Some(Sha256::digest(&message).into()),
-            threshold: None,
-            participants: None,
-            binding: request_id.0,
-        };
+        let request =
+            || auth::Request::sign(&key_id, Sha256::digest(&message).into(), request_id.0);
         let now_unix = ctx.unix_seconds();
         if let Err(r) = checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), request)
         {

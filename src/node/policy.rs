@@ -18,7 +18,7 @@ use super::context::Ctx;
 use super::coordinator::CoordinateRequest;
 use super::error::Refusal;
 use super::roles::Roles;
-use crate::auth::{Action, Request, CLOCK_SKEW_SECS, MAX_LIFETIME_SECS};
+use crate::auth::{Request, CLOCK_SKEW_SECS, MAX_LIFETIME_SECS};
 use crate::policy::{PolicyRequest, PolicyRunner, Verdict};
 use crate::signing::election;
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
@@ -216,13 +216,12 @@ pub fn admit(ctx: &mut Ctx<'_>, held: Held) -> Option<Held> {
     if checked.is_err() {
         return Some(held);
     }
-    let request = || Request {
-        act: Action::Sign,
-        key_id: ask.key_id,
-        message_hash: Some(Sha256::digest(ask.message).into()),
-        threshold: None,
-        participants: None,
-        binding: ask.request_id.0,
+    let request = || {
+        Request::sign(
+            ask.key_id,
+            Sha256::digest(ask.message).into(),
+            ask.request_id.0,
+        )
     };
     let now_unix = ctx.unix_seconds();
     let Ok(client) = checks::authorize(ctx.config, ctx.auth, now_unix, Some(token), request) else {

@@ -13,7 +13,7 @@ use super::checks;
 use super::context::Ctx;
 use super::error::Refusal;
 use super::timers::Timer;
-use crate::auth::{Action, Request};
+use crate::auth::Request;
 use crate::signing::election;
 use crate::signing::participant::{
     Authorization, Commit, NonceObserver, ShareRef, Signer, SignerError, Slot,
@@ -141,13 +141,12 @@ impl SignerDriver {
                 ),
             ));
         }
-        let request = || Request {
-            act: Action::Sign,
-            key_id: ask.key_id,
-            message_hash: Some(sha2::Sha256::digest(ask.message).into()),
-            threshold: None,
-            participants: None,
-            binding: ask.request_id.0,
+        let request = || {
+            Request::sign(
+                ask.key_id,
+                sha2::Sha256::digest(ask.message).into(),
+                ask.request_id.0,
+            )
         };
         let now_unix = ctx.unix_seconds();
         checks::authorize(
@@ -197,20 +196,13 @@ impl SignerDriver {
         };
         let committed = self.signer.committed(&slot).ok_or_else(unknown)?;
         let key_id = committed.key_id;
-        // The client's token is checked again before the share leaves: it may have expired,
-        // or this node's clients changed, since the commitment.
-        let request = || Request {
-            act: Action::Sign,
-            key_id,
-            message_hash: Some(committed.message_hash),
-            threshold: None,
-            participants: None,
-            binding: committed.authorization.map_or([0; 32], |a| a.request_id.0),
-        };
-        let token = committed.authorization.map(|a| a.token.as_str());
+        // The client's token is checked again before the share leaves (it may have expired
+        // since the commitment), and so is the policy's verdict.
         let request_id = committed
             .authorization
             .map_or(SessionId([0; 32]), |a| a.request_id);
+        let request = || Request::sign(key_id, committed.message_hash, request_id.0);
+        let token = committed.authorization.map(|a| a.token.as_str());
         let now_unix = ctx.unix_seconds();
         let checked = checks::authorize(ctx.config, ctx.auth, now_unix, token, request)
             .and_then(|_| ctx.policy.check(request_id, token));
