@@ -13,7 +13,10 @@ use zeroize::Zeroize;
 ///
 /// Version 2: refusals carry a typed [`ErrorKind`] instead of a free-form string.
 /// Version 3: client tokens travel with key generation and signing requests.
-pub const WIRE_VERSION: u8 = 4;
+/// Version 4: DKG certificates.
+/// Version 5: every DKG participant contributes to the id its round messages travel under
+/// ([`Body::DkgJoin`], [`Body::DkgBegin`]).
+pub const WIRE_VERSION: u8 = 5;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
 /// Request-response protocol name for unicasts.
@@ -230,8 +233,13 @@ pub enum DkgOutcome {
 pub enum Body {
     /// RPC, initiator → participant: prepare a DKG session.
     DkgStart(DkgStart),
-    /// Gossip, initiator → all: every participant accepted; run round 1.
-    DkgBegin,
+    /// Gossip, initiator → all (under the setup session id): every participant joined; run
+    /// round 1. Every later DKG message travels under the round id derived from the setup id
+    /// and these contributions, so none from an earlier session can be replayed into this one.
+    DkgBegin {
+        /// Every participant's [`Body::DkgJoin`] contribution, in participant order.
+        contributions: Vec<(NodeId, [u8; 32])>,
+    },
     /// Gossip: a serialized `frost::keys::dkg::round1::Package`.
     DkgRound1 {
         /// frost serialization of the package.
@@ -334,6 +342,12 @@ pub enum Body {
     /// that all of them agreed, sent by a participant that stored the key, so that one that
     /// missed a confirmation activates the key too.
     DkgCertificate(Vec<(NodeId, Confirmation)>),
+    /// RPC response to `DkgStart`: joined, with this participant's fresh random contribution
+    /// to the session's round id.
+    DkgJoin {
+        /// 32 random bytes drawn for this session.
+        contribution: [u8; 32],
+    },
 }
 
 impl Body {
@@ -349,7 +363,7 @@ impl Body {
     pub fn kind(&self) -> &'static str {
         match self {
             Body::DkgStart(_) => "DkgStart",
-            Body::DkgBegin => "DkgBegin",
+            Body::DkgBegin { .. } => "DkgBegin",
             Body::DkgRound1 { .. } => "DkgRound1",
             Body::DkgRound2 { .. } => "DkgRound2",
             Body::DkgEcho { .. } => "DkgEcho",
@@ -366,6 +380,7 @@ impl Body {
             Body::Ack => "Ack",
             Body::Refused { .. } => "Refused",
             Body::DkgCertificate(_) => "DkgCertificate",
+            Body::DkgJoin { .. } => "DkgJoin",
         }
     }
 }

@@ -20,14 +20,22 @@ enum Action {
     Replace(Body),
     /// Deliver this first, then the original.
     Precede(Body),
+    /// Deliver this, under another session id, first; then the original.
+    PrecedeUnder(SessionId, Body),
 }
 
 type Filter = Box<dyn FnMut(NodeId, NodeId, &Body) -> Action>;
 
 struct Bus {
+    /// The setup id (`DkgStart`, `DkgBegin`); round messages travel under each sender's
+    /// round id.
     session: SessionId,
+    /// Every node's contribution to the round id, in participant order.
+    contributions: Vec<(NodeId, [u8; 32])>,
     nodes: BTreeMap<NodeId, DkgSession>,
-    queue: VecDeque<(NodeId, NodeId, Body)>,
+    queue: VecDeque<(NodeId, NodeId, SessionId, Body)>,
+    /// Round messages that reached a node before its `DkgBegin`.
+    early: Vec<(NodeId, NodeId, SessionId, Body)>,
     outcomes: BTreeMap<NodeId, Result<Box<DkgOutput>, DkgError>>,
     /// Messages a node refused without changing its session: (recipient, why).
     rejections: Vec<(NodeId, Rejection)>,
@@ -40,12 +48,21 @@ struct Bus {
 
 impl Bus {
     fn new(n: u16, t: u16) -> Bus {
+        Bus::with(
+            n,
+            t,
+            SessionId(rand::random()),
+            u64::from(n) << 8 | u64::from(t),
+        )
+    }
+
+    /// A bus whose initiator chose setup id `session`; the nodes' randomness comes from `seed`.
+    fn with(n: u16, t: u16, session: SessionId, seed: u64) -> Bus {
         let ids: Vec<NodeId> = (1..=n).collect();
         let keys: BTreeMap<NodeId, Keypair> = ids
             .iter()
             .map(|&id| (id, Keypair::generate_ed25519()))
             .collect();
-        let session = SessionId(rand::random());
         let params = DkgParams {
             session,
             key_id: "test-key".into(),
@@ -54,7 +71,8 @@ impl Bus {
             initiator: 1,
         };
         let start = Instant::now();
-        let nodes = ids
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut nodes: BTreeMap<NodeId, DkgSession> = ids
             .iter()
             .map(|&me| {
                 let peer_keys = keys
@@ -72,15 +90,21 @@ impl Bus {
                 (me, s)
             })
             .collect();
+        let contributions = nodes
+            .iter_mut()
+            .map(|(&id, s)| (id, s.contribution(&mut rng)))
+            .collect();
         Bus {
             session,
+            contributions,
             nodes,
             queue: VecDeque::new(),
+            early: Vec::new(),
             outcomes: BTreeMap::new(),
             rejections: Vec::new(),
             filter: Box::new(|_, _, _| Action::Deliver),
             shuffle: None,
-            rng: StdRng::seed_from_u64(u64::from(n) << 8 | u64::from(t)),
+            rng,
             start,
         }
     }
@@ -111,39 +135,74 @@ impl Bus {
     }
 
     fn enqueue(&mut self, from: NodeId, to: NodeId, body: Body) {
+        // `DkgBegin` travels under the setup id, everything else under the sender's round id.
+        let session = match body {
+            Body::DkgBegin { .. } => self.session,
+            _ => self.nodes[&from].wire_session(),
+        };
         match (self.filter)(from, to, &body) {
-            Action::Deliver => self.queue.push_back((from, to, body)),
+            Action::Deliver => self.queue.push_back((from, to, session, body)),
             Action::Drop => {}
             Action::Duplicate => {
-                self.queue.push_back((from, to, body.clone()));
-                self.queue.push_back((from, to, body));
+                self.queue.push_back((from, to, session, body.clone()));
+                self.queue.push_back((from, to, session, body));
             }
-            Action::Replace(b) => self.queue.push_back((from, to, b)),
+            Action::Replace(b) => self.queue.push_back((from, to, session, b)),
             Action::Precede(b) => {
-                self.queue.push_back((from, to, b));
-                self.queue.push_back((from, to, body));
+                self.queue.push_back((from, to, session, b));
+                self.queue.push_back((from, to, session, body));
+            }
+            Action::PrecedeUnder(other, b) => {
+                self.queue.push_back((from, to, other, b));
+                self.queue.push_back((from, to, session, body));
             }
         }
     }
 
     /// The initiator begins, the others get `DkgBegin`, then messages flow until none are left.
     fn run(&mut self) {
-        let effects = self.nodes.get_mut(&1).unwrap().begin(&mut self.rng);
+        let contributions = self.contributions.clone();
+        let effects = self
+            .nodes
+            .get_mut(&1)
+            .unwrap()
+            .begin(&contributions, &mut self.rng)
+            .unwrap();
         self.apply(1, effects);
         let others: Vec<NodeId> = self.nodes.keys().copied().filter(|&id| id != 1).collect();
         for id in others {
-            self.enqueue(1, id, Body::DkgBegin);
+            let begin = Body::DkgBegin {
+                contributions: contributions.clone(),
+            };
+            self.enqueue(1, id, begin);
         }
         while !self.queue.is_empty() {
             let idx = match &mut self.shuffle {
                 Some(rng) => rng.gen_range(0..self.queue.len()),
                 None => 0,
             };
-            let (from, to, body) = self.queue.remove(idx).unwrap();
-            let env = Envelope::new(self.session, from, body);
-            match self.nodes.get_mut(&to).unwrap().handle(env, &mut self.rng) {
+            let (from, to, session, body) = self.queue.remove(idx).unwrap();
+            let node = self.nodes.get_mut(&to).unwrap();
+            if node.round_id().is_none() && session != self.session {
+                // Like the node's driver: a round message that arrives before `DkgBegin`
+                // waits until the round id is known.
+                self.early.push((from, to, session, body));
+                continue;
+            }
+            let env = Envelope::new(session, from, body);
+            let begun = node.round_id().is_none();
+            match node.handle(env, &mut self.rng) {
                 Ok(effects) => self.apply(to, effects),
                 Err(r) => self.rejections.push((to, r)),
+            }
+            if begun && self.nodes[&to].round_id().is_some() {
+                let (now, later) = std::mem::take(&mut self.early)
+                    .into_iter()
+                    .partition(|m| m.1 == to);
+                self.early = later;
+                for m in now {
+                    self.queue.push_front(m);
+                }
             }
         }
     }
@@ -158,7 +217,12 @@ impl Bus {
     }
 
     fn assert_all_agree(&self) -> [u8; 32] {
-        assert_eq!(self.outcomes.len(), self.nodes.len(), "every node finishes");
+        assert_eq!(
+            self.outcomes.len(),
+            self.nodes.len(),
+            "every node finishes; rejections: {:?}",
+            self.rejections
+        );
         let mut gpk = None;
         for (id, outcome) in &self.outcomes {
             let out = outcome
@@ -389,32 +453,107 @@ fn garbage_round1_package_is_named() {
 #[test]
 fn wrong_session_stranger_and_self_are_rejected() {
     let mut bus = Bus::new(3, 2);
+    let setup = bus.session;
+    let contributions = bus.contributions.clone();
     let node = bus.nodes.get_mut(&1).unwrap();
     let rng = &mut StdRng::seed_from_u64(1);
     let other = SessionId([9; 32]);
+    let abort = || Body::DkgAbort {
+        reason: "x".into(),
+        culprits: vec![],
+    };
+    let r = node.handle(Envelope::new(other, 2, abort()), rng);
+    assert!(matches!(r, Err(Rejection::WrongSession { .. })));
+    // Before `DkgBegin` no round message is valid under the setup id.
     let r = node.handle(
-        Envelope::new(other, 2, Body::DkgRound1 { package: vec![] }),
+        Envelope::new(setup, 2, Body::DkgRound1 { package: vec![] }),
         rng,
     );
     assert!(matches!(r, Err(Rejection::WrongSession { .. })));
-    let r = node.handle(
-        Envelope::new(bus.session, 9, Body::DkgRound1 { package: vec![] }),
-        rng,
-    );
+    let r = node.handle(Envelope::new(setup, 9, abort()), rng);
     assert_eq!(r.unwrap_err(), Rejection::NotParticipant(9));
-    let r = node.handle(
-        Envelope::new(bus.session, 1, Body::DkgRound1 { package: vec![] }),
-        rng,
-    );
+    let r = node.handle(Envelope::new(setup, 1, abort()), rng);
     assert_eq!(r.unwrap_err(), Rejection::FromSelf);
-    let r = node.handle(Envelope::new(bus.session, 2, Body::Ack), rng);
-    assert!(matches!(r, Err(Rejection::Unexpected { from: 2, .. })));
-    // DkgBegin from a non-initiator is refused too.
-    let r = node.handle(Envelope::new(bus.session, 2, Body::DkgBegin), rng);
+    // DkgBegin from a non-initiator is refused.
+    let begin = Body::DkgBegin { contributions };
+    let r = node.handle(Envelope::new(setup, 2, begin), rng);
     assert!(matches!(r, Err(Rejection::Unexpected { from: 2, .. })));
     // The session was not disturbed.
     bus.run();
     bus.assert_all_agree();
+}
+
+/// A `DkgBegin` that does not carry a participant's own fresh contribution (a stale one from
+/// an earlier session with the same setup id, or a forged one) is refused: the round id it
+/// would fix could be one an earlier session used.
+#[test]
+fn a_begin_without_the_nodes_own_contribution_is_refused() {
+    let mut bus = Bus::new(3, 2);
+    let setup = bus.session;
+    let mut stale = bus.contributions.clone();
+    stale[1].1[0] ^= 1;
+    let mut short = bus.contributions.clone();
+    short.pop();
+    let rng = &mut StdRng::seed_from_u64(2);
+    let node = bus.nodes.get_mut(&2).unwrap();
+    for contributions in [stale, short] {
+        let r = node.handle(
+            Envelope::new(setup, 1, Body::DkgBegin { contributions }),
+            rng,
+        );
+        assert!(
+            matches!(r, Err(Rejection::BadBegin { from: 1, .. })),
+            "{r:?}"
+        );
+        assert_eq!(node.round_id(), None);
+    }
+    bus.run();
+    bus.assert_all_agree();
+}
+
+/// A malicious initiator reuses an earlier session's setup id (or the nodes restarted and
+/// forgot it) and replays an honest node's signed round-1 broadcast from that session. Before
+/// round ids this made the honest node look like an equivocator; now the replay travels under
+/// the earlier round id, which no participant of the new session accepts.
+#[test]
+fn a_round1_package_replayed_from_an_earlier_session_blames_no_one() {
+    let setup = SessionId([5; 32]);
+    let recorded = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let mut first = Bus::with(3, 2, setup, 1);
+    let tap = recorded.clone();
+    first.filter = Box::new(move |from, _, body| {
+        if from == 2 && matches!(body, Body::DkgRound1 { .. }) {
+            *tap.borrow_mut() = Some(body.clone());
+        }
+        Action::Deliver
+    });
+    first.run();
+    first.assert_all_agree();
+    let old_round = first.nodes[&2].round_id().unwrap();
+    let replay = recorded.borrow().clone().unwrap();
+
+    let mut second = Bus::with(3, 2, setup, 2);
+    let injected = replay.clone();
+    second.filter = Box::new(move |from, to, body| match body {
+        Body::DkgRound1 { .. } if from == 2 && to == 3 => {
+            Action::PrecedeUnder(old_round, injected.clone())
+        }
+        _ => Action::Deliver,
+    });
+    // Before node 3 has begun, too: the replay cannot reach the session.
+    second.queue.push_back((2, 3, old_round, replay));
+    second.run();
+    let gpk = second.assert_all_agree();
+    assert_ne!(gpk, first.assert_all_agree());
+    assert_ne!(second.nodes[&3].round_id(), Some(old_round));
+    assert_eq!(second.rejections.len(), 2, "{:?}", second.rejections);
+    for (node, rejection) in &second.rejections {
+        assert_eq!(*node, 3);
+        assert!(
+            matches!(rejection, Rejection::WrongSession { got, .. } if *got == old_round),
+            "{rejection:?}"
+        );
+    }
 }
 
 #[test]

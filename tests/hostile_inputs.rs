@@ -22,7 +22,9 @@ fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
 
 fn arb_body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        Just(Body::DkgBegin),
+        Just(Body::DkgBegin {
+            contributions: vec![(1, [7; 32]), (2, [8; 32])]
+        }),
         Just(Body::Ack),
         arb_bytes().prop_map(|package| Body::DkgRound1 { package }),
         arb_bytes().prop_map(|p| Body::DkgRound2 {
@@ -185,7 +187,13 @@ fn garbage_from_strangers_and_other_sessions_is_refused() {
         assert!(r.is_err());
     }
     let r = s.handle(
-        Envelope::new(SessionId([8; 32]), 1, Body::DkgBegin),
+        Envelope::new(
+            SessionId([8; 32]),
+            1,
+            Body::DkgBegin {
+                contributions: vec![],
+            },
+        ),
         &mut rand::rngs::OsRng,
     );
     assert!(r.is_err());
@@ -230,7 +238,13 @@ fn initiation(
     };
     let mut inits = frostnode::node::initiator::Initiations::default();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    inits.insert(&params, 1, tx, Instant::now() + Duration::from_secs(60));
+    inits.insert(
+        &params,
+        1,
+        [0; 32],
+        tx,
+        Instant::now() + Duration::from_secs(60),
+    );
     inits.on_own_end(params.session, own, store);
     (inits, params.session, rx)
 }

@@ -126,7 +126,13 @@ async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
     // Broadcast garbage too.
     for bytes in [
         random,
-        env(SessionId([7; 32]), 2, Body::DkgBegin),
+        env(
+            SessionId([7; 32]),
+            2,
+            Body::DkgBegin {
+                contributions: vec![],
+            },
+        ),
         env(
             SessionId([8; 32]),
             3,

@@ -22,7 +22,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut inits = Initiations::default();
     let (tx, mut rx) = tokio::sync::oneshot::channel();
-    inits.insert(&params, 1, tx, Instant::now() + Duration::from_secs(60));
+    inits.insert(
+        &params,
+        1,
+        [1; 32],
+        tx,
+        Instant::now() + Duration::from_secs(60),
+    );
     // This node's own session failed on its own evidence against node 3.
     let own = frostnode::dkg::DkgError::InvalidSecretShare { culprit: 3 };
     inits.on_own_end(params.session, Err(own), &store);
@@ -41,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
     inits.on_timeout(params.session, &store);
     match rx.try_recv() {
         Ok(Err(frostnode::node::NodeError::Aborted { culprits, .. })) => {
-            assert_eq!(culprits, vec![3], "only this node's evidence names culprits")
+            assert_eq!(
+                culprits,
+                vec![3],
+                "only this node's evidence names culprits"
+            )
         }
         other => panic!("expected the abort this node saw, got {other:?}"),
     }

@@ -30,6 +30,10 @@ fuzz_target!(|data: &[u8]| {
     let sender = usize::from(who % 3);
     if let Ok(env) = book.authenticate(pids[sender], bytes) {
         assert!(sender < 2, "an unlisted peer never authenticates");
-        assert_eq!(env.from, [2, 3][sender], "the envelope names its real sender");
+        assert_eq!(
+            env.from,
+            [2, 3][sender],
+            "the envelope names its real sender"
+        );
     }
 });

@@ -26,7 +26,17 @@ fuzz_target!(|data: &[u8]| {
         attempt: 0,
     };
     signer
-        .commit(now, slot, Commit { key_id: "k", message: b"m", key: &key }, None, &mut rand::rngs::OsRng)
+        .commit(
+            now,
+            slot,
+            Commit {
+                key_id: "k",
+                message: b"m",
+                key: &key,
+            },
+            None,
+            &mut rand::rngs::OsRng,
+        )
         .expect("commit");
     let share = ShareRef {
         key: &key,

@@ -174,6 +174,14 @@ pub enum Rejection {
         /// What is wrong.
         reason: String,
     },
+    /// A `DkgBegin` that does not fix this session's round id (a stale or forged one).
+    #[error("DkgBegin from node {from} refused: {reason}")]
+    BadBegin {
+        /// Sender (the initiator).
+        from: NodeId,
+        /// What is wrong.
+        reason: String,
+    },
     /// A certificate that does not prove agreement.
     #[error("certificate from node {from} refused: {reason}")]
     BadCertificate {

@@ -3,8 +3,12 @@
 //! real network.
 //!
 //! Steps (one [`DkgSession`] per participant and session):
-//! 1. `Prepared`: created on `DkgStart`; messages that arrive early are kept.
-//! 2. `Round1`: on `DkgBegin`, run `part1` and broadcast the round-1 package.
+//! 1. `Prepared`: created on `DkgStart` (the *setup* id, drawn by the initiator); the node
+//!    answers with a fresh random contribution.
+//! 2. `Round1`: `DkgBegin` carries every participant's contribution; they fix the *round* id
+//!    ([`round_id`]) that every later message travels under and that the confirmations sign,
+//!    so no message from an earlier session can be replayed into this one (whoever chose the
+//!    setup id). Then run `part1` and broadcast the round-1 package.
 //! 3. `Round2`: with every other round-1 package, run `part2`, send each round-2 package to its
 //!    recipient alone, and broadcast an *echo*: the hash of every round-1 package used. An echo
 //!    that disagrees with ours exposes a sender that showed different packages to different
@@ -28,4 +32,4 @@ mod types;
 pub use error::{DkgError, Rejection};
 pub use phase::Phase;
 pub use session::DkgSession;
-pub use types::{confirmation_message, ConfirmationKeys, DkgOutput, DkgParams, Effect};
+pub use types::{confirmation_message, round_id, ConfirmationKeys, DkgOutput, DkgParams, Effect};

@@ -145,7 +145,7 @@ impl DkgSession {
     fn transcript(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(TRANSCRIPT_DOMAIN);
-        h.update(self.params.session.0);
+        h.update(self.wire_session().0);
         h.update((self.params.key_id.len() as u32).to_be_bytes());
         h.update(self.params.key_id.as_bytes());
         h.update(self.params.threshold.to_be_bytes());
@@ -212,7 +212,7 @@ impl DkgSession {
         };
         match self
             .keys
-            .sign(&confirmation_message(&self.params.session, &confirmation))
+            .sign(&confirmation_message(&self.wire_session(), &confirmation))
         {
             Some(sig) => confirmation.signature = sig,
             None => return self.fail(DkgError::Frost("cannot sign the confirmation".into()), true),

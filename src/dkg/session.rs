@@ -14,8 +14,8 @@ use rand::{CryptoRng, RngCore};
 use super::error::DkgError;
 use super::error::Rejection;
 use super::phase::Phase;
-use super::types::{confirmation_message, sha256, ConfirmationKeys, DkgParams, Effect};
-use crate::wire::{Body, Confirmation, Envelope, NodeId, SecretBytes};
+use super::types::{confirmation_message, round_id, sha256, ConfirmationKeys, DkgParams, Effect};
+use crate::wire::{Body, Confirmation, Envelope, NodeId, SecretBytes, SessionId};
 
 /// One participant's DKG session.
 pub struct DkgSession {
@@ -25,6 +25,10 @@ pub struct DkgSession {
     pub(super) ident_to_id: BTreeMap<Identifier, NodeId>,
     pub(super) phase: Phase,
     pub(super) deadline: Instant,
+    /// This node's random contribution to the round id, drawn when it joined.
+    pub(super) contribution: Option<[u8; 32]>,
+    /// The id every round message travels under, fixed by `DkgBegin`.
+    pub(super) round: Option<SessionId>,
     pub(super) round1_secret: Option<round1::SecretPackage>,
     pub(super) round2_secret: Option<round2::SecretPackage>,
     /// Raw round-1 bytes hash per participant, own included.
@@ -89,6 +93,8 @@ impl DkgSession {
             ident_to_id,
             phase: Phase::Prepared,
             deadline,
+            contribution: None,
+            round: None,
             round1_secret: None,
             round2_secret: None,
             round1_hashes: BTreeMap::new(),
@@ -131,28 +137,77 @@ impl DkgSession {
             .filter(move |&id| id != me)
     }
 
-    /// Runs round 1: generates this node's polynomial (from `rng`) and broadcasts its
-    /// commitment.
-    pub fn begin<R: RngCore + CryptoRng>(&mut self, rng: &mut R) -> Vec<Effect> {
+    /// This node's random contribution to the round id: drawn once, sent in its answer to
+    /// `DkgStart` (or, for the initiator, put into `DkgBegin` itself).
+    pub fn contribution<R: RngCore + CryptoRng>(&mut self, rng: &mut R) -> [u8; 32] {
+        *self.contribution.get_or_insert_with(|| {
+            let mut c = [0u8; 32];
+            rng.fill_bytes(&mut c);
+            c
+        })
+    }
+
+    /// The id round messages travel under, once `DkgBegin` fixed it.
+    pub fn round_id(&self) -> Option<SessionId> {
+        self.round
+    }
+
+    /// The id this node's messages go out under now: the round id once fixed, before that the
+    /// setup id.
+    pub fn wire_session(&self) -> SessionId {
+        self.round.unwrap_or(self.params.session)
+    }
+
+    /// Fixes the round id from every participant's contribution and runs round 1: generates
+    /// this node's polynomial (from `rng`) and broadcasts its commitment.
+    ///
+    /// `contributions` must hold exactly one entry per participant, in participant order, this
+    /// node's own among them unchanged: a `DkgBegin` from an earlier session with the same
+    /// setup id does not hold this node's fresh contribution and is refused.
+    pub fn begin<R: RngCore + CryptoRng>(
+        &mut self,
+        contributions: &[(NodeId, [u8; 32])],
+        rng: &mut R,
+    ) -> Result<Vec<Effect>, Rejection> {
         if self.phase != Phase::Prepared {
-            return Vec::new();
+            return Ok(Vec::new());
         }
+        let bad = |reason: String| Rejection::BadBegin {
+            from: self.params.initiator,
+            reason,
+        };
+        let ids: Vec<NodeId> = contributions.iter().map(|(id, _)| *id).collect();
+        if ids != self.params.participants {
+            return Err(bad(
+                "its contributions do not list every participant once, in order".into(),
+            ));
+        }
+        let own = contributions
+            .iter()
+            .find_map(|(id, c)| (*id == self.me).then_some(*c));
+        if self.contribution.is_none() || own != self.contribution {
+            return Err(bad(format!(
+                "it does not carry node {}'s contribution to this session",
+                self.me
+            )));
+        }
+        self.round = Some(round_id(&self.params, contributions));
         let n = self.params.participants.len() as u16;
         let ident = self.ident(self.me);
         let (secret, package) = match dkg::part1(ident, n, self.params.threshold, &mut *rng) {
             Ok(v) => v,
-            Err(e) => return self.fail(DkgError::Frost(e.to_string()), true),
+            Err(e) => return Ok(self.fail(DkgError::Frost(e.to_string()), true)),
         };
         let bytes = match package.serialize() {
             Ok(b) => b,
-            Err(e) => return self.fail(DkgError::Frost(e.to_string()), true),
+            Err(e) => return Ok(self.fail(DkgError::Frost(e.to_string()), true)),
         };
         self.round1_hashes.insert(self.me, sha256(&bytes));
         self.round1_secret = Some(secret);
         self.phase = Phase::Round1;
         let mut effects = vec![Effect::Broadcast(Body::DkgRound1 { package: bytes })];
         effects.extend(self.progress());
-        effects
+        Ok(effects)
     }
 
     /// Handles one message from an authenticated sender.
@@ -165,11 +220,21 @@ impl DkgSession {
         rng: &mut R,
     ) -> Result<Vec<Effect>, Rejection> {
         let from = envelope.from;
-        if envelope.session != self.params.session {
-            return Err(Rejection::WrongSession {
-                expected: self.params.session,
-                got: envelope.session,
-            });
+        let setup = self.params.session;
+        // Before `DkgBegin` only the setup id is valid (for `DkgBegin` itself and aborts);
+        // after it every message travels under the round id, and late setup messages are
+        // ignored.
+        let setup_kind = matches!(envelope.body, Body::DkgBegin { .. } | Body::DkgAbort { .. });
+        match self.round {
+            None if envelope.session == setup && setup_kind => {}
+            Some(round) if envelope.session == round => {}
+            Some(_) if envelope.session == setup && setup_kind => return Ok(Vec::new()),
+            _ => {
+                return Err(Rejection::WrongSession {
+                    expected: self.wire_session(),
+                    got: envelope.session,
+                })
+            }
         }
         if from == self.me {
             return Err(Rejection::FromSelf);
@@ -189,7 +254,9 @@ impl DkgSession {
             return Ok(Vec::new());
         }
         match envelope.body {
-            Body::DkgBegin if from == self.params.initiator => Ok(self.begin(rng)),
+            Body::DkgBegin { contributions } if from == self.params.initiator => {
+                self.begin(&contributions, rng)
+            }
             Body::DkgRound1 { package } => Ok(self.on_round1(from, package)),
             Body::DkgRound2 { package } => Ok(self.on_round2(from, package)),
             Body::DkgEcho { round1_hashes } => Ok(self.on_echo(from, round1_hashes)),
@@ -413,7 +480,7 @@ impl DkgSession {
     fn on_confirm(&mut self, from: NodeId, c: Confirmation) -> Result<Vec<Effect>, Rejection> {
         let valid = self.keys.verify(
             from,
-            &confirmation_message(&self.params.session, &c),
+            &confirmation_message(&self.wire_session(), &c),
             &c.signature,
         );
         if !valid {
@@ -483,7 +550,7 @@ impl DkgSession {
             if !known
                 && !self.keys.verify(
                     id,
-                    &confirmation_message(&self.params.session, &c),
+                    &confirmation_message(&self.wire_session(), &c),
                     &c.signature,
                 )
             {

@@ -103,6 +103,27 @@ impl fmt::Debug for DkgOutput {
     }
 }
 
+/// Domain separator of the round id.
+const ROUND_DOMAIN: &[u8] = b"frostnode/dkg-round/v1";
+
+/// The id a DKG's round messages travel under: the setup id and parameters together with every
+/// participant's random contribution. As long as one participant's contribution is fresh, no
+/// message signed for any earlier session carries it.
+pub fn round_id(params: &DkgParams, contributions: &[(NodeId, [u8; 32])]) -> SessionId {
+    let mut h = Sha256::new();
+    h.update(ROUND_DOMAIN);
+    h.update(params.session.0);
+    h.update((params.key_id.len() as u32).to_be_bytes());
+    h.update(params.key_id.as_bytes());
+    h.update(params.threshold.to_be_bytes());
+    h.update(params.initiator.to_be_bytes());
+    for (id, c) in contributions {
+        h.update(id.to_be_bytes());
+        h.update(c);
+    }
+    SessionId(h.finalize().into())
+}
+
 /// Domain separator of the confirmation signature.
 const CONFIRM_DOMAIN: &[u8] = b"frostnode/dkg-confirm/v1";
 /// Domain separator of the transcript digest.

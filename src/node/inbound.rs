@@ -142,7 +142,7 @@ fn on_request(
 fn is_broadcast(body: &Body) -> bool {
     matches!(
         body,
-        Body::DkgBegin
+        Body::DkgBegin { .. }
             | Body::DkgRound1 { .. }
             | Body::DkgEcho { .. }
             | Body::DkgConfirm(_)

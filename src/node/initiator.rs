@@ -1,6 +1,7 @@
 //! The DKG initiator's bookkeeping: the node that received `POST /v1/keys` resolves the
-//! request's defaults, draws the session id, asks every participant to join (`DkgStart`),
-//! begins round 1 once all accepted, then collects every participant's `DkgResult` and answers
+//! request's defaults, draws the setup session id, asks every participant to join
+//! (`DkgStart`), collects their contributions to the round id (`DkgJoin`), begins round 1 once
+//! all joined, then collects every participant's `DkgResult` and answers
 //! its caller.
 //!
 //! The answer rests on this node's own evidence. A DKG whose every confirmation this node
@@ -8,7 +9,7 @@
 //! itself names culprits. What other participants report is passed on as `reported_by`: their
 //! claim, not a verdict.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -29,8 +30,8 @@ pub type KeygenReply = oneshot::Sender<Result<KeyInfo, NodeError>>;
 pub enum StartProgress {
     /// More answers to come.
     Waiting,
-    /// Every participant accepted: begin round 1.
-    Begin,
+    /// Every participant joined: begin round 1 with these contributions (participant order).
+    Begin(Vec<(NodeId, [u8; 32])>),
     /// A participant refused or failed: the session is off (the caller has its answer).
     Off(NodeError),
 }
@@ -40,7 +41,8 @@ struct Initiation {
     me: NodeId,
     key_id: String,
     participants: Vec<NodeId>,
-    acks: BTreeSet<NodeId>,
+    /// Every participant's contribution to the round id so far, this node's own included.
+    joined: BTreeMap<NodeId, [u8; 32]>,
     begun: bool,
     /// How this node's own session ended: the group key, or the error it saw itself.
     own: Option<Result<[u8; 32], DkgError>>,
@@ -87,11 +89,13 @@ pub fn session_id(start: &DkgStart, me: NodeId, rng: &mut dyn SecureRng) -> Sess
 }
 
 impl Initiations {
-    /// Tracks a DKG started by this node; `deadline` bounds the wait for every result.
+    /// Tracks a DKG started by this node, which contributes `own` to its round id; `deadline`
+    /// bounds the wait for every result.
     pub fn insert(
         &mut self,
         params: &DkgParams,
         me: NodeId,
+        own: [u8; 32],
         reply: KeygenReply,
         deadline: Instant,
     ) {
@@ -101,7 +105,7 @@ impl Initiations {
                 me,
                 key_id: params.key_id.clone(),
                 participants: params.participants.clone(),
-                acks: BTreeSet::from([me]),
+                joined: BTreeMap::from([(me, own)]),
                 begun: false,
                 own: None,
                 reports: BTreeMap::new(),
@@ -135,11 +139,13 @@ impl Initiations {
             return StartProgress::Waiting;
         }
         let refusal = match result {
-            Ok(Body::Ack) => {
-                init.acks.insert(from);
-                if init.acks.len() == init.participants.len() {
+            Ok(Body::DkgJoin { contribution }) => {
+                init.joined.insert(from, contribution);
+                if init.joined.len() == init.participants.len() {
                     init.begun = true;
-                    return StartProgress::Begin;
+                    return StartProgress::Begin(
+                        init.joined.iter().map(|(&id, &c)| (id, c)).collect(),
+                    );
                 }
                 return StartProgress::Waiting;
             }

@@ -4,12 +4,16 @@
 //! outbox, has confirmed keys written off the node task, and reports each session's end to its
 //! initiator.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::gossipsub::MessageAcceptance;
 use tracing::{debug, info, warn};
+
+mod memory;
+
+use memory::{Early, Finished, FINISHED_MEMORY};
 
 use super::checks;
 use super::context::{Ctx, Stored};
@@ -28,43 +32,12 @@ const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Most DKG sessions one initiator may run with this node at once.
 const MAX_DKG_PER_INITIATOR: usize = 8;
-/// How long ended sessions are remembered, so late messages for them are dropped quietly.
-const FINISHED_MEMORY: Duration = Duration::from_secs(600);
 /// Sessions that timed out after this node confirmed, kept for a late certificate.
 const MAX_LATE: usize = 64;
 
 struct Run {
     session: Box<DkgSession>,
     started: Instant,
-}
-
-/// Ended sessions, oldest first, forgotten after [`FINISHED_MEMORY`].
-#[derive(Default)]
-struct Finished {
-    order: VecDeque<(Instant, SessionId)>,
-    set: HashSet<SessionId>,
-}
-
-impl Finished {
-    fn insert(&mut self, now: Instant, sid: SessionId) {
-        if self.set.insert(sid) {
-            self.order.push_back((now + FINISHED_MEMORY, sid));
-        }
-    }
-
-    fn prune(&mut self, now: Instant) {
-        while let Some(&(until, sid)) = self.order.front() {
-            if until > now {
-                break;
-            }
-            self.order.pop_front();
-            self.set.remove(&sid);
-        }
-    }
-
-    fn next_expiry(&self) -> Option<Instant> {
-        self.order.front().map(|(until, _)| *until)
-    }
 }
 
 /// Every DKG on this node.
@@ -76,6 +49,11 @@ pub struct DkgDriver {
     /// Sessions that timed out after this node confirmed (oldest first): a certificate that
     /// arrives within [`FINISHED_MEMORY`] still completes them.
     late: VecDeque<(Instant, SessionId, Run)>,
+    /// Round id → setup id of every running session that has begun.
+    rounds: HashMap<SessionId, SessionId>,
+    /// Round-1 packages (and aborts) that arrived before this node's `DkgBegin`: a participant
+    /// that began first may broadcast before the initiator's `DkgBegin` reaches this node.
+    early: Early,
 }
 
 impl DkgDriver {
@@ -87,6 +65,8 @@ impl DkgDriver {
             initiations: Initiations::default(),
             finished: Finished::default(),
             late: VecDeque::new(),
+            rounds: HashMap::new(),
+            early: Early::default(),
         }
     }
 
@@ -102,10 +82,12 @@ impl DkgDriver {
             .any(|r| r.session.params().key_id.eq_ignore_ascii_case(key_id))
     }
 
-    fn open(&mut self, ctx: &mut Ctx<'_>, params: DkgParams) -> Result<(), DkgError> {
+    /// Opens a session; returns this node's contribution to its round id.
+    fn open(&mut self, ctx: &mut Ctx<'_>, params: DkgParams) -> Result<[u8; 32], DkgError> {
         let deadline = ctx.now + ctx.config.dkg_timeout;
         let sid = params.session;
-        let session = DkgSession::new(params, ctx.me(), self.keys.clone(), deadline)?;
+        let mut session = DkgSession::new(params, ctx.me(), self.keys.clone(), deadline)?;
+        let contribution = session.contribution(&mut ctx.rng);
         self.sessions.insert(
             sid,
             Run {
@@ -115,7 +97,7 @@ impl DkgDriver {
         );
         ctx.metrics.dkg_started();
         ctx.timers.set(Timer::Dkg(sid), Some(deadline));
-        Ok(())
+        Ok(contribution)
     }
 
     // ----- Initiator ---------------------------------------------------------------------
@@ -138,10 +120,13 @@ impl DkgDriver {
             threshold: start.threshold,
             initiator: me,
         };
-        if let Err(e) = self.open(ctx, params.clone()) {
-            let _ = reply.send(Err(NodeError::BadRequest(e.to_string())));
-            return;
-        }
+        let own = match self.open(ctx, params.clone()) {
+            Ok(own) => own,
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::BadRequest(e.to_string())));
+                return;
+            }
+        };
         info!(
             session = %sid,
             key_id = %params.key_id,
@@ -150,7 +135,7 @@ impl DkgDriver {
             "starting DKG"
         );
         let deadline = ctx.now + ctx.config.dkg_timeout + ctx.config.request_timeout;
-        self.initiations.insert(&params, me, reply, deadline);
+        self.initiations.insert(&params, me, own, reply, deadline);
         ctx.timers.set(Timer::Initiation(sid), Some(deadline));
         for &to in params.participants.iter().filter(|&&id| id != me) {
             let body = Body::DkgStart(start.clone());
@@ -168,12 +153,21 @@ impl DkgDriver {
     ) {
         match self.initiations.on_start_reply(sid, from, result) {
             StartProgress::Waiting => {}
-            StartProgress::Begin => {
-                debug!(session = %sid, "every participant accepted; beginning round 1");
-                ctx.outbox.broadcast(sid, Body::DkgBegin);
-                if let Some(run) = self.sessions.get_mut(&sid) {
-                    let effects = run.session.begin(&mut ctx.rng);
-                    self.apply(ctx, sid, effects);
+            StartProgress::Begin(contributions) => {
+                debug!(session = %sid, "every participant joined; beginning round 1");
+                let Some(run) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                match run.session.begin(&contributions, &mut ctx.rng) {
+                    Ok(effects) => {
+                        ctx.outbox.broadcast(sid, Body::DkgBegin { contributions });
+                        self.begun(ctx, sid, effects);
+                    }
+                    Err(e) => {
+                        warn!(session = %sid, error = %e, "cannot begin own DKG");
+                        let effects = run.session.abort(DkgError::InvalidParams(e.to_string()));
+                        self.apply(ctx, sid, effects);
+                    }
                 }
             }
             StartProgress::Off(err) => {
@@ -255,26 +249,40 @@ impl DkgDriver {
         };
         let key_id = params.key_id.clone();
         match self.open(ctx, params) {
-            Ok(()) => {
+            Ok(contribution) => {
                 info!(session = %sid, key_id = %key_id, initiator = from, "joining DKG");
-                Body::Ack
+                Body::DkgJoin { contribution }
             }
             Err(e) => Body::refused(ErrorKind::BadRequest, e.to_string()),
         }
     }
 
-    /// A DKG message (broadcast or round-2 share) for one of this node's sessions.
+    /// A DKG message (broadcast or round-2 share) for one of this node's sessions, under its
+    /// setup id (`DkgBegin`, early aborts) or its round id (everything else).
     pub fn on_message(&mut self, ctx: &mut Ctx<'_>, env: Envelope) -> MessageAcceptance {
-        let (sid, from, kind) = (env.session, env.from, env.body.kind());
-        if let Some(at) = self.late.iter().position(|(_, s, _)| *s == sid) {
+        let (wire, from, kind) = (env.session, env.from, env.body.kind());
+        if let Some(at) = self
+            .late
+            .iter()
+            .position(|(_, s, run)| *s == wire || run.session.round_id() == Some(wire))
+        {
             return self.on_late(ctx, at, env);
         }
-        let Some(run) = self.sessions.get_mut(&sid) else {
-            if self.finished.set.contains(&sid) {
-                debug!(session = %sid, peer = from, kind, "message for a finished session dropped");
+        let sid = if self.sessions.contains_key(&wire) {
+            wire
+        } else if let Some(&sid) = self.rounds.get(&wire) {
+            sid
+        } else {
+            if self.finished.set.contains(&wire) {
+                debug!(session = %wire, peer = from, kind, "message for a finished session dropped");
+            } else if self.keep_early(ctx, &env) {
+                debug!(session = %wire, peer = from, kind, kept = self.early.len(), "message kept until its session begins here");
             } else {
-                crate::peer_warn!(ctx.limits.nodes, from, ctx.now, session = %sid, peer = from, kind, "message for an unknown session dropped");
+                crate::peer_warn!(ctx.limits.nodes, from, ctx.now, session = %wire, peer = from, kind, "message for an unknown session dropped");
             }
+            return MessageAcceptance::Ignore;
+        };
+        let Some(run) = self.sessions.get_mut(&sid) else {
             return MessageAcceptance::Ignore;
         };
         let before = run.session.phase();
@@ -290,7 +298,11 @@ impl DkgDriver {
                     info!(session = %sid, peer = from, grace_ms = ABORT_GRACE.as_millis() as u64, "participant aborted after this node confirmed; waiting briefly for a certificate");
                     run.session.shorten_deadline(ctx.now + ABORT_GRACE);
                 }
-                self.apply(ctx, sid, effects);
+                if before == crate::dkg::Phase::Prepared && run.session.round_id().is_some() {
+                    self.begun(ctx, sid, effects);
+                } else {
+                    self.apply(ctx, sid, effects);
+                }
                 MessageAcceptance::Accept
             }
             Err(rejection) => {
@@ -298,6 +310,39 @@ impl DkgDriver {
                 MessageAcceptance::Reject
             }
         }
+    }
+
+    /// `sid` fixed its round id and ran round 1 (`effects`): route the round id to it and hand
+    /// it the round messages that arrived first.
+    fn begun(&mut self, ctx: &mut Ctx<'_>, sid: SessionId, effects: Vec<Effect>) {
+        let round = self.sessions.get(&sid).and_then(|r| r.session.round_id());
+        if let Some(round) = round {
+            debug!(session = %sid, round = %round, "DKG round id fixed");
+            self.rounds.insert(round, sid);
+        }
+        self.apply(ctx, sid, effects);
+        let Some(round) = round else {
+            return;
+        };
+        for env in self.early.take(round) {
+            self.on_message(ctx, env);
+        }
+    }
+
+    /// Keeps a round message that may belong to a session that has not begun here yet: a
+    /// round-1 package or an abort from a participant of such a session, within bounds.
+    fn keep_early(&mut self, ctx: &mut Ctx<'_>, env: &Envelope) -> bool {
+        if !matches!(env.body, Body::DkgRound1 { .. } | Body::DkgAbort { .. }) {
+            return false;
+        }
+        let waiting = self.sessions.values().any(|r| {
+            r.session.round_id().is_none() && r.session.params().participants.contains(&env.from)
+        });
+        if !waiting {
+            return false;
+        }
+        self.early
+            .keep(ctx.now, ctx.config.dkg_timeout, env.clone())
     }
 
     /// A participant's last connection closed: its DKG sessions cannot finish here; abort them
@@ -350,10 +395,14 @@ impl DkgDriver {
     }
 
     fn apply(&mut self, ctx: &mut Ctx<'_>, sid: SessionId, effects: Vec<Effect>) {
+        let wire = self
+            .sessions
+            .get(&sid)
+            .map_or(sid, |r| r.session.wire_session());
         for effect in effects {
             match effect {
-                Effect::Broadcast(body) => ctx.outbox.broadcast(sid, body),
-                Effect::Send { to, body } => ctx.outbox.send(sid, to, body),
+                Effect::Broadcast(body) => ctx.outbox.broadcast(wire, body),
+                Effect::Send { to, body } => ctx.outbox.send(wire, to, body),
                 Effect::Completed(out) => self.store(ctx, sid, *out),
                 Effect::Failed(err) => {
                     warn!(
@@ -382,7 +431,8 @@ impl DkgDriver {
         let key = StoredKey {
             format_version: keystore::KEY_FORMAT_VERSION,
             key_id: params.key_id.clone(),
-            session: sid.to_hex(),
+            // The id the confirmations sign: the round id.
+            session: run.session.wire_session().to_hex(),
             created_at: ctx.unix_seconds(),
             threshold: params.threshold,
             participants: params.participants.clone(),
@@ -439,6 +489,10 @@ impl DkgDriver {
             return;
         };
         ctx.timers.set(Timer::Dkg(sid), None);
+        if let Some(round) = run.session.round_id() {
+            self.rounds.remove(&round);
+            self.finished.insert(ctx.now, round);
+        }
         let seconds = ctx.now.saturating_duration_since(run.started).as_secs_f64();
         let failure = result.as_ref().err().map(|e| {
             if !e.culprits().is_empty() {
@@ -490,16 +544,19 @@ impl DkgDriver {
     /// A message for a session that timed out after this node confirmed: only a certificate
     /// matters; if it proves everyone confirmed, the session completes after all.
     fn on_late(&mut self, ctx: &mut Ctx<'_>, at: usize, env: Envelope) -> MessageAcceptance {
-        let (sid, from) = (env.session, env.from);
+        let from = env.from;
         let Body::DkgCertificate(list) = env.body else {
             return MessageAcceptance::Ignore;
         };
-        let Some((_, _, mut run)) = self.late.remove(at) else {
+        let Some((_, sid, mut run)) = self.late.remove(at) else {
             return MessageAcceptance::Ignore;
         };
         match run.session.late_certificate(from, list) {
             Ok(effects) if effects.iter().any(|e| matches!(e, Effect::Completed(_))) => {
                 info!(session = %sid, peer = from, "a certificate arrived after this node's deadline; completing the key");
+                if let Some(round) = run.session.round_id() {
+                    self.rounds.insert(round, sid);
+                }
                 self.sessions.insert(sid, run);
                 self.apply(ctx, sid, effects);
                 MessageAcceptance::Accept
