@@ -356,6 +356,7 @@ fn keystore_with_k(dir: &std::path::Path) -> frostnode::keystore::KeyStore {
             key_package,
             public_key_package: public,
             confirmations: vec![],
+            epoch: 0,
         })
         .unwrap();
     store

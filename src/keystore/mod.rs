@@ -97,16 +97,75 @@ pub fn validate_key_id(key_id: &str) -> Result<(), KeyStoreError> {
     }
 }
 
-/// A key file sealed with the store's passphrase: only the id is readable.
+/// Format of sealed key files: 2 binds node, key id, group key and epoch; 1 (earlier
+/// releases, still read) bound the key id alone.
+const SEALED_FORMAT_VERSION: u32 = 2;
+
+/// A key file sealed with the store's passphrase: what identifies the key is readable, and
+/// bound to the sealed content as associated data, so a file cannot pass for another node's,
+/// another key's or another epoch's without the passphrase.
 #[derive(Serialize, Deserialize)]
 struct SealedKeyFile {
     format_version: u32,
     key_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node_id: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_public_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<u64>,
     sealed: SealedBlob,
 }
 
-fn sealed_aad(key_id: &str) -> Vec<u8> {
-    format!("frostnode/key/v{KEY_FORMAT_VERSION}/{key_id}").into_bytes()
+impl SealedKeyFile {
+    /// The associated data the content is sealed with.
+    fn aad(&self) -> Result<Vec<u8>, String> {
+        match (
+            self.format_version,
+            self.node_id,
+            &self.group_public_key,
+            self.epoch,
+        ) {
+            (1, ..) => Ok(format!("frostnode/key/v1/{}", self.key_id).into_bytes()),
+            (SEALED_FORMAT_VERSION, Some(node), Some(gpk), Some(epoch)) => {
+                let mut aad = b"frostnode/sealed-key/v2".to_vec();
+                aad.extend_from_slice(&node.to_be_bytes());
+                aad.extend_from_slice(&(self.key_id.len() as u32).to_be_bytes());
+                aad.extend_from_slice(self.key_id.as_bytes());
+                aad.extend_from_slice(&(gpk.len() as u32).to_be_bytes());
+                aad.extend_from_slice(gpk.as_bytes());
+                aad.extend_from_slice(&epoch.to_be_bytes());
+                Ok(aad)
+            }
+            (SEALED_FORMAT_VERSION, ..) => {
+                Err("sealed key file lacks its node, group key or epoch".into())
+            }
+            (v, ..) => Err(format!("sealed key file format {v} is not supported")),
+        }
+    }
+
+    /// Whether the opened `key` is the one the readable fields name.
+    fn names(&self, key: &StoredKey) -> Result<(), String> {
+        if self.key_id != key.key_id {
+            return Err(format!(
+                "sealed content is key {:?}, not {:?}",
+                key.key_id, self.key_id
+            ));
+        }
+        if self.format_version == 1 {
+            return Ok(());
+        }
+        if self.node_id != key.holder()
+            || self.group_public_key.as_deref() != Some(key.group_public_key.as_str())
+            || self.epoch != Some(key.epoch)
+        {
+            return Err(
+                "sealed content does not match the node, group key or epoch it is labelled with"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The key files of one node, loaded in memory.
@@ -271,7 +330,7 @@ impl KeyStore {
         };
         let entry = |key: &StoredKey, digest: &String| manifest::Entry {
             group_public_key: key.group_public_key.clone(),
-            epoch: 0,
+            epoch: key.epoch,
             digest: digest.clone(),
         };
         let mut manifest = match Manifest::read(&self.dir, sealer)? {
@@ -341,11 +400,13 @@ impl KeyStore {
                     self.dir.display().to_string(),
                 )));
             };
+            let aad = file.aad().map_err(|e| Self::corrupt(path, e))?;
             let plain = sealer
-                .open_blob(&sealed_aad(&file.key_id), &file.sealed)
+                .open_blob(&aad, &file.sealed)
                 .map_err(|e| Self::corrupt(path, e.to_string()))?;
-            let key =
+            let key: StoredKey =
                 serde_json::from_slice(&plain).map_err(|e| Self::corrupt(path, e.to_string()))?;
+            file.names(&key).map_err(|e| Self::corrupt(path, e))?;
             (key, true)
         } else {
             let key =
@@ -434,7 +495,7 @@ impl KeyStore {
             // Listed in the manifest once its file is written.
             let entry = manifest::Entry {
                 group_public_key: key.group_public_key.clone(),
-                epoch: 0,
+                epoch: key.epoch,
                 digest: manifest::digest(&write.bytes),
             };
             write.manifest = Some((writer.clone(), key.key_id.clone(), entry));
@@ -471,11 +532,19 @@ impl KeyStore {
         let bytes = match &self.sealer {
             None => plain,
             Some(sealer) => {
-                let file = SealedKeyFile {
-                    format_version: KEY_FORMAT_VERSION,
+                let mut file = SealedKeyFile {
+                    format_version: SEALED_FORMAT_VERSION,
                     key_id: key_id.to_string(),
-                    sealed: sealer.seal(&sealed_aad(key_id), &plain)?,
+                    node_id: key.holder(),
+                    group_public_key: Some(key.group_public_key.clone()),
+                    epoch: Some(key.epoch),
+                    sealed: SealedBlob {
+                        nonce: String::new(),
+                        ciphertext: String::new(),
+                    },
                 };
+                let aad = file.aad().map_err(|e| Self::corrupt(&path, e))?;
+                file.sealed = sealer.seal(&aad, &plain)?;
                 Zeroizing::new(
                     serde_json::to_vec_pretty(&file)
                         .map_err(|e| Self::corrupt(&path, e.to_string()))?,

@@ -46,6 +46,7 @@ fn sample_key(key_id: &str) -> StoredKey {
         key_package,
         public_key_package: public,
         confirmations: vec![],
+        epoch: 0,
     }
 }
 
@@ -230,4 +231,62 @@ fn a_refused_start_writes_nothing() {
         "no metadata written, no file removed"
     );
     assert!(!dir.path().join("keys/.keystore.json").exists());
+}
+
+#[test]
+fn a_sealed_file_relabelled_as_another_node_key_or_epoch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = sample_key("k");
+    let holder = key.holder().unwrap();
+    let mut store = KeyStore::open_with(dir.path(), Some(b"p")).unwrap();
+    store.insert(key.clone()).unwrap();
+    drop(store);
+    let path = dir.path().join("keys/k.json");
+    let bytes = std::fs::read(&path).unwrap();
+    let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(original["format_version"], 2);
+    assert_eq!(original["node_id"], holder);
+    assert_eq!(original["epoch"], 0);
+    let other_key = sample_key("k").group_public_key;
+    let relabel: [(&str, serde_json::Value); 3] = [
+        ("node_id", (holder % 3 + 1).into()),
+        ("group_public_key", other_key.into()),
+        ("epoch", 1.into()),
+    ];
+    for (field, value) in relabel {
+        let mut file = original.clone();
+        file[field] = value;
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        match KeyStore::open_with(dir.path(), Some(b"p")) {
+            Err(KeyStoreError::Corrupt { path: p, .. }) => assert_eq!(p, path, "{field}"),
+            other => panic!("{field} relabelled: expected corrupt, got {other:?}"),
+        }
+    }
+    std::fs::write(&path, bytes).unwrap();
+    assert!(KeyStore::open_with(dir.path(), Some(b"p")).is_ok());
+}
+
+#[test]
+fn sealed_files_of_earlier_releases_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open_with(dir.path(), Some(b"p")).unwrap();
+    let sealer = store.sealer.clone().unwrap();
+    drop(store);
+    let key = sample_key("old");
+    let plain = serde_json::to_vec(&key).unwrap();
+    let legacy = serde_json::json!({
+        "format_version": 1,
+        "key_id": "old",
+        "sealed": sealer.seal(b"frostnode/key/v1/old", &plain).unwrap(),
+    });
+    std::fs::write(
+        dir.path().join("keys/old.json"),
+        serde_json::to_vec(&legacy).unwrap(),
+    )
+    .unwrap();
+    let store = KeyStore::open_with(dir.path(), Some(b"p")).unwrap();
+    assert_eq!(
+        store.get("old").unwrap().group_public_key,
+        key.group_public_key
+    );
 }

@@ -46,6 +46,9 @@ pub struct StoredKey {
     pub public_key_package: PublicKeyPackage,
     /// Every participant's signed confirmation of this key.
     pub confirmations: Vec<StoredConfirmation>,
+    /// How many times the shares were renewed since the DKG (0: the DKG's own shares).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl fmt::Debug for StoredKey {
@@ -78,6 +81,15 @@ pub struct KeyInfo {
 }
 
 impl StoredKey {
+    /// The participant whose share this is (the participant id matching the key package's
+    /// identifier).
+    pub fn holder(&self) -> Option<NodeId> {
+        self.participants.iter().copied().find(|&id| {
+            frost_ed25519::Identifier::try_from(id).ok().as_ref()
+                == Some(self.key_package.identifier())
+        })
+    }
+
     /// The public view of this key.
     pub fn info(&self) -> KeyInfo {
         let mut verifying_shares = BTreeMap::new();

@@ -449,6 +449,7 @@ impl DkgDriver {
                     signature: hex::encode(&c.signature),
                 })
                 .collect(),
+            epoch: 0,
         };
         if let Err(e) = ctx.persist(sid, key) {
             warn!(session = %sid, error = %e, "cannot store the new key");
