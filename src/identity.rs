@@ -1,5 +1,6 @@
-//! The node's libp2p identity: an Ed25519 keypair in `data_dir/identity.key` (mode 0600),
-//! sealed with the key store's passphrase when one is configured.
+//! The node's libp2p identity: an Ed25519 keypair in `data_dir/identity.key` (mode 0600: a
+//! file others can read is refused), sealed with the key store's passphrase when one is
+//! configured.
 //!
 //! The PeerId derived from it is what peers list in their configs, so it must survive restarts.
 
@@ -32,6 +33,9 @@ pub enum IdentityError {
     /// The file is sealed and no passphrase is configured.
     #[error("identity file {0} is sealed: configure [keystore] passphrase_env or passphrase_file")]
     PassphraseRequired(PathBuf),
+    /// The file can be read by others than its owner.
+    #[error("identity file {0}")]
+    Exposed(String),
     /// The passphrase does not open the sealed file (or the file was tampered with).
     #[error("identity file {0} does not open with the configured passphrase (wrong passphrase, or the file was altered)")]
     WrongPassphrase(PathBuf),
@@ -40,7 +44,8 @@ pub enum IdentityError {
 /// Associated data binding a sealed identity to its purpose.
 const SEAL_AAD: &[u8] = b"frostnode/identity/v1";
 
-/// Loads the identity from a key file. A sealed file needs `passphrase`; a file in clear is
+/// Loads the node's identity from a key file; a file others can read is refused
+/// ([`securefile::exposed`]). A sealed file needs `passphrase`; a file in clear is
 /// sealed in place when a passphrase is given (if the file cannot be rewritten, say a
 /// read-only mount, it is used as it is and the returned flag says so).
 pub fn load_file_sealed(
@@ -51,6 +56,9 @@ pub fn load_file_sealed(
         path: path.to_path_buf(),
         source,
     };
+    if let Some(problem) = securefile::exposed(path) {
+        return Err(IdentityError::Exposed(problem));
+    }
     let bytes = match std::fs::read(path) {
         Ok(b) => zeroize::Zeroizing::new(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -47,7 +47,8 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
         peer_ids.push(key.public().to_peer_id());
         if layout.docker {
             // Bind-mounted into a container that runs as another user: readable by the group
-            // the compose file adds to the container (FROSTNODE_GID), never by everyone.
+            // the compose file adds to the container (FROSTNODE_GID), never by everyone. The
+            // node accepts that only from a file owned by root.
             make_group_readable(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
     }
@@ -70,7 +71,7 @@ pub fn write_cluster_config(layout: &ClusterLayout, out: &Path) -> Result<Vec<Pe
             let _ = writeln!(
                 file,
                 "# For docker-compose: node{k}/identity.key is mounted at /etc/frostnode/identity.key\n\
-                 # (mode 0640: run compose with FROSTNODE_GID=$(id -g) so the container can read it)."
+                 # (mode 0640, owned by root: run compose with FROSTNODE_GID set to its group)."
             );
         }
         file.push_str(&text);
@@ -93,6 +94,20 @@ fn make_group_readable(dir: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn make_group_readable(_: &Path) -> std::io::Result<()> {
     Ok(())
+}
+
+/// Whether `path` is owned by root (a group-readable identity is accepted only then).
+pub fn owned_by_root(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).is_ok_and(|m| m.uid() == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        true
+    }
 }
 
 fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig {

@@ -334,6 +334,15 @@ async fn dispatch(command: Command) -> Result<(), String> {
                 println!(
                     "identities are readable by their group only: start compose with FROSTNODE_GID=$(id -g)"
                 );
+                if !localnet::owned_by_root(
+                    &out.join("node1").join(frostnode::identity::IDENTITY_FILE),
+                ) {
+                    println!(
+                        "a node reads a group-readable identity only from a file owned by root: \
+                         sudo chown root {}/node*/identity.key",
+                        out.display()
+                    );
+                }
             }
             Ok(())
         }

@@ -1,7 +1,7 @@
 //! Crash-safe, private file writes: temp file (mode 0600) → fsync → rename → fsync directory.
 //!
 //! A reader sees either the old file or the new one, never a torn mix, whatever moment the
-//! process dies at.
+//! process dies at. [`exposed`] tells whether a secret file others could read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -118,6 +118,41 @@ pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// Whether the secret file at `path` is exposed beyond the node: `Some` with a message saying
+/// how to fix it, `None` when it is private (or cannot be inspected: reading it then reports
+/// the real error).
+///
+/// Private means mode 0600 or stricter. One exception, as PostgreSQL makes for its key files:
+/// a file owned by root may also be readable (not writable) by its group, mode 0640 or
+/// stricter. That is how a secret is handed to a service that does not run as root (a
+/// Kubernetes secret volume with `fsGroup`, the compose cluster's identities); only root could
+/// have made it so.
+pub fn exposed(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let mode = meta.mode() & 0o777;
+        let shared_by_root = meta.uid() == 0 && mode & 0o037 == 0;
+        if mode & 0o077 != 0 && !shared_by_root {
+            let who = if mode & 0o007 != 0 {
+                "others"
+            } else {
+                "its group"
+            };
+            return Some(format!(
+                "{} is readable by {who} (mode {mode:o}, owner uid {}): chmod 600 it (a file \
+                 shared with the node through its group must be owned by root, mode 0640 at most)",
+                path.display(),
+                meta.uid()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +173,34 @@ mod tests {
         fs::write(dir.path().join("b.json.12.tmp"), b"torn").unwrap();
         assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_must_be_private_or_shared_by_root_with_a_group_only() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, b"x").unwrap();
+        let set = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+        for mode in [0o600, 0o400] {
+            set(mode).unwrap();
+            assert_eq!(exposed(&path), None, "{mode:o}");
+        }
+        for mode in [0o644, 0o604, 0o606, 0o660, 0o620, 0o650] {
+            set(mode).unwrap();
+            let problem = exposed(&path).unwrap_or_else(|| panic!("{mode:o} accepted"));
+            assert!(problem.contains("chmod 600"), "{problem}");
+        }
+        // Group-readable: accepted only from a file owned by root.
+        set(0o640).unwrap();
+        let root = std::fs::metadata(&path).unwrap().uid() == 0;
+        assert_eq!(exposed(&path).is_none(), root);
+        if root {
+            std::os::unix::fs::chown(&path, Some(12345), None).unwrap();
+            let problem = exposed(&path).expect("0640 owned by another user");
+            assert!(problem.contains("readable by its group"), "{problem}");
+        }
+        assert_eq!(exposed(&dir.path().join("absent")), None);
     }
 }

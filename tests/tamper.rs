@@ -230,6 +230,28 @@ async fn a_store_in_clear_refuses_altered_certificates_and_other_nodes_shares() 
     assert!(reason.contains("differ only in case"), "{reason}");
     restore(&node1, &before);
 
+    // The identity file readable by others, or by a group of a file root does not own:
+    // refused, whatever it holds.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let identity = node1.join("identity.key");
+    let mode = |m| std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(m));
+    let owner = std::fs::metadata(&identity).unwrap().uid();
+    for m in [0o644, 0o604, 0o660] {
+        mode(m).unwrap();
+        let reason = refuses(&c, false);
+        assert!(reason.contains("identity.key is readable by"), "{reason}");
+        assert!(reason.contains("chmod 600"), "{reason}");
+    }
+    if owner == 0 {
+        std::os::unix::fs::chown(&identity, Some(12345), None).unwrap();
+    }
+    mode(0o640).unwrap();
+    let reason = refuses(&c, false);
+    assert!(reason.contains("readable by its group"), "{reason}");
+    std::os::unix::fs::chown(&identity, Some(owner), None).unwrap();
+    mode(0o600).unwrap();
+    assert_eq!(snapshot(&node1), before);
+
     let store = KeyStore::open(&node1).unwrap();
     assert!(store.get("k").is_some());
 }

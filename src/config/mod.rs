@@ -393,22 +393,8 @@ impl Config {
                 )
             })?,
             PassphraseSource::File(path) => {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = std::fs::metadata(path)
-                        .map(|m| m.permissions().mode())
-                        .unwrap_or(0);
-                    if mode & 0o077 != 0 {
-                        return Err(field_err(
-                            "keystore.passphrase_file",
-                            format!(
-                                "{} is readable by group or others (mode {:o}): chmod 600 it",
-                                path.display(),
-                                mode & 0o777
-                            ),
-                        ));
-                    }
+                if let Some(problem) = crate::securefile::exposed(path) {
+                    return Err(field_err("keystore.passphrase_file", problem));
                 }
                 std::fs::read_to_string(path).map_err(|e| {
                     field_err(
