@@ -155,6 +155,7 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
         clients: Vec::new(),
         api: Default::default(),
         policy: None,
+        limits: Default::default(),
     }
 }
 
@@ -178,6 +179,7 @@ pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::
         api_max_in_flight: crate::config::DEFAULT_MAX_IN_FLIGHT,
         api_read_token: None,
         policy: None,
+        peer_requests_per_second: crate::config::DEFAULT_PEER_REQUESTS_PER_SECOND,
         seal_plaintext_keys: false,
     }
 }

@@ -15,7 +15,8 @@ use crate::wire::NodeId;
 mod raw;
 
 pub use raw::{
-    RawApi, RawClient, RawConfig, RawKeystore, RawPeer, RawTimeouts, DEFAULT_MAX_IN_FLIGHT,
+    RawApi, RawClient, RawConfig, RawKeystore, RawLimits, RawPeer, RawTimeouts,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_REQUESTS_PER_SECOND,
 };
 
 /// Default maximum size of one network message.
@@ -189,6 +190,8 @@ pub struct Config {
     pub api_read_token: Option<String>,
     /// The operator's policy command, asked about every signing request.
     pub policy: Option<crate::policy::PolicyCommand>,
+    /// Requests per second one listed peer may send (`[limits] peer_requests_per_second`).
+    pub peer_requests_per_second: u32,
     /// Seal key files found in clear in a store with a passphrase, once (`run
     /// --seal-plaintext-keys`; not a file setting).
     pub seal_plaintext_keys: bool,
@@ -318,6 +321,12 @@ impl Config {
         if raw.api.max_in_flight == 0 {
             return Err(field_err("api.max_in_flight", "must be positive"));
         }
+        if !(1..=1_000_000).contains(&raw.limits.peer_requests_per_second) {
+            return Err(field_err(
+                "limits.peer_requests_per_second",
+                "must be between 1 and 1000000",
+            ));
+        }
         if let Some(bad) = raw
             .api
             .allowed_hosts
@@ -363,6 +372,7 @@ impl Config {
             api_max_in_flight: raw.api.max_in_flight,
             api_read_token: raw.api.read_token,
             policy,
+            peer_requests_per_second: raw.limits.peer_requests_per_second,
             seal_plaintext_keys: false,
         })
     }

@@ -47,6 +47,41 @@ pub struct RawConfig {
     /// The operator's signing policy command, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::policy::RawPolicy>,
+    /// What one peer may ask of this node.
+    #[serde(default, skip_serializing_if = "RawLimits::is_default")]
+    pub limits: RawLimits,
+}
+
+/// Default requests per second one listed peer may send (sustained; bursts of twice as many).
+pub const DEFAULT_PEER_REQUESTS_PER_SECOND: u32 = 5_000;
+
+/// `[limits]` section: what one peer may ask of this node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Requests per second one listed peer may send, sustained (a burst may be twice as many);
+    /// the excess is refused unread. A signer serves a coordinator about two requests per
+    /// signature, so the default leaves room for over 2,000 signatures a second per peer.
+    #[serde(default = "default_peer_requests_per_second")]
+    pub peer_requests_per_second: u32,
+}
+
+fn default_peer_requests_per_second() -> u32 {
+    DEFAULT_PEER_REQUESTS_PER_SECOND
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            peer_requests_per_second: DEFAULT_PEER_REQUESTS_PER_SECOND,
+        }
+    }
+}
+
+impl RawLimits {
+    fn is_default(&self) -> bool {
+        *self == RawLimits::default()
+    }
 }
 
 /// A `[[clients]]` entry: an application or operator key and what it may ask of this node.

@@ -159,7 +159,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
                 .unwrap_or_default(),
         ),
         auth: crate::auth::Authorizer::new(parts.config.clients.clone()),
-        limits: ratelimit::PeerLimits::default(),
+        limits: ratelimit::PeerLimits::new(parts.config.peer_requests_per_second),
         policy: policy::PolicyGate::new(
             parts
                 .config

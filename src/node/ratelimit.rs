@@ -7,10 +7,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-/// Requests one peer may send per second, sustained.
-pub const REQUESTS_PER_SECOND: f64 = 5_000.0;
-/// Requests one peer may send in a burst.
-pub const REQUEST_BURST: f64 = 10_000.0;
+/// A burst may hold this many seconds' worth of requests.
+pub const BURST_SECONDS: f64 = 2.0;
 /// Warnings logged about one peer per window.
 pub const LOG_LINES_PER_WINDOW: u32 = 10;
 /// The logging window.
@@ -30,12 +28,21 @@ struct Window {
 }
 
 /// The limiters of one node: by PeerId before a message is authenticated, by node id after.
-#[derive(Default)]
 pub struct PeerLimits {
     /// By connection peer.
     pub peers: Limiter<libp2p::PeerId>,
     /// By authenticated node id.
     pub nodes: Limiter<crate::wire::NodeId>,
+}
+
+impl PeerLimits {
+    /// Limiters that admit `per_second` requests per peer, sustained.
+    pub fn new(per_second: u32) -> Self {
+        PeerLimits {
+            peers: Limiter::new(per_second),
+            nodes: Limiter::new(per_second),
+        }
+    }
 }
 
 /// What to do with a warning about a peer.
@@ -51,31 +58,36 @@ pub enum LogVerdict {
 
 /// Request buckets and log windows, by peer.
 pub struct Limiter<K> {
+    rate: f64,
+    burst: f64,
     buckets: HashMap<K, Bucket>,
     windows: HashMap<K, Window>,
 }
 
-impl<K> Default for Limiter<K> {
-    fn default() -> Self {
+impl<K: Hash + Eq + Clone> Limiter<K> {
+    /// A limiter that admits `per_second` requests per peer, sustained, and bursts of
+    /// [`BURST_SECONDS`] times as many.
+    pub fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second.max(1));
         Limiter {
+            rate,
+            burst: rate * BURST_SECONDS,
             buckets: HashMap::new(),
             windows: HashMap::new(),
         }
     }
-}
 
-impl<K: Hash + Eq + Clone> Limiter<K> {
     /// Whether `peer` may have one more request served at `now`.
     pub fn admit(&mut self, peer: &K, now: Instant) -> bool {
         if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(peer) {
             self.buckets.clear();
         }
         let bucket = self.buckets.entry(peer.clone()).or_insert(Bucket {
-            tokens: REQUEST_BURST,
+            tokens: self.burst,
             at: now,
         });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * REQUESTS_PER_SECOND).min(REQUEST_BURST);
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
         bucket.at = bucket.at.max(now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -140,20 +152,20 @@ mod tests {
 
     #[test]
     fn requests_beyond_the_burst_wait_for_the_rate() {
-        let mut l = Limiter::<u16>::default();
+        let mut l = Limiter::<u16>::new(5_000);
         let t = Instant::now();
         let admitted = (0..20_000).filter(|_| l.admit(&1, t)).count();
-        assert_eq!(admitted as f64, REQUEST_BURST);
+        assert_eq!(admitted as f64, 5_000.0 * BURST_SECONDS);
         assert!(l.admit(&2, t), "other peers have their own bucket");
         assert!(!l.admit(&1, t));
         let later = t + Duration::from_millis(100);
         let refill = (0..20_000).filter(|_| l.admit(&1, later)).count();
-        assert_eq!(refill, (REQUESTS_PER_SECOND / 10.0) as usize);
+        assert_eq!(refill, 500);
     }
 
     #[test]
     fn warnings_are_bounded_per_window_and_the_rest_counted() {
-        let mut l = Limiter::<u16>::default();
+        let mut l = Limiter::<u16>::new(5_000);
         let t = Instant::now();
         let logged = (0..1000)
             .filter(|_| l.log(&7, t) != LogVerdict::Suppress)
