@@ -32,6 +32,8 @@ struct Bus {
     session: SessionId,
     /// Every node's contribution to the round id, in participant order.
     contributions: Vec<(NodeId, [u8; 32])>,
+    /// Every node's identity key (a test may sign as one of them).
+    keys: BTreeMap<NodeId, Keypair>,
     nodes: BTreeMap<NodeId, DkgSession>,
     queue: VecDeque<(NodeId, NodeId, SessionId, Body)>,
     /// Round messages that reached a node before its `DkgBegin`.
@@ -97,6 +99,7 @@ impl Bus {
         Bus {
             session,
             contributions,
+            keys,
             nodes,
             queue: VecDeque::new(),
             early: Vec::new(),
@@ -554,6 +557,61 @@ fn a_round1_package_replayed_from_an_earlier_session_blames_no_one() {
             "{rejection:?}"
         );
     }
+}
+
+/// A participant that signs a confirmation of another result (and never of ours) is named at
+/// the deadline for what it signed, not merely as missing.
+#[test]
+fn a_signed_confirmation_of_another_result_names_its_signer() {
+    let mut bus = Bus::new(3, 2);
+    // Node 1 gets nothing from node 3 but what the test sends below.
+    bus.filter = Box::new(|from, to, body| match body {
+        Body::DkgConfirm(_) if from == 3 && to == 1 => Action::Drop,
+        Body::DkgCertificate(_) if to == 1 => Action::Drop,
+        _ => Action::Deliver,
+    });
+    bus.run();
+    assert!(bus.nodes[&1].is_confirmed() && !bus.nodes[&1].is_finished());
+    let round = bus.nodes[&1].round_id().unwrap();
+    let signer = NodeKeys::new(bus.keys[&3].clone(), BTreeMap::new());
+    let mut other = frostnode::wire::Confirmation {
+        transcript: [1; 32],
+        group_public_key: [2; 32],
+        public_key_package_hash: [3; 32],
+        signature: vec![],
+    };
+    other.signature = frostnode::dkg::ConfirmationKeys::sign(
+        &signer,
+        &frostnode::dkg::confirmation_message(&round, &other),
+    )
+    .unwrap();
+    let rng = &mut StdRng::seed_from_u64(3);
+    let env = Envelope::new(round, 3, Body::DkgConfirm(other));
+    assert!(bus
+        .nodes
+        .get_mut(&1)
+        .unwrap()
+        .handle(env, rng)
+        .unwrap()
+        .is_empty());
+    bus.expire();
+    match &bus.outcomes[&1] {
+        Err(DkgError::ConfirmationMismatch { culprits }) => assert_eq!(culprits, &vec![3]),
+        other => panic!("expected node 3 named, got {:?}", other.as_ref().err()),
+    }
+    // Without the forged confirmation the same silence is a timeout naming no culprit.
+    let mut quiet = Bus::new(3, 2);
+    quiet.filter = Box::new(|from, to, body| match body {
+        Body::DkgConfirm(_) if from == 3 && to == 1 => Action::Drop,
+        Body::DkgCertificate(_) if to == 1 => Action::Drop,
+        _ => Action::Deliver,
+    });
+    quiet.run();
+    quiet.expire();
+    assert!(matches!(
+        &quiet.outcomes[&1],
+        Err(DkgError::Timeout { missing, .. }) if missing == &vec![3]
+    ));
 }
 
 #[test]

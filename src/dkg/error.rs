@@ -57,7 +57,8 @@ pub enum DkgError {
         /// Sender.
         culprit: NodeId,
     },
-    /// Participants confirmed a different result than ours.
+    /// Participants signed a confirmation of another result than ours (their signature is the
+    /// evidence) and never confirmed ours before the deadline.
     #[error("nodes {culprits:?} confirmed a different group key or transcript")]
     ConfirmationMismatch {
         /// Those that disagree with us.

@@ -255,6 +255,7 @@ impl DkgSession {
                     }
                     None => {
                         self.confirmations.remove(&id);
+                        self.disagreeing.insert(id);
                     }
                 }
             }

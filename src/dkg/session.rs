@@ -1,7 +1,7 @@
 //! One participant's [`DkgSession`]: its state, construction, message intake and aborts. The
 //! protocol steps that run once a phase's inputs are complete are in `rounds.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +42,9 @@ pub struct DkgSession {
     pub(super) own_confirmation: Option<Confirmation>,
     /// The latest certificate received whose every signature verified (own entry excluded).
     pub(super) certificate: Option<BTreeMap<NodeId, Confirmation>>,
+    /// Participants whose validly signed confirmation is of another result than ours, and who
+    /// have not (yet) confirmed ours: their own signature is the evidence against them.
+    pub(super) disagreeing: BTreeSet<NodeId>,
     pub(super) result: Option<(KeyPackage, PublicKeyPackage)>,
 }
 
@@ -104,6 +107,7 @@ impl DkgSession {
             confirmations: BTreeMap::new(),
             own_confirmation: None,
             certificate: None,
+            disagreeing: BTreeSet::new(),
             result: None,
         })
     }
@@ -292,7 +296,19 @@ impl DkgSession {
         } else {
             None
         };
-        let effects = self.fail(DkgError::Timeout { phase, missing }, true);
+        // A participant that signed a confirmation of another result is named for it, not
+        // merely as missing.
+        let culprits: Vec<NodeId> = missing
+            .iter()
+            .copied()
+            .filter(|id| self.disagreeing.contains(id))
+            .collect();
+        let error = if culprits.is_empty() {
+            DkgError::Timeout { phase, missing }
+        } else {
+            DkgError::ConfirmationMismatch { culprits }
+        };
+        let effects = self.fail(error, true);
         self.result = kept;
         effects
     }
