@@ -9,12 +9,18 @@ use crate::wire::{Envelope, SessionId};
 
 /// How long ended sessions are remembered, so late messages for them are dropped quietly.
 pub const FINISHED_MEMORY: Duration = Duration::from_secs(600);
+/// Most ended session ids remembered (the oldest go first): a peer that starts and ends
+/// sessions as fast as it can does not grow this memory without bound. Forgetting early is
+/// harmless: a late message is then logged as for an unknown session, and a setup id reused
+/// gets a fresh round id anyway.
+pub const MAX_FINISHED: usize = 16_384;
 /// Most early round messages kept in all.
 pub const MAX_EARLY: usize = 1024;
 /// Most early round messages kept from one sender.
 pub const MAX_EARLY_PER_PEER: usize = 16;
 
-/// Ended sessions, oldest first, forgotten after [`FINISHED_MEMORY`].
+/// Ended sessions, oldest first, forgotten after [`FINISHED_MEMORY`] or when more than
+/// [`MAX_FINISHED`] are remembered.
 #[derive(Default)]
 pub struct Finished {
     order: VecDeque<(Instant, SessionId)>,
@@ -27,6 +33,11 @@ impl Finished {
     pub fn insert(&mut self, now: Instant, sid: SessionId) {
         if self.set.insert(sid) {
             self.order.push_back((now + FINISHED_MEMORY, sid));
+        }
+        while self.order.len() > MAX_FINISHED {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
         }
     }
 
@@ -124,6 +135,21 @@ mod tests {
         assert!(early.keep(t0 + expiry, expiry, round1(3, 4)));
         assert!(early.take(SessionId([2; 32])).is_empty());
         assert_eq!(early.take(SessionId([3; 32])).len(), 1);
+    }
+
+    #[test]
+    fn finished_sessions_are_forgotten_by_age_and_by_count() {
+        let mut f = Finished::default();
+        let t0 = Instant::now();
+        for i in 0..(MAX_FINISHED + 10) as u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            f.insert(t0, SessionId(id));
+        }
+        assert_eq!(f.set.len(), MAX_FINISHED);
+        assert!(!f.set.contains(&SessionId([0; 32])), "the oldest went first");
+        f.prune(t0 + FINISHED_MEMORY);
+        assert!(f.set.is_empty() && f.next_expiry().is_none());
     }
 
     proptest! {
