@@ -147,7 +147,10 @@ mod tests {
             f.insert(t0, SessionId(id));
         }
         assert_eq!(f.set.len(), MAX_FINISHED);
-        assert!(!f.set.contains(&SessionId([0; 32])), "the oldest went first");
+        assert!(
+            !f.set.contains(&SessionId([0; 32])),
+            "the oldest went first"
+        );
         f.prune(t0 + FINISHED_MEMORY);
         assert!(f.set.is_empty() && f.next_expiry().is_none());
     }

@@ -1,6 +1,7 @@
 //! The DKG driver: owns every DKG session this node takes part in, the DKGs it initiated
 //! ([`Initiations`]) and the memory of ended sessions. It admits sessions (as initiator and as
-//! participant, through one check), feeds them messages, carries out their effects through the
+//! participant, through one check), routes messages to them by setup id or round id (holding
+//! round messages that arrive before their `DkgBegin`), carries out their effects through the
 //! outbox, has confirmed keys written off the node task, and reports each session's end to its
 //! initiator.
 
@@ -203,7 +204,8 @@ impl DkgDriver {
 
     // ----- Participant -------------------------------------------------------------------
 
-    /// Another node asks this one to join a DKG; the answer is `Ack` or a refusal.
+    /// Another node asks this one to join a DKG; the answer is `DkgJoin` (with this node's
+    /// contribution to the round id) or a refusal.
     pub fn on_dkg_start(
         &mut self,
         ctx: &mut Ctx<'_>,
