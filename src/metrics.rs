@@ -35,6 +35,13 @@ pub struct DroppedLabels {
     pub kind: String,
 }
 
+/// Labels of the DKG pull counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullLabels {
+    /// The step whose message was asked for (`begin`, `round1`, `round2`, `echo`, `confirm`).
+    pub step: String,
+}
+
 /// Counter of network events dropped because the node's queue was full.
 pub type DroppedEvents = Family<DroppedLabels, Counter>;
 
@@ -49,6 +56,7 @@ pub struct Metrics {
     culprits: Family<CulpritLabels, Counter>,
     dropped: DroppedEvents,
     policy: Family<OutcomeLabels, Counter>,
+    pulls: Family<PullLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -78,6 +86,7 @@ impl Metrics {
             culprits: Family::default(),
             dropped: Family::default(),
             policy: Family::default(),
+            pulls: Family::default(),
         };
         registry.register(
             "dkg_sessions",
@@ -119,7 +128,20 @@ impl Metrics {
             "Verdicts of the operator's policy command on signing requests, by outcome",
             m.policy.clone(),
         );
+        registry.register(
+            "dkg_pulls",
+            "DKG messages this node asked their sender for directly because the broadcast (or \
+             share) had not arrived in time, by step",
+            m.pulls.clone(),
+        );
         m
+    }
+
+    /// This node asked a participant for its message of `step`.
+    pub fn dkg_pull(&self, step: &str) {
+        self.pulls
+            .get_or_create(&PullLabels { step: step.into() })
+            .inc();
     }
 
     /// The policy command approved (`true`) or refused a request.

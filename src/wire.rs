@@ -15,7 +15,8 @@ use zeroize::Zeroize;
 /// Version 3: client tokens travel with key generation and signing requests.
 /// Version 4: DKG certificates.
 /// Version 5: every DKG participant contributes to the id its round messages travel under
-/// ([`Body::DkgJoin`], [`Body::DkgBegin`]).
+/// ([`Body::DkgJoin`], [`Body::DkgBegin`]); a participant missing a message asks its sender
+/// ([`Body::DkgPull`]).
 pub const WIRE_VERSION: u8 = 5;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
@@ -348,6 +349,41 @@ pub enum Body {
         /// 32 random bytes drawn for this session.
         contribution: [u8; 32],
     },
+    /// RPC, participant → participant: send me your message of this step again (a broadcast
+    /// that did not arrive, or a round-2 share). The answer is that message, exactly as it
+    /// would have arrived, and is checked like it; or `Refused` when there is none yet.
+    DkgPull {
+        /// Which message.
+        want: DkgStep,
+    },
+}
+
+/// A DKG step whose message a participant can ask its sender for ([`Body::DkgPull`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DkgStep {
+    /// The initiator's `DkgBegin` (asked under the setup id).
+    Begin,
+    /// The sender's round-1 package.
+    Round1,
+    /// The sender's round-2 package for the asker.
+    Round2,
+    /// The sender's echo.
+    Echo,
+    /// The sender's confirmation.
+    Confirm,
+}
+
+impl DkgStep {
+    /// Short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkgStep::Begin => "begin",
+            DkgStep::Round1 => "round1",
+            DkgStep::Round2 => "round2",
+            DkgStep::Echo => "echo",
+            DkgStep::Confirm => "confirm",
+        }
+    }
 }
 
 impl Body {
@@ -381,6 +417,7 @@ impl Body {
             Body::Refused { .. } => "Refused",
             Body::DkgCertificate(_) => "DkgCertificate",
             Body::DkgJoin { .. } => "DkgJoin",
+            Body::DkgPull { .. } => "DkgPull",
         }
     }
 }

@@ -179,6 +179,11 @@ impl Bus {
             };
             self.enqueue(1, id, begin);
         }
+        self.run_queue();
+    }
+
+    /// Delivers queued messages until none are left.
+    fn run_queue(&mut self) {
         while !self.queue.is_empty() {
             let idx = match &mut self.shuffle {
                 Some(rng) => rng.gen_range(0..self.queue.len()),
@@ -828,4 +833,42 @@ fn a_certificate_after_the_deadline_still_completes_a_confirmed_node() {
     });
     let others = bus.outcomes[&2].as_ref().unwrap().group_public_key;
     assert_eq!(completed, Some(others), "the same key as the others");
+}
+
+/// A node that lost a sender's round-1 package asks for it (`pulls`), and the sender's answer
+/// (`pulled`) completes the DKG through the normal intake; nobody hands out another node's
+/// share or answers strangers.
+#[test]
+fn a_lost_message_is_pulled_from_its_sender() {
+    let mut bus = Bus::new(4, 3);
+    bus.filter = Box::new(|from, to, body| match body {
+        Body::DkgRound1 { .. } if from == 3 && to == 1 => Action::Drop,
+        _ => Action::Deliver,
+    });
+    bus.run();
+    assert!(bus.outcomes.is_empty(), "everyone waits for node 1");
+    assert_eq!(
+        bus.nodes[&1].pulls(),
+        vec![(3, frostnode::wire::DkgStep::Round1)]
+    );
+    let answer = bus.nodes[&3]
+        .pulled(frostnode::wire::DkgStep::Round1, 1)
+        .expect("node 3 has its package");
+    // Round-2 shares go to their recipient only; nothing goes to strangers or to oneself.
+    assert!(bus.nodes[&3]
+        .pulled(frostnode::wire::DkgStep::Round2, 9)
+        .is_none());
+    assert!(bus.nodes[&3]
+        .pulled(frostnode::wire::DkgStep::Round1, 3)
+        .is_none());
+    assert!(
+        bus.nodes[&2]
+            .pulled(frostnode::wire::DkgStep::Begin, 1)
+            .is_none(),
+        "only the initiator answers for DkgBegin"
+    );
+    bus.filter = Box::new(|_, _, _| Action::Deliver);
+    bus.enqueue(3, 1, answer);
+    bus.run_queue();
+    bus.assert_all_agree();
 }

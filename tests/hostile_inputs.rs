@@ -11,7 +11,8 @@ use frostnode::identity::NodeKeys;
 use frostnode::signing::coordinator::{Coordinator, SignParams};
 use frostnode::signing::participant::{Commit, ShareRef, Signer, Slot};
 use frostnode::wire::{
-    self, Body, Confirmation, DkgOutcome, DkgStart, Envelope, ErrorKind, SecretBytes, SessionId,
+    self, Body, Confirmation, DkgOutcome, DkgStart, DkgStep, Envelope, ErrorKind, SecretBytes,
+    SessionId,
 };
 use libp2p::identity::Keypair;
 use proptest::prelude::*;
@@ -26,6 +27,15 @@ fn arb_body() -> impl Strategy<Value = Body> {
             contributions: vec![(1, [7; 32]), (2, [8; 32])]
         }),
         Just(Body::Ack),
+        any::<[u8; 32]>().prop_map(|contribution| Body::DkgJoin { contribution }),
+        prop_oneof![
+            Just(DkgStep::Begin),
+            Just(DkgStep::Round1),
+            Just(DkgStep::Round2),
+            Just(DkgStep::Echo),
+            Just(DkgStep::Confirm)
+        ]
+        .prop_map(|want| Body::DkgPull { want }),
         arb_bytes().prop_map(|package| Body::DkgRound1 { package }),
         arb_bytes().prop_map(|p| Body::DkgRound2 {
             package: SecretBytes(p)
@@ -122,6 +132,45 @@ proptest! {
         }
         let _ = wire::decode(&bytes, 1 << 20);
         let _ = wire::decode(&bytes[..cut % (bytes.len() + 1)], 1 << 20);
+    }
+
+    /// Whatever a session went through, a pull is answered only for a participant other than
+    /// this node, and only with the kind of message asked for.
+    #[test]
+    fn pulls_are_answered_only_to_participants_with_what_was_asked(
+        msgs in prop::collection::vec((0u16..6, arb_body()), 0..16),
+        begin in any::<bool>(),
+        asks in prop::collection::vec((0u16..6, 0usize..5), 1..16),
+    ) {
+        let (mut s, session) = dkg_session(1);
+        let own = s.contribution(&mut rand::rngs::OsRng);
+        if begin {
+            let _ = s.begin(&[(1, own), (2, [2; 32]), (3, [3; 32])], &mut rand::rngs::OsRng);
+        }
+        for (from, body) in msgs {
+            let _ = s.handle(Envelope::new(s.wire_session(), from, body), &mut rand::rngs::OsRng);
+        }
+        let _ = session;
+        let steps = [DkgStep::Begin, DkgStep::Round1, DkgStep::Round2, DkgStep::Echo, DkgStep::Confirm];
+        for (asker, step) in asks {
+            let answer = s.pulled(steps[step], asker);
+            if asker == 1 || !(1..=3).contains(&asker) {
+                prop_assert!(answer.is_none());
+            }
+            let fits = match (&answer, steps[step]) {
+                (None, _) => true,
+                (Some(Body::DkgBegin { .. }), DkgStep::Begin)
+                | (Some(Body::DkgRound1 { .. }), DkgStep::Round1)
+                | (Some(Body::DkgRound2 { .. }), DkgStep::Round2)
+                | (Some(Body::DkgEcho { .. }), DkgStep::Echo)
+                | (Some(Body::DkgConfirm(_)), DkgStep::Confirm) => true,
+                _ => false,
+            };
+            prop_assert!(fits, "{:?} answered with {:?}", steps[step], answer);
+        }
+        for (peer, _) in s.pulls() {
+            prop_assert!(peer != 1 && (1..=3).contains(&peer));
+        }
     }
 
     #[test]

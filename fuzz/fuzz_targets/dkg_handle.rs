@@ -1,4 +1,4 @@
-//! Arbitrary decoded envelopes into a DKG session.
+//! Arbitrary decoded envelopes into a DKG session, and pulls asked of it.
 #![no_main]
 
 use std::sync::Arc;
@@ -46,6 +46,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(mut env) = frostnode::wire::decode(chunk, 1 << 20) {
             if len % 2 == 0 {
                 env.session = s.wire_session();
+            }
+            if let frostnode::wire::Body::DkgPull { want } = env.body {
+                // What the session would answer a participant that asks.
+                let _ = s.pulled(want, env.from);
+                let _ = s.pulls();
             }
             let _ = s.handle(env, &mut rand::rngs::OsRng);
         }

@@ -25,6 +25,7 @@
 
 mod error;
 mod phase;
+mod pulls;
 mod rounds;
 mod session;
 mod types;

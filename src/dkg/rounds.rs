@@ -93,18 +93,23 @@ impl DkgSession {
                 continue;
             };
             match package.serialize() {
-                Ok(bytes) => effects.push(Effect::Send {
-                    to,
-                    body: Body::DkgRound2 {
-                        package: SecretBytes(bytes),
-                    },
-                }),
+                Ok(bytes) => {
+                    let package = SecretBytes(bytes);
+                    self.sent_round2.insert(to, package.clone());
+                    effects.push(Effect::Send {
+                        to,
+                        body: Body::DkgRound2 { package },
+                    })
+                }
                 Err(e) => return self.fail(DkgError::Frost(e.to_string()), true),
             }
         }
         self.round2_secret = Some(secret2);
+        let echo: Vec<(NodeId, [u8; 32])> =
+            self.round1_hashes.iter().map(|(&k, &v)| (k, v)).collect();
+        self.own_echo = Some(echo.clone());
         effects.push(Effect::Broadcast(Body::DkgEcho {
-            round1_hashes: self.round1_hashes.iter().map(|(&k, &v)| (k, v)).collect(),
+            round1_hashes: echo,
         }));
         self.phase = Phase::Round2;
         effects
@@ -269,6 +274,7 @@ impl DkgSession {
         let mut confirmations = self.confirmations.clone();
         confirmations.insert(self.me, own.clone());
         self.phase = Phase::Done;
+        self.sent_round2.clear();
         let certificate = confirmations
             .iter()
             .map(|(&id, c)| (id, c.clone()))

@@ -29,6 +29,13 @@ pub struct DkgSession {
     pub(super) contribution: Option<[u8; 32]>,
     /// The id every round message travels under, fixed by `DkgBegin`.
     pub(super) round: Option<SessionId>,
+    /// The contributions that fixed the round id (the initiator answers pulls of `DkgBegin`).
+    pub(super) contributions: Vec<(NodeId, [u8; 32])>,
+    /// What this node broadcast or sent, kept to answer pulls: its round-1 package, its
+    /// round-2 package for each recipient (secret: dropped when the session ends) and its echo.
+    pub(super) own_round1: Option<Vec<u8>>,
+    pub(super) sent_round2: BTreeMap<NodeId, SecretBytes>,
+    pub(super) own_echo: Option<Vec<(NodeId, [u8; 32])>>,
     pub(super) round1_secret: Option<round1::SecretPackage>,
     pub(super) round2_secret: Option<round2::SecretPackage>,
     /// Raw round-1 bytes hash per participant, own included.
@@ -98,6 +105,10 @@ impl DkgSession {
             deadline,
             contribution: None,
             round: None,
+            contributions: Vec::new(),
+            own_round1: None,
+            sent_round2: BTreeMap::new(),
+            own_echo: None,
             round1_secret: None,
             round2_secret: None,
             round1_hashes: BTreeMap::new(),
@@ -196,6 +207,7 @@ impl DkgSession {
             )));
         }
         self.round = Some(round_id(&self.params, contributions));
+        self.contributions = contributions.to_vec();
         let n = self.params.participants.len() as u16;
         let ident = self.ident(self.me);
         let (secret, package) = match dkg::part1(ident, n, self.params.threshold, &mut *rng) {
@@ -209,6 +221,7 @@ impl DkgSession {
         self.round1_hashes.insert(self.me, sha256(&bytes));
         self.round1_secret = Some(secret);
         self.phase = Phase::Round1;
+        self.own_round1 = Some(bytes.clone());
         let mut effects = vec![Effect::Broadcast(Body::DkgRound1 { package: bytes })];
         effects.extend(self.progress());
         Ok(effects)
@@ -393,6 +406,7 @@ impl DkgSession {
         self.round1_secret = None;
         self.round2_secret = None;
         self.round2_raw.clear();
+        self.sent_round2.clear();
         self.result = None;
         let mut effects = Vec::new();
         if tell_others {

@@ -34,6 +34,10 @@ const REDIAL_MIN: Duration = Duration::from_millis(250);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
 /// Capacity of the command channel from the node's clients.
 const COMMAND_QUEUE: usize = 4096;
+/// Consecutive failed pings (5 s apart, 5 s timeout each) that close a connection: a peer that
+/// stopped answering is noticed in about 30 s, while one ping lost to a busy moment (a node
+/// deep in a large DKG's arithmetic) does not cut a healthy connection.
+const PING_FAILURES_TO_CLOSE: u32 = 3;
 /// Least time between two warnings about dropped events.
 const DROP_WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -57,6 +61,8 @@ pub struct EventLoop {
     redial: HashMap<PeerId, Redial>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
     pending_publish: VecDeque<(Vec<u8>, Instant)>,
+    /// Consecutive ping failures by connection.
+    ping_failures: HashMap<libp2p::swarm::ConnectionId, u32>,
     listen_addrs: Vec<Multiaddr>,
     metrics: Option<libp2p::metrics::Metrics>,
 }
@@ -131,6 +137,7 @@ impl EventLoop {
             redial,
             pending_requests: HashMap::new(),
             pending_publish: VecDeque::new(),
+            ping_failures: HashMap::new(),
             listen_addrs: Vec::new(),
             metrics: None,
         };
@@ -405,6 +412,9 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let SwarmEvent::ConnectionClosed { connection_id, .. } = &event {
+            self.ping_failures.remove(connection_id);
+        }
         if let Some(m) = &self.metrics {
             use libp2p::metrics::Recorder;
             m.record(&event);
@@ -464,12 +474,22 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc(ev),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ev)) => {
-                if let Err(e) = ev.result {
-                    tracing::info!(peer = %ev.peer, error = %e, "ping failed; closing connection");
-                    self.swarm.close_connection(ev.connection);
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ev)) => match ev.result {
+                Ok(_) => {
+                    self.ping_failures.remove(&ev.connection);
                 }
-            }
+                Err(e) => {
+                    let failures = self.ping_failures.entry(ev.connection).or_default();
+                    *failures += 1;
+                    if *failures >= PING_FAILURES_TO_CLOSE {
+                        tracing::info!(peer = %ev.peer, error = %e, failures = *failures, "pings failed; closing connection");
+                        self.ping_failures.remove(&ev.connection);
+                        self.swarm.close_connection(ev.connection);
+                    } else {
+                        tracing::debug!(peer = %ev.peer, error = %e, failures = *failures, "ping failed");
+                    }
+                }
+            },
             _ => {}
         }
     }

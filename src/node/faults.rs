@@ -25,6 +25,13 @@ pub struct DkgFaults {
     /// Shows this node's confirmation to these participants only (by request-response),
     /// withholding it from the others.
     pub confirm_only_to: Option<Vec<NodeId>>,
+    /// Shows this node's round-1 package to these participants only (by request-response;
+    /// empty: to nobody); the others must pull it.
+    pub round1_only_to: Option<Vec<NodeId>>,
+    /// Answers pulls of its round-1 package with another valid package than it broadcast.
+    pub equivocate_pulls: bool,
+    /// Drops this share (in percent) of the DKG broadcasts arriving at this node, at random.
+    pub drop_gossip_percent: u8,
 }
 
 /// What a node is told to do wrong.
@@ -109,6 +116,13 @@ impl Interceptor for Faults {
                     None => vec![Body::DkgRound2 { package }],
                 }
             }
+            Body::DkgRound1 { package } if s.dkg.equivocate_pulls && to.is_some() => {
+                // Only a pull's answer travels to one node.
+                let other = second_round1_package(self.me, &package);
+                vec![Body::DkgRound1 {
+                    package: other.unwrap_or(package),
+                }]
+            }
             Body::DkgRound1 { package } if s.dkg.equivocate_round1 => {
                 let other = second_round1_package(self.me, &package);
                 let mut out = vec![Body::DkgRound1 { package }];
@@ -130,10 +144,16 @@ impl Interceptor for Faults {
     fn narrow(&mut self, _session: SessionId, body: &Body) -> Option<Vec<NodeId>> {
         match body {
             Body::DkgConfirm(_) => self.lock().dkg.confirm_only_to.clone(),
+            Body::DkgRound1 { .. } => self.lock().dkg.round1_only_to.clone(),
             // Its certificate would give the withheld confirmation away.
             Body::DkgCertificate(_) => self.lock().dkg.confirm_only_to.as_ref().map(|_| Vec::new()),
             _ => None,
         }
+    }
+
+    fn drops_gossip(&mut self, _body: &Body) -> bool {
+        let percent = self.lock().dkg.drop_gossip_percent;
+        percent > 0 && rand::random::<u8>() % 100 < percent
     }
 
     fn inbound(&mut self, channel: ResponseChannel<Vec<u8>>) -> Option<ResponseChannel<Vec<u8>>> {

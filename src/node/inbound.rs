@@ -36,6 +36,7 @@ pub fn on_net(ctx: &mut Ctx<'_>, dkg: &mut DkgDriver, roles: &mut Roles<'_>, eve
                 // Valid messages are not relayed: every participant is directly connected to
                 // every other (checked before a session starts) and flood publishing reaches
                 // each of them directly, so a relay would only cost bandwidth and CPU.
+                Ok(env) if ctx.outbox.drops_gossip(&env.body) => MessageAcceptance::Ignore,
                 Ok(env) => match dkg.on_message(ctx, env) {
                     MessageAcceptance::Accept => MessageAcceptance::Ignore,
                     verdict => verdict,
@@ -116,6 +117,7 @@ fn on_request(
         }
         body @ Body::SignRequest { .. } => roles.signer.serve(ctx, sid, from, body),
         Body::DkgStart(start) => dkg.on_dkg_start(ctx, sid, from, start),
+        Body::DkgPull { want } => dkg.on_pull(ctx, sid, from, want),
         Body::DkgResult(outcome) => {
             dkg.on_report(ctx, sid, from, outcome);
             Body::Ack

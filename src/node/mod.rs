@@ -241,6 +241,9 @@ impl Node {
                 ReplyTag::DkgStart => {
                     dkg.on_start_reply(&mut ctx, reply.session, reply.from, reply.result)
                 }
+                ReplyTag::DkgPull => {
+                    dkg.on_pull_reply(&mut ctx, reply.session, reply.from, reply.result)
+                }
                 ReplyTag::Forward => {
                     let next =
                         roles

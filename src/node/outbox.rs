@@ -24,6 +24,8 @@ use crate::wire::{self, Body, Envelope, NodeId, SessionId};
 pub enum ReplyTag {
     /// A `DkgStart` this node sent as a DKG initiator.
     DkgStart,
+    /// A `DkgPull` for a message this node lacks.
+    DkgPull,
     /// A `SignForward` to an elected coordinator.
     Forward,
     /// A `CommitRequest` or `SignRequest` of a coordination.
@@ -58,6 +60,11 @@ pub trait Interceptor: Send {
     /// request-response, instead (a node that shows a message to some participants only).
     fn narrow(&mut self, _session: SessionId, _body: &Body) -> Option<Vec<NodeId>> {
         None
+    }
+
+    /// A broadcast that arrived: `true` drops it as if it never came (lossy delivery).
+    fn drops_gossip(&mut self, _body: &Body) -> bool {
+        false
     }
 }
 
@@ -245,6 +252,13 @@ impl Outbox {
     pub fn answer_self(&mut self, session: SessionId, body: Body) -> Option<Body> {
         let me = self.me;
         self.intercept(session, Some(me), body).into_iter().next()
+    }
+
+    /// Whether the interceptor drops this arriving broadcast (lossy delivery in tests).
+    pub fn drops_gossip(&mut self, body: &Body) -> bool {
+        self.interceptor
+            .as_mut()
+            .is_some_and(|i| i.drops_gossip(body))
     }
 
     /// Reports the verdict on a gossip message.

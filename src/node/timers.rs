@@ -14,6 +14,8 @@ use crate::wire::SessionId;
 pub enum Timer {
     /// A DKG session this node takes part in.
     Dkg(SessionId),
+    /// A DKG session's next look for messages to pull.
+    DkgPull(SessionId),
     /// A DKG this node started, waiting for every participant's result.
     Initiation(SessionId),
     /// A signing session this node coordinates.
@@ -51,6 +53,11 @@ impl Timers {
                 self.current.remove(&timer);
             }
         }
+    }
+
+    /// When `timer` fires, if it is set.
+    pub fn get(&self, timer: Timer) -> Option<Instant> {
+        self.current.get(&timer).copied()
     }
 
     fn is_live(&self, at: Instant, timer: &Timer) -> bool {

@@ -13,6 +13,7 @@ use libp2p::gossipsub::MessageAcceptance;
 use tracing::{debug, info, warn};
 
 mod memory;
+mod pulls;
 
 use memory::{Early, Finished, FINISHED_MEMORY};
 
@@ -39,6 +40,9 @@ const MAX_LATE: usize = 64;
 struct Run {
     session: Box<DkgSession>,
     started: Instant,
+    /// The session's phase, and since when (its messages are pulled when it lasts).
+    phase: crate::dkg::Phase,
+    phase_since: Instant,
 }
 
 /// Every DKG on this node.
@@ -55,6 +59,9 @@ pub struct DkgDriver {
     /// Round-1 packages (and aborts) that arrived before this node's `DkgBegin`: a participant
     /// that began first may broadcast before the initiator's `DkgBegin` reaches this node.
     early: Early,
+    /// Certificates of the sessions completed here lately, by round id: they answer a
+    /// participant that still asks for this node's confirmation.
+    completed: pulls::Completed,
 }
 
 impl DkgDriver {
@@ -68,6 +75,7 @@ impl DkgDriver {
             late: VecDeque::new(),
             rounds: HashMap::new(),
             early: Early::default(),
+            completed: pulls::Completed::default(),
         }
     }
 
@@ -92,12 +100,16 @@ impl DkgDriver {
         self.sessions.insert(
             sid,
             Run {
+                phase: session.phase(),
                 session: Box::new(session),
                 started: ctx.now,
+                phase_since: ctx.now,
             },
         );
         ctx.metrics.dkg_started();
         ctx.timers.set(Timer::Dkg(sid), Some(deadline));
+        let pull_at = ctx.now + pulls::pull_after(ctx.config.dkg_timeout);
+        ctx.timers.set(Timer::DkgPull(sid), Some(pull_at));
         Ok(contribution)
     }
 
@@ -382,6 +394,7 @@ impl DkgDriver {
                     self.apply(ctx, sid, effects);
                 }
             }
+            Timer::DkgPull(sid) => self.pull(ctx, sid),
             Timer::Initiation(sid) => self.initiations.on_timeout(sid, ctx.keystore),
             Timer::Finished => {
                 self.finished.prune(ctx.now);
@@ -403,7 +416,12 @@ impl DkgDriver {
             .map_or(sid, |r| r.session.wire_session());
         for effect in effects {
             match effect {
-                Effect::Broadcast(body) => ctx.outbox.broadcast(wire, body),
+                Effect::Broadcast(body) => {
+                    if let Body::DkgCertificate(list) = &body {
+                        self.completed.remember(wire, list.clone());
+                    }
+                    ctx.outbox.broadcast(wire, body)
+                }
                 Effect::Send { to, body } => ctx.outbox.send(wire, to, body),
                 Effect::Completed(out) => self.store(ctx, sid, *out),
                 Effect::Failed(err) => {
@@ -422,6 +440,7 @@ impl DkgDriver {
         }
         let deadline = self.sessions.get(&sid).and_then(|r| r.session.deadline());
         ctx.timers.set(Timer::Dkg(sid), deadline);
+        self.track_phase(ctx, sid);
     }
 
     /// Every participant confirmed: write the key (off the node task).
