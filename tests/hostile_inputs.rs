@@ -157,15 +157,15 @@ proptest! {
             if asker == 1 || !(1..=3).contains(&asker) {
                 prop_assert!(answer.is_none());
             }
-            let fits = match (&answer, steps[step]) {
-                (None, _) => true,
-                (Some(Body::DkgBegin { .. }), DkgStep::Begin)
-                | (Some(Body::DkgRound1 { .. }), DkgStep::Round1)
-                | (Some(Body::DkgRound2 { .. }), DkgStep::Round2)
-                | (Some(Body::DkgEcho { .. }), DkgStep::Echo)
-                | (Some(Body::DkgConfirm(_)), DkgStep::Confirm) => true,
-                _ => false,
-            };
+            let fits = matches!(
+                (&answer, steps[step]),
+                (None, _)
+                    | (Some(Body::DkgBegin { .. }), DkgStep::Begin)
+                    | (Some(Body::DkgRound1 { .. }), DkgStep::Round1)
+                    | (Some(Body::DkgRound2 { .. }), DkgStep::Round2)
+                    | (Some(Body::DkgEcho { .. }), DkgStep::Echo)
+                    | (Some(Body::DkgConfirm(_)), DkgStep::Confirm)
+            );
             prop_assert!(fits, "{:?} answered with {:?}", steps[step], answer);
         }
         for (peer, _) in s.pulls() {
