@@ -21,11 +21,18 @@ fn bench_dir(what: &str) -> PathBuf {
     dir
 }
 
+/// The DKG timeout of a benchmark cluster: at least 120 s, and 2 s per node beyond that, so
+/// that a slow or shared machine measures a large DKG instead of timing it out.
+fn bench_dkg_timeout(nodes: u16) -> Duration {
+    Duration::from_secs(120).max(Duration::from_secs(2) * u32::from(nodes))
+}
+
 async fn start(nodes: u16, dir: &std::path::Path) -> Result<LocalCluster, String> {
     raise_fd_limit();
     let started = Instant::now();
+    let dkg_timeout = bench_dkg_timeout(nodes);
     let cluster = LocalCluster::start_with(nodes, dir, |c| {
-        c.dkg_timeout = Duration::from_secs(120);
+        c.dkg_timeout = dkg_timeout;
         c.request_timeout = Duration::from_secs(60);
     })
     .await
@@ -39,6 +46,24 @@ async fn start(nodes: u16, dir: &std::path::Path) -> Result<LocalCluster, String
         started.elapsed().as_secs_f64() * 1e3
     );
     Ok(cluster)
+}
+
+/// Every node's `frostnode_dkg_pulls_total`, summed (from each node's `/metrics`).
+async fn pulls(cluster: &LocalCluster) -> u64 {
+    let http = reqwest::Client::new();
+    let mut total = 0.0;
+    for addr in cluster.api_addrs() {
+        let Ok(resp) = http.get(format!("http://{addr}/metrics")).send().await else {
+            continue;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("frostnode_dkg_pulls_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total as u64
 }
 
 fn ms(d: Duration) -> f64 {
@@ -57,6 +82,11 @@ pub async fn dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), 
     }
     let dir = bench_dir("dkg");
     let cluster = start(nodes, &dir).await?;
+    println!(
+        "DKG timeout {} s for {nodes} nodes (raised with n so that a slow machine measures rather than times out); missing messages are pulled after {} s",
+        bench_dkg_timeout(nodes).as_secs(),
+        crate::node::dkg::pull_after(bench_dkg_timeout(nodes)).as_secs_f64()
+    );
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs {
         let t0 = Instant::now();
@@ -76,10 +106,11 @@ pub async fn dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), 
     }
     times.sort();
     println!(
-        "dkg n={nodes}: median {:.2} ms, min {:.2} ms, max {:.2} ms over {runs} runs",
+        "dkg n={nodes}: median {:.2} ms, min {:.2} ms, max {:.2} ms over {runs} runs; {} messages pulled",
         ms(times[times.len() / 2]),
         ms(times[0]),
-        ms(times[times.len() - 1])
+        ms(times[times.len() - 1]),
+        pulls(&cluster).await
     );
     cluster.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

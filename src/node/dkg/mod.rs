@@ -16,6 +16,7 @@ mod memory;
 mod pulls;
 
 use memory::{Early, Finished, FINISHED_MEMORY};
+pub use pulls::pull_after;
 
 use super::checks;
 use super::context::{Ctx, Stored};

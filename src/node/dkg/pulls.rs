@@ -1,7 +1,7 @@
-//! Pulling what did not arrive: a DKG participant whose current phase has lasted a while asks
-//! each participant whose message it still lacks (the initiator's `DkgBegin`, a round-1
-//! package, a round-2 share, an echo, a confirmation) for it directly, by request-response,
-//! and keeps asking at that interval until the session ends. The answer goes through the
+//! Pulling what did not arrive: a DKG participant whose current phase has lasted an eighth of
+//! the DKG timeout (at most 10 s) asks each participant whose message it still lacks (the initiator's
+//! `DkgBegin`, a round-1 package, a round-2 share, an echo, a confirmation) for it directly, by
+//! request-response, and keeps asking at that interval until the session ends. The answer goes through the
 //! session exactly like the broadcast would have (a sender that answers with another package
 //! than it broadcast is caught by the echo round). A session that broadcast on gossip thus
 //! never depends on every gossip delivery arriving.
@@ -20,7 +20,11 @@ use crate::wire::{Body, Confirmation, DkgStep, Envelope, ErrorKind, NodeId, Sess
 const MAX_COMPLETED: usize = 64;
 
 /// How long a phase may last before its missing messages are pulled (and then the interval
-/// between pulls): an eighth of the DKG timeout, between 1 s and 10 s.
+/// between pulls): an eighth of the DKG timeout, between 1 s and 10 s. Every phase can be
+/// pulled several times before the deadline; a pull that comes too early (the sender is still
+/// computing) costs one refused request. At n = 100 on two cores, 10 s completed the DKG in
+/// 77 s and a sixth of its 200 s timeout (33 s) in 95 s: lost messages are better asked for
+/// soon.
 pub fn pull_after(dkg_timeout: Duration) -> Duration {
     (dkg_timeout / 8).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
