@@ -49,7 +49,7 @@ async fn start(nodes: u16, dir: &std::path::Path) -> Result<LocalCluster, String
 }
 
 /// Every node's `frostnode_dkg_pulls_total`, summed (from each node's `/metrics`).
-async fn pulls(cluster: &LocalCluster) -> u64 {
+pub async fn pulls(cluster: &LocalCluster) -> u64 {
     let http = reqwest::Client::new();
     let mut total = 0.0;
     for addr in cluster.api_addrs() {

@@ -11,21 +11,7 @@ use frostnode::node::{DkgFaults, NodeError};
 
 /// The pulls every node of `c` made, from its `/metrics`.
 async fn pulls(c: &Cluster) -> u64 {
-    let mut total = 0;
-    for addr in c.api_addrs() {
-        let text = reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        total += text
-            .lines()
-            .filter(|l| l.starts_with("frostnode_dkg_pulls_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64;
-    }
-    total
+    frostnode::bench::pulls(c).await
 }
 
 async fn assert_everyone_holds(c: &Cluster, key_id: &str, gpk: &str) {

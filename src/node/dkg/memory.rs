@@ -1,11 +1,12 @@
 //! What the DKG driver remembers outside its running sessions, each bounded: the ids of ended
 //! sessions (so late messages for them are dropped quietly) and the round messages that
-//! arrived before their session's `DkgBegin`.
+//! arrived before their session's `DkgBegin` (and which of those the driver keeps).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::wire::{Envelope, SessionId};
+use crate::node::context::Ctx;
+use crate::wire::{Body, Envelope, SessionId};
 
 /// How long ended sessions are remembered, so late messages for them are dropped quietly.
 pub const FINISHED_MEMORY: Duration = Duration::from_secs(600);
@@ -101,6 +102,24 @@ impl Early {
     /// Messages kept now.
     pub fn len(&self) -> usize {
         self.queue.len()
+    }
+}
+
+impl super::DkgDriver {
+    /// Keeps a round message that may belong to a session that has not begun here yet: a
+    /// round-1 package or an abort from a participant of such a session, within bounds.
+    pub(super) fn keep_early(&mut self, ctx: &mut Ctx<'_>, env: &Envelope) -> bool {
+        if !matches!(env.body, Body::DkgRound1 { .. } | Body::DkgAbort { .. }) {
+            return false;
+        }
+        let waiting = self.sessions.values().any(|r| {
+            r.session.round_id().is_none() && r.session.params().participants.contains(&env.from)
+        });
+        if !waiting {
+            return false;
+        }
+        self.early
+            .keep(ctx.now, ctx.config.dkg_timeout, env.clone())
     }
 }
 

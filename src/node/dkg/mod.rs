@@ -283,11 +283,7 @@ impl DkgDriver {
         {
             return self.on_late(ctx, at, env);
         }
-        let sid = if self.sessions.contains_key(&wire) {
-            wire
-        } else if let Some(&sid) = self.rounds.get(&wire) {
-            sid
-        } else {
+        let Some(sid) = self.running(wire) else {
             if self.finished.set.contains(&wire) {
                 debug!(session = %wire, peer = from, kind, "message for a finished session dropped");
             } else if self.keep_early(ctx, &env) {
@@ -327,6 +323,15 @@ impl DkgDriver {
         }
     }
 
+    /// The setup id of the running session that `wire` names, by its setup id or its round id.
+    fn running(&self, wire: SessionId) -> Option<SessionId> {
+        if self.sessions.contains_key(&wire) {
+            Some(wire)
+        } else {
+            self.rounds.get(&wire).copied()
+        }
+    }
+
     /// `sid` fixed its round id and ran round 1 (`effects`): route the round id to it and hand
     /// it the round messages that arrived first.
     fn begun(&mut self, ctx: &mut Ctx<'_>, sid: SessionId, effects: Vec<Effect>) {
@@ -342,22 +347,6 @@ impl DkgDriver {
         for env in self.early.take(round) {
             self.on_message(ctx, env);
         }
-    }
-
-    /// Keeps a round message that may belong to a session that has not begun here yet: a
-    /// round-1 package or an abort from a participant of such a session, within bounds.
-    fn keep_early(&mut self, ctx: &mut Ctx<'_>, env: &Envelope) -> bool {
-        if !matches!(env.body, Body::DkgRound1 { .. } | Body::DkgAbort { .. }) {
-            return false;
-        }
-        let waiting = self.sessions.values().any(|r| {
-            r.session.round_id().is_none() && r.session.params().participants.contains(&env.from)
-        });
-        if !waiting {
-            return false;
-        }
-        self.early
-            .keep(ctx.now, ctx.config.dkg_timeout, env.clone())
     }
 
     /// A participant's last connection closed: its DKG sessions cannot finish here; abort them

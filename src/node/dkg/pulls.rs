@@ -110,11 +110,7 @@ impl DkgDriver {
         want: DkgStep,
     ) -> Body {
         let not_here = |why: &str| Body::refused(ErrorKind::Unavailable, why.to_string());
-        let sid = if self.sessions.contains_key(&wire) {
-            wire
-        } else if let Some(&sid) = self.rounds.get(&wire) {
-            sid
-        } else {
+        let Some(sid) = self.running(wire) else {
             // Completed here: the certificate holds this node's confirmation (and everyone's).
             return match (want, self.completed.get(&wire)) {
                 (DkgStep::Confirm, Some(list)) => Body::DkgCertificate(list.clone()),
