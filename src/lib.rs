@@ -25,3 +25,4 @@ pub mod sealing;
 pub mod securefile;
 pub mod signing;
 pub mod wire;
+pub mod workers;

@@ -1,6 +1,7 @@
 //! Prometheus metrics (`GET /metrics`): protocol sessions by outcome, signing latency,
 //! connected peers, culprits caught, and libp2p's own swarm metrics.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,6 +43,13 @@ pub struct PullLabels {
     pub step: String,
 }
 
+/// Labels of the worker-pool time counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkLabels {
+    /// What ran (`decode`, `part2`, `part3`).
+    pub kind: String,
+}
+
 /// Counter of network events dropped because the node's queue was full.
 pub type DroppedEvents = Family<DroppedLabels, Counter>;
 
@@ -57,6 +65,8 @@ pub struct Metrics {
     dropped: DroppedEvents,
     policy: Family<OutcomeLabels, Counter>,
     pulls: Family<PullLabels, Counter>,
+    work_seconds: Family<WorkLabels, Counter<f64, AtomicU64>>,
+    work_pending: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +97,8 @@ impl Metrics {
             dropped: Family::default(),
             policy: Family::default(),
             pulls: Family::default(),
+            work_seconds: Family::default(),
+            work_pending: Gauge::default(),
         };
         registry.register(
             "dkg_sessions",
@@ -134,7 +146,30 @@ impl Metrics {
              share) had not arrived in time, by step",
             m.pulls.clone(),
         );
+        registry.register(
+            "work_seconds",
+            "Thread time this node's protocol arithmetic took on the worker pool, by kind \
+             (DKG: decode, part2, part3)",
+            m.work_seconds.clone(),
+        );
+        registry.register(
+            "work_pending",
+            "Jobs of this node waiting for or running on the worker pool",
+            m.work_pending.clone(),
+        );
         m
+    }
+
+    /// `delta` jobs joined (positive) or left (negative) the worker pool.
+    pub fn work_queued(&self, delta: i64) {
+        self.work_pending.inc_by(delta);
+    }
+
+    /// A job of `kind` took `seconds` on a worker thread.
+    pub fn work_done(&self, kind: &str, seconds: f64) {
+        self.work_seconds
+            .get_or_create(&WorkLabels { kind: kind.into() })
+            .inc_by(seconds);
     }
 
     /// This node asked a participant for its message of `step`.

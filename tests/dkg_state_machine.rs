@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frost_ed25519 as frost;
-use frostnode::dkg::{DkgError, DkgOutput, DkgParams, DkgSession, Effect, Rejection};
+use frostnode::dkg::{DkgError, DkgOutput, DkgParams, DkgSession, Effect, Rejection, Work};
 use frostnode::identity::NodeKeys;
 use frostnode::wire::{Body, Envelope, NodeId, SecretBytes, SessionId};
 use libp2p::identity::Keypair;
@@ -43,6 +43,11 @@ struct Bus {
     rejections: Vec<(NodeId, Rejection)>,
     filter: Filter,
     shuffle: Option<StdRng>,
+    /// Arithmetic handed out and not yet done (only while shuffling: otherwise it is done at
+    /// once), so that messages also arrive while `part2` or `part3` is out.
+    work: Vec<(NodeId, Work)>,
+    /// Arithmetic is handed out and kept, never done (until the test does it).
+    hold_work: bool,
     /// The nodes' protocol randomness: seeded, so every run of a test is the same run.
     rng: StdRng,
     start: Instant,
@@ -107,6 +112,8 @@ impl Bus {
             rejections: Vec::new(),
             filter: Box::new(|_, _, _| Action::Deliver),
             shuffle: None,
+            work: Vec::new(),
+            hold_work: false,
             rng,
             start,
         }
@@ -132,6 +139,13 @@ impl Bus {
                 }
                 Effect::Failed(e) => {
                     assert!(self.outcomes.insert(from, Err(e)).is_none());
+                }
+                Effect::Compute(work) if self.shuffle.is_some() || self.hold_work => {
+                    self.work.push((from, work))
+                }
+                Effect::Compute(work) => {
+                    let more = self.nodes.get_mut(&from).unwrap().computed(work.run());
+                    self.apply(from, more);
                 }
             }
         }
@@ -184,7 +198,17 @@ impl Bus {
 
     /// Delivers queued messages until none are left.
     fn run_queue(&mut self) {
-        while !self.queue.is_empty() {
+        while !self.queue.is_empty() || (!self.work.is_empty() && !self.hold_work) {
+            if let (Some(rng), false) = (&mut self.shuffle, self.hold_work) {
+                // Now and then, some arithmetic finishes instead of a message arriving.
+                let pick = rng.gen_range(0..self.queue.len() + self.work.len());
+                if pick >= self.queue.len() {
+                    let (node, work) = self.work.swap_remove(pick - self.queue.len());
+                    let more = self.nodes.get_mut(&node).unwrap().computed(work.run());
+                    self.apply(node, more);
+                    continue;
+                }
+            }
             let idx = match &mut self.shuffle {
                 Some(rng) => rng.gen_range(0..self.queue.len()),
                 None => 0,
@@ -871,4 +895,33 @@ fn a_lost_message_is_pulled_from_its_sender() {
     bus.enqueue(3, 1, answer);
     bus.run_queue();
     bus.assert_all_agree();
+}
+
+#[test]
+fn arithmetic_done_after_the_session_ended_changes_nothing() {
+    let mut bus = Bus::new(3, 2);
+    bus.hold_work = true;
+    bus.run();
+    // Every node handed out the decoding of the others' round-1 packages and waits for it.
+    assert!(bus.outcomes.is_empty());
+    for id in 1..=3 {
+        let decodes = bus
+            .work
+            .iter()
+            .filter(|(node, w)| *node == id && w.kind() == "decode");
+        assert_eq!(decodes.count(), 2, "node {id}");
+        assert_eq!(bus.nodes[&id].phase(), frostnode::dkg::Phase::Round1);
+    }
+    bus.expire();
+    for (id, outcome) in &bus.outcomes {
+        assert!(
+            matches!(outcome, Err(DkgError::Timeout { .. })),
+            "node {id}: {outcome:?}"
+        );
+    }
+    for (node, work) in std::mem::take(&mut bus.work) {
+        let effects = bus.nodes.get_mut(&node).unwrap().computed(work.run());
+        assert!(effects.is_empty(), "node {node}: {effects:?}");
+        assert!(bus.nodes[&node].is_finished());
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frost_ed25519 as frost;
-use frostnode::dkg::{DkgParams, DkgSession};
+use frostnode::dkg::{DkgParams, DkgSession, Effect};
 use frostnode::identity::NodeKeys;
 use frostnode::signing::coordinator::{Coordinator, SignParams};
 use frostnode::signing::participant::{Commit, ShareRef, Signer, Slot};
@@ -148,7 +148,9 @@ proptest! {
             let _ = s.begin(&[(1, own), (2, [2; 32]), (3, [3; 32])], &mut rand::rngs::OsRng);
         }
         for (from, body) in msgs {
-            let _ = s.handle(Envelope::new(s.wire_session(), from, body), &mut rand::rngs::OsRng);
+            if let Ok(effects) = s.handle(Envelope::new(s.wire_session(), from, body), &mut rand::rngs::OsRng) {
+                let _ = s.settle(effects);
+            }
         }
         let _ = session;
         let steps = [DkgStep::Begin, DkgStep::Round1, DkgStep::Round2, DkgStep::Echo, DkgStep::Confirm];
@@ -178,7 +180,10 @@ proptest! {
         let (mut s, session) = dkg_session(2);
         for (from, body, right_session) in msgs {
             let sid = if right_session { session } else { SessionId([9; 32]) };
-            let _ = s.handle(Envelope::new(sid, from, body), &mut rand::rngs::OsRng);
+            if let Ok(effects) = s.handle(Envelope::new(sid, from, body), &mut rand::rngs::OsRng) {
+                // Arithmetic handed out (decoding a round-1 package, part2, part3) runs too.
+                prop_assert!(s.settle(effects).iter().all(|e| !matches!(e, Effect::Compute(_))));
+            }
         }
         let _ = s.on_timeout(Instant::now() + Duration::from_secs(61));
         prop_assert!(s.is_finished());

@@ -34,8 +34,10 @@ fuzz_target!(|data: &[u8]| {
     let own = s.contribution(&mut rand::rngs::OsRng);
     if data.first().is_some_and(|b| b % 2 == 1) {
         let contributions = vec![(1, [1; 32]), (2, own), (3, [3; 32])];
-        s.begin(&contributions, &mut rand::rngs::OsRng)
+        let effects = s
+            .begin(&contributions, &mut rand::rngs::OsRng)
             .expect("own contribution begins");
+        let _ = s.settle(effects);
     }
     // The input is a sequence of length-prefixed envelopes.
     let mut rest = data;
@@ -52,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
                 let _ = s.pulled(want, env.from);
                 let _ = s.pulls();
             }
-            let _ = s.handle(env, &mut rand::rngs::OsRng);
+            if let Ok(effects) = s.handle(env, &mut rand::rngs::OsRng) {
+                // Arithmetic the message hands out (decoding, part2, part3) runs here.
+                let _ = s.settle(effects);
+            }
         }
     }
     let _ = s.on_timeout(Instant::now() + Duration::from_secs(61));

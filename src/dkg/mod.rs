@@ -20,17 +20,22 @@
 //!    be stored.
 //!
 //! The machine takes messages, time and randomness as arguments and returns [`Effect`]s; it
-//! never touches the network, clocks or disk. Confirmations are signed and checked through
+//! never touches the network, clocks or disk. Its costly arithmetic (decoding round-1
+//! packages, `part2`, `part3`) comes out as [`Effect::Compute`] for the driver to run on a
+//! worker thread; the result comes back through [`DkgSession::computed`]. Confirmations are signed and checked through
 //! [`ConfirmationKeys`], so the machine knows nothing of how node identities are kept.
 
+mod confirm;
 mod error;
 mod phase;
 mod pulls;
 mod rounds;
 mod session;
 mod types;
+mod work;
 
 pub use error::{DkgError, Rejection};
 pub use phase::Phase;
 pub use session::DkgSession;
 pub use types::{confirmation_message, round_id, ConfirmationKeys, DkgOutput, DkgParams, Effect};
+pub use work::{Done, Work};

@@ -18,7 +18,7 @@ impl DkgSession {
             }
             Phase::Round1 => self
                 .others()
-                .filter(|id| !self.round1_packages.contains_key(id))
+                .filter(|id| !self.round1_hashes.contains_key(id))
                 .map(|id| (id, DkgStep::Round1))
                 .collect(),
             Phase::Round2 => {

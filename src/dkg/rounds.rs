@@ -1,16 +1,19 @@
 //! The protocol steps of a [`DkgSession`] that run once a phase's inputs are complete:
 //! `part2` with the echo, `part3` with the signed confirmation, and the final agreement check.
+//! `part2` and `part3` go out as [`Work`]; their results come back through
+//! [`DkgSession::computed`].
 
 use std::collections::BTreeMap;
 
-use frost_ed25519::keys::dkg::{self, round1, round2};
+use frost_ed25519::keys::dkg::round1;
 use frost_ed25519::Identifier;
 use sha2::{Digest, Sha256};
 
 use super::error::DkgError;
 use super::phase::Phase;
 use super::session::DkgSession;
-use super::types::{confirmation_message, sha256, DkgOutput, Effect, TRANSCRIPT_DOMAIN};
+use super::types::{confirmation_message, DkgOutput, Effect, TRANSCRIPT_DOMAIN};
+use super::work::{Done, Outcome, Part2Output, Part3Error, Part3Output, Pending, Work};
 use crate::wire::{Body, Confirmation, NodeId, SecretBytes};
 
 impl DkgSession {
@@ -18,15 +21,18 @@ impl DkgSession {
     pub(super) fn progress(&mut self) -> Vec<Effect> {
         let mut effects = Vec::new();
         loop {
+            if self.pending.is_some() {
+                return effects;
+            }
             let step = match self.phase {
                 Phase::Round1 if self.round1_packages.len() == self.others().count() => {
-                    self.run_part2()
+                    self.start_part2()
                 }
                 Phase::Round2
                     if self.round2_raw.len() == self.others().count()
                         && self.echoes.len() == self.others().count() =>
                 {
-                    self.run_part3()
+                    self.start_part3()
                 }
                 Phase::Confirming if self.confirmations.len() == self.others().count() => {
                     self.finish()
@@ -66,11 +72,49 @@ impl DkgSession {
         }
     }
 
-    fn run_part2(&mut self) -> Vec<Effect> {
+    /// Hands the arithmetic of [`DkgSession::computed`]'s result back to the step it belongs
+    /// to; a result for a session that ended or moved on meanwhile is dropped.
+    pub fn computed(&mut self, done: Done) -> Vec<Effect> {
+        if self.is_finished() {
+            return Vec::new();
+        }
+        match done.0 {
+            Outcome::Decoded { from, package } => self.round1_decoded(from, package.map(|p| *p)),
+            Outcome::Part2(result) if self.pending == Some(Pending::Part2) => {
+                self.pending = None;
+                let effects = self.part2_done(result);
+                self.then_progress(effects)
+            }
+            Outcome::Part3(result) if self.pending == Some(Pending::Part3) => {
+                self.pending = None;
+                let effects = self.part3_done(result);
+                self.then_progress(effects)
+            }
+            Outcome::Part2(_) | Outcome::Part3(_) => Vec::new(),
+        }
+    }
+
+    /// `effects` of a finished step, and whatever the next phase can do at once.
+    fn then_progress(&mut self, mut effects: Vec<Effect>) -> Vec<Effect> {
+        if !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Failed(_) | Effect::Completed(_)))
+        {
+            effects.extend(self.progress());
+        }
+        effects
+    }
+
+    fn start_part2(&mut self) -> Vec<Effect> {
         let Some(secret) = self.round1_secret.take() else {
             return self.fail(DkgError::Frost("round-1 secret missing".into()), true);
         };
-        let (secret2, packages) = match dkg::part2(secret, &self.frost_packages()) {
+        self.pending = Some(Pending::Part2);
+        vec![Effect::Compute(Work::part2(secret, self.frost_packages()))]
+    }
+
+    fn part2_done(&mut self, result: Result<Part2Output, frost_ed25519::Error>) -> Vec<Effect> {
+        let Part2Output { secret, packages } = match result {
             Ok(v) => v,
             Err(frost_ed25519::Error::IncorrectNumberOfCommitments) => {
                 let culprit = self.wrong_length_commitment().unwrap_or(self.me);
@@ -92,7 +136,7 @@ impl DkgSession {
             let Some(&to) = self.ident_to_id.get(&ident) else {
                 continue;
             };
-            match package.serialize() {
+            match package {
                 Ok(bytes) => {
                     let package = SecretBytes(bytes);
                     self.sent_round2.insert(to, package.clone());
@@ -104,7 +148,7 @@ impl DkgSession {
                 Err(e) => return self.fail(DkgError::Frost(e.to_string()), true),
             }
         }
-        self.round2_secret = Some(secret2);
+        self.round2_secret = Some(*secret);
         let echo: Vec<(NodeId, [u8; 32])> =
             self.round1_hashes.iter().map(|(&k, &v)| (k, v)).collect();
         self.own_echo = Some(echo.clone());
@@ -161,58 +205,55 @@ impl DkgSession {
         h.finalize().into()
     }
 
-    fn run_part3(&mut self) -> Vec<Effect> {
+    fn start_part3(&mut self) -> Vec<Effect> {
         if let Err(e) = self.check_echoes() {
             return self.fail(e, true);
-        }
-        let mut round2 = BTreeMap::new();
-        for (&from, raw) in &self.round2_raw {
-            match round2::Package::deserialize(&raw.0) {
-                Ok(p) => {
-                    round2.insert(self.ident(from), p);
-                }
-                Err(_) => {
-                    return self.fail(
-                        DkgError::Malformed {
-                            culprit: from,
-                            what: "round-2 package",
-                        },
-                        true,
-                    )
-                }
-            }
         }
         let Some(secret) = self.round2_secret.take() else {
             return self.fail(DkgError::Frost("round-2 secret missing".into()), true);
         };
-        let (key_package, public_key_package) =
-            match dkg::part3(&secret, &self.frost_packages(), &round2) {
-                Ok(v) => v,
-                Err(e) => {
-                    let err = self.blame(e);
-                    return self.fail(err, true);
-                }
-            };
-        self.round2_raw.clear();
-        let (gpk, pkp_bytes) = match (
-            public_key_package.verifying_key().serialize(),
-            public_key_package.serialize(),
-        ) {
-            (Ok(g), Ok(p)) => (g, p),
-            _ => {
+        let round2 = self
+            .round2_raw
+            .iter()
+            .map(|(&from, raw)| (from, self.ident(from), raw.clone()))
+            .collect();
+        self.pending = Some(Pending::Part3);
+        vec![Effect::Compute(Work::part3(
+            secret,
+            self.frost_packages(),
+            round2,
+        ))]
+    }
+
+    fn part3_done(&mut self, result: Result<Box<Part3Output>, Part3Error>) -> Vec<Effect> {
+        let out = match result {
+            Ok(out) => *out,
+            Err(Part3Error::Malformed(culprit)) => {
                 return self.fail(
-                    DkgError::Frost("cannot serialize the group key".into()),
+                    DkgError::Malformed {
+                        culprit,
+                        what: "round-2 package",
+                    },
                     true,
                 )
             }
+            Err(Part3Error::Frost(e)) => {
+                let err = self.blame(e);
+                return self.fail(err, true);
+            }
+            Err(Part3Error::Encoding(e)) => return self.fail(DkgError::Frost(e), true),
         };
-        let Ok(group_public_key) = <[u8; 32]>::try_from(gpk.as_slice()) else {
-            return self.fail(DkgError::Frost("group key is not 32 bytes".into()), true);
-        };
+        self.round2_raw.clear();
+        let Part3Output {
+            key_package,
+            public_key_package,
+            group_public_key,
+            public_key_package_hash,
+        } = out;
         let mut confirmation = Confirmation {
             transcript: self.transcript(),
             group_public_key,
-            public_key_package_hash: sha256(&pkp_bytes),
+            public_key_package_hash,
             signature: Vec::new(),
         };
         match self

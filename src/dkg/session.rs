@@ -14,7 +14,8 @@ use rand::{CryptoRng, RngCore};
 use super::error::DkgError;
 use super::error::Rejection;
 use super::phase::Phase;
-use super::types::{confirmation_message, round_id, sha256, ConfirmationKeys, DkgParams, Effect};
+use super::types::{round_id, sha256, ConfirmationKeys, DkgParams, Effect};
+use super::work::{Pending, Work};
 use crate::wire::{Body, Confirmation, Envelope, NodeId, SecretBytes, SessionId};
 
 /// One participant's DKG session.
@@ -40,8 +41,11 @@ pub struct DkgSession {
     pub(super) round2_secret: Option<round2::SecretPackage>,
     /// Raw round-1 bytes hash per participant, own included.
     pub(super) round1_hashes: BTreeMap<NodeId, [u8; 32]>,
-    /// Decoded round-1 packages of the others.
+    /// Decoded round-1 packages of the others (a package is decoded off the message path:
+    /// its hash is here before the package is).
     pub(super) round1_packages: BTreeMap<NodeId, round1::Package>,
+    /// The step whose [`Work`] is out, if any: nothing advances until it comes back.
+    pub(super) pending: Option<Pending>,
     /// Raw round-2 packages of the others, decoded only for `part3`.
     pub(super) round2_raw: BTreeMap<NodeId, SecretBytes>,
     pub(super) echoes: BTreeMap<NodeId, Vec<(NodeId, [u8; 32])>>,
@@ -113,6 +117,7 @@ impl DkgSession {
             round2_secret: None,
             round1_hashes: BTreeMap::new(),
             round1_packages: BTreeMap::new(),
+            pending: None,
             round2_raw: BTreeMap::new(),
             echoes: BTreeMap::new(),
             confirmations: BTreeMap::new(),
@@ -379,7 +384,7 @@ impl DkgSession {
             Phase::Prepared => vec![self.params.initiator],
             Phase::Round1 => self
                 .others()
-                .filter(|id| !self.round1_packages.contains_key(id))
+                .filter(|id| !self.round1_hashes.contains_key(id))
                 .collect(),
             Phase::Round2 => self
                 .others()
@@ -403,6 +408,7 @@ impl DkgSession {
 
     pub(super) fn fail(&mut self, error: DkgError, tell_others: bool) -> Vec<Effect> {
         self.phase = Phase::Failed;
+        self.pending = None;
         self.round1_secret = None;
         self.round2_secret = None;
         self.round2_raw.clear();
@@ -434,9 +440,23 @@ impl DkgSession {
                 true,
             );
         }
-        // Decoding checks every point; the commitment length is checked by `part2`, which
-        // names no culprit, so `run_part2` finds it (see `wrong_length_commitments`).
-        let Ok(package) = round1::Package::deserialize(&bytes) else {
+        // Decoding checks every point (the costly part of round 1: it runs as work off the
+        // message path, see [`DkgSession::round1_decoded`]); the commitment length is checked
+        // by `part2`, which names no culprit, so `part2_done` finds it.
+        self.round1_hashes.insert(from, hash);
+        vec![Effect::Compute(Work::decode(from, bytes))]
+    }
+
+    /// A round-1 package came back decoded (or not: its sender is named).
+    pub(super) fn round1_decoded(
+        &mut self,
+        from: NodeId,
+        package: Option<round1::Package>,
+    ) -> Vec<Effect> {
+        if self.phase != Phase::Round1 || self.pending.is_some() {
+            return Vec::new();
+        }
+        let Some(package) = package else {
             return self.fail(
                 DkgError::Malformed {
                     culprit: from,
@@ -445,7 +465,6 @@ impl DkgSession {
                 true,
             );
         };
-        self.round1_hashes.insert(from, hash);
         self.round1_packages.insert(from, package);
         self.progress()
     }
@@ -505,95 +524,5 @@ impl DkgSession {
     /// honest nodes and not on others); only its deadline ends the wait.
     pub(super) fn confirmed(&self) -> bool {
         self.own_confirmation.is_some()
-    }
-
-    fn on_confirm(&mut self, from: NodeId, c: Confirmation) -> Result<Vec<Effect>, Rejection> {
-        let valid = self.keys.verify(
-            from,
-            &confirmation_message(&self.wire_session(), &c),
-            &c.signature,
-        );
-        if !valid {
-            if self.confirmed() {
-                return Err(Rejection::BadConfirmation {
-                    from,
-                    reason: "its signature does not verify".into(),
-                });
-            }
-            return Ok(self.fail(DkgError::InvalidConfirmation { culprit: from }, true));
-        }
-        if let Some(existing) = self.confirmations.get(&from) {
-            if *existing == c {
-                return Ok(Vec::new());
-            }
-            if self.confirmed() {
-                return Err(Rejection::BadConfirmation {
-                    from,
-                    reason: "it differs from the one it sent before".into(),
-                });
-            }
-            return Ok(self.fail(
-                DkgError::Equivocation {
-                    culprit: from,
-                    what: "confirmations",
-                    reported_by: self.me,
-                },
-                true,
-            ));
-        }
-        self.confirmations.insert(from, c);
-        Ok(self.progress())
-    }
-
-    /// A certificate: every participant's confirmation, relayed by `from`. Each signature is
-    /// checked against its signer's key (who relays it does not matter); a certificate that
-    /// does not verify is refused without touching the session.
-    fn on_certificate(
-        &mut self,
-        from: NodeId,
-        list: Vec<(NodeId, Confirmation)>,
-    ) -> Result<Vec<Effect>, Rejection> {
-        let bad = |reason: String| Rejection::BadCertificate { from, reason };
-        let ids: Vec<NodeId> = list.iter().map(|(id, _)| *id).collect();
-        if ids != self.params.participants {
-            return Err(bad(
-                "it does not list every participant once, in order".into()
-            ));
-        }
-        let Some(own) = &self.own_confirmation else {
-            return Err(bad(format!(
-                "it holds a confirmation of node {}, which has not confirmed",
-                self.me
-            )));
-        };
-        let mut certificate = BTreeMap::new();
-        for (id, c) in list {
-            if id == self.me {
-                if c != *own {
-                    return Err(bad(format!(
-                        "it holds a confirmation of node {id} that node {id} never signed"
-                    )));
-                }
-                continue;
-            }
-            let known = self.confirmations.get(&id) == Some(&c);
-            if !known
-                && !self.keys.verify(
-                    id,
-                    &confirmation_message(&self.wire_session(), &c),
-                    &c.signature,
-                )
-            {
-                return Err(bad(format!(
-                    "the confirmation of node {id} does not verify"
-                )));
-            }
-            certificate.insert(id, c);
-        }
-        for (id, c) in &certificate {
-            self.confirmations.entry(*id).or_insert_with(|| c.clone());
-        }
-        self.certificate = Some(certificate);
-        Ok(self.progress())
     }
 }

@@ -80,6 +80,9 @@ pub enum Effect {
     Completed(Box<DkgOutput>),
     /// The session aborted.
     Failed(DkgError),
+    /// Run this arithmetic (anywhere, off the message path) and hand the result to
+    /// [`DkgSession::computed`](super::DkgSession::computed).
+    Compute(super::work::Work),
 }
 
 /// A confirmed key.

@@ -20,6 +20,15 @@ pub const MAX_PENDING_INCOMING: u32 = 64;
 /// Established connections with one peer (one each way at most).
 pub const MAX_PER_PEER: u32 = 2;
 
+/// Time between two pings on a connection. A crashed or restarted peer is noticed at once (its
+/// connection closes); pings find the silent failures (a cut network, a frozen host), which
+/// the event loop turns into a closed connection after two failures in a row: within about
+/// 20–35 s. Each ping wakes the connection at both ends; at 5 s, pings were three quarters of
+/// an idle 100-node cluster's CPU (0.36 of a core when all run on one machine, 0.08 at 30 s).
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// How long a ping may go unanswered before it counts as failed.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Every protocol a node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -106,11 +115,10 @@ impl Behaviour {
                 "/frostnode/1.0.0".into(),
                 key.public(),
             )),
-            // A peer that stops answering (a cut network, a frozen host) is noticed in ~10 s.
             ping: ping::Behaviour::new(
                 ping::Config::new()
-                    .with_interval(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(5)),
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
             ),
         })
     }

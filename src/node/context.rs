@@ -18,10 +18,12 @@ use super::ratelimit::PeerLimits;
 use super::timers::Timers;
 use crate::auth::Authorizer;
 use crate::config::Config;
+use crate::dkg::{Done, Work};
 use crate::keystore::{KeyStore, StoredKey};
 use crate::metrics::Metrics;
 use crate::rng::SecureRng;
 use crate::wire::{NodeId, SessionId};
+use crate::workers::Workers;
 
 /// A key file written off the node task, coming back to be kept in memory.
 #[derive(Debug)]
@@ -32,6 +34,15 @@ pub struct Stored {
     pub key: Box<StoredKey>,
     /// Whether the write succeeded (the reason if not).
     pub result: Result<(), String>,
+}
+
+/// A DKG session's arithmetic, done on the worker pool, coming back to its session.
+#[derive(Debug)]
+pub struct Computed {
+    /// The session (setup id) the work belongs to.
+    pub session: SessionId,
+    /// The result.
+    pub done: Done,
 }
 
 /// How often each peer was caught misbehaving.
@@ -92,6 +103,10 @@ pub struct Shared {
     pub rng: Box<dyn SecureRng>,
     /// Where finished key writes report.
     pub stored: mpsc::Sender<Stored>,
+    /// The pool that runs protocol arithmetic off the node task.
+    pub workers: Workers,
+    /// Where finished arithmetic reports.
+    pub computed: mpsc::Sender<Computed>,
     /// The wall clock.
     pub wall: WallClock,
     /// Client tokens, checked against this node's own clients.
@@ -117,6 +132,8 @@ impl Shared {
             timers: &mut self.timers,
             rng: &mut *self.rng,
             stored: &self.stored,
+            workers: &self.workers,
+            computed: &self.computed,
             auth: &mut self.auth,
             policy: &mut self.policy,
             limits: &mut self.limits,
@@ -148,6 +165,10 @@ pub struct Ctx<'a> {
     pub rng: &'a mut dyn SecureRng,
     /// Where finished key writes report.
     pub stored: &'a mpsc::Sender<Stored>,
+    /// The pool that runs protocol arithmetic off the node task.
+    pub workers: &'a Workers,
+    /// Where finished arithmetic reports.
+    pub computed: &'a mpsc::Sender<Computed>,
     /// Client tokens.
     pub auth: &'a mut Authorizer,
     /// The operator's policy verdicts.
@@ -195,5 +216,32 @@ impl Ctx<'_> {
                 .await;
         });
         Ok(())
+    }
+
+    /// Runs a session's arithmetic on the worker pool; the result comes back as [`Computed`].
+    pub fn compute(&mut self, session: SessionId, work: Work) {
+        let kind = work.kind();
+        let workers = self.workers.clone();
+        let tx = self.computed.clone();
+        let metrics = self.metrics.clone();
+        metrics.work_queued(1);
+        tokio::spawn(async move {
+            let done = workers
+                .run(move || {
+                    let started = Instant::now();
+                    let done = work.run();
+                    (done, started.elapsed())
+                })
+                .await;
+            metrics.work_queued(-1);
+            match done {
+                Some((done, took)) => {
+                    metrics.work_done(kind, took.as_secs_f64());
+                    let _ = tx.send(Computed { session, done }).await;
+                }
+                // The session waits until its deadline, which names the phase.
+                None => warn!(%session, kind, "DKG arithmetic did not finish"),
+            }
+        });
     }
 }

@@ -8,7 +8,9 @@
 //! [`initiator`] (DKG sessions), [`forwarder`], [`coordinator`] and [`signer`] (the three
 //! signing roles), [`checks`] (the admission and key checks every role shares), [`policy`] (the
 //! operator's verdicts, which signing requests wait for). The node never
-//! waits on the network: requests run in small tasks whose answers come back as [`outbox::Reply`].
+//! waits on the network: requests run in small tasks whose answers come back as [`outbox::Reply`];
+//! nor on arithmetic: a DKG's costly steps run on the worker pool ([`crate::workers`]) and come
+//! back as [`context::Computed`].
 
 pub mod checks;
 pub mod context;
@@ -47,7 +49,7 @@ use crate::net::{self, Client};
 use crate::rng::SecureRng;
 use crate::signing::participant::NonceObserver;
 
-use context::{Ctx, Culprits, Shared, Stored, WallClock};
+use context::{Computed, Ctx, Culprits, Shared, Stored, WallClock};
 use coordinator::CoordinatorDriver;
 use dkg::DkgDriver;
 use forwarder::Forwarder;
@@ -108,9 +110,20 @@ enum Event {
     Input(handle::Input),
     Reply(Reply),
     Stored(Stored),
+    Computed(Computed),
     Policy(policy::Decided),
     Net(net::Event),
     Timers,
+}
+
+/// The queues into the node task.
+struct Queues {
+    inputs: mpsc::Receiver<handle::Input>,
+    replies: mpsc::Receiver<Reply>,
+    stored: mpsc::Receiver<Stored>,
+    computed: mpsc::Receiver<Computed>,
+    decided: mpsc::Receiver<policy::Decided>,
+    events: mpsc::Receiver<net::Event>,
 }
 
 /// Spawns the node task; returns its handle and the task.
@@ -119,6 +132,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
     let (reply_tx, reply_rx) = mpsc::channel(QUEUE);
     let (stored_tx, stored_rx) = mpsc::channel(QUEUE);
     let (policy_tx, policy_rx) = mpsc::channel(QUEUE);
+    let (computed_tx, computed_rx) = mpsc::channel(QUEUE);
     let (peers, ready) = PeerBook::new(&parts.config);
     let peer_id = parts.keypair.public().to_peer_id();
     let handle = NodeHandle {
@@ -152,6 +166,8 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         timers: Timers::new(),
         rng: parts.rng,
         stored: stored_tx,
+        workers: crate::workers::Workers::shared(),
+        computed: computed_tx,
         wall: WallClock::new(
             std::time::Instant::now(),
             std::time::SystemTime::now()
@@ -178,33 +194,35 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         coordinator: CoordinatorDriver::default(),
         signer: SignerDriver::new(parts.nonce_observer),
     };
-    let task = tokio::spawn(node.run(input_rx, reply_rx, stored_rx, policy_rx, parts.events));
+    let queues = Queues {
+        inputs: input_rx,
+        replies: reply_rx,
+        stored: stored_rx,
+        computed: computed_rx,
+        decided: policy_rx,
+        events: parts.events,
+    };
+    let task = tokio::spawn(node.run(queues));
     (handle, task)
 }
 
 impl Node {
-    async fn run(
-        mut self,
-        mut inputs: mpsc::Receiver<handle::Input>,
-        mut replies: mpsc::Receiver<Reply>,
-        mut stored: mpsc::Receiver<Stored>,
-        mut decided: mpsc::Receiver<policy::Decided>,
-        mut events: mpsc::Receiver<net::Event>,
-    ) {
+    async fn run(mut self, mut q: Queues) {
         loop {
             if self.shared.outbox.has_backlog() {
                 self.shared.outbox.flush().await;
             }
             let deadline = self.shared.timers.next_deadline();
             let event = tokio::select! {
-                input = inputs.recv() => match input {
+                input = q.inputs.recv() => match input {
                     Some(i) => Event::Input(i),
                     None => break,
                 },
-                Some(reply) = replies.recv() => Event::Reply(reply),
-                Some(s) = stored.recv() => Event::Stored(s),
-                Some(d) = decided.recv() => Event::Policy(d),
-                event = events.recv() => match event {
+                Some(reply) = q.replies.recv() => Event::Reply(reply),
+                Some(s) = q.stored.recv() => Event::Stored(s),
+                Some(c) = q.computed.recv() => Event::Computed(c),
+                Some(d) = q.decided.recv() => Event::Policy(d),
+                event = q.events.recv() => match event {
                     Some(e) => Event::Net(e),
                     None => break,
                 },
@@ -263,6 +281,7 @@ impl Node {
                 }
             },
             Event::Stored(s) => dkg.on_stored(&mut ctx, s),
+            Event::Computed(c) => dkg.on_computed(&mut ctx, c),
             Event::Policy(d) => policy::on_decided(&mut ctx, &mut roles, d),
             Event::Net(e) => {
                 if let PeerChange::Lost(node) = change {

@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 mod memory;
 mod pulls;
+mod work;
 
 use memory::{Early, Finished, FINISHED_MEMORY};
 pub use pulls::pull_after;
@@ -413,6 +414,7 @@ impl DkgDriver {
                     ctx.outbox.broadcast(wire, body)
                 }
                 Effect::Send { to, body } => ctx.outbox.send(wire, to, body),
+                Effect::Compute(work) => ctx.compute(sid, work),
                 Effect::Completed(out) => self.store(ctx, sid, *out),
                 Effect::Failed(err) => {
                     warn!(
