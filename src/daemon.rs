@@ -137,10 +137,12 @@ impl BoundNode {
             max_message_size: config.max_message_size,
             request_timeout: config.request_timeout,
             event_queue: crate::net::DEFAULT_EVENT_QUEUE,
+            gossip: config.gossip,
         })?;
         let mut event_loop = event_loop
             .with_metrics(p2p_metrics)
-            .with_drop_counter(metrics.dropped_events());
+            .with_drop_counter(metrics.dropped_events())
+            .with_gossip_drop_counter(metrics.gossip_dropped());
         let p2p_addr = event_loop.wait_listening(Duration::from_secs(10)).await?;
         let api_error = |source| StartError::Api {
             addr: config.api_listen,

@@ -156,6 +156,7 @@ fn raw_config(layout: &ClusterLayout, k: u16, peer_ids: &[PeerId]) -> RawConfig 
         api: Default::default(),
         policy: None,
         limits: Default::default(),
+        gossip: Default::default(),
     }
 }
 
@@ -180,6 +181,7 @@ pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::
         api_read_token: None,
         policy: None,
         peer_requests_per_second: crate::config::DEFAULT_PEER_REQUESTS_PER_SECOND,
+        gossip: Default::default(),
         seal_plaintext_keys: false,
     }
 }

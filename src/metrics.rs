@@ -67,6 +67,7 @@ pub struct Metrics {
     pulls: Family<PullLabels, Counter>,
     work_seconds: Family<WorkLabels, Counter<f64, AtomicU64>>,
     work_pending: Gauge,
+    gossip_dropped: DroppedEvents,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -99,6 +100,7 @@ impl Metrics {
             pulls: Family::default(),
             work_seconds: Family::default(),
             work_pending: Gauge::default(),
+            gossip_dropped: Family::default(),
         };
         registry.register(
             "dkg_sessions",
@@ -153,6 +155,13 @@ impl Metrics {
             m.work_seconds.clone(),
         );
         registry.register(
+            "gossip_dropped",
+            "Broadcasts GossipSub dropped on their way to a peer that did not take them in \
+             time, by queue: `priority` (this node's own broadcasts and control messages, \
+             queue full) or `other` (forwarded copies, or any broadcast past its timeout)",
+            m.gossip_dropped.clone(),
+        );
+        registry.register(
             "work_pending",
             "Jobs of this node waiting for or running on the worker pool",
             m.work_pending.clone(),
@@ -183,6 +192,11 @@ impl Metrics {
     pub fn policy_decision(&self, approved: bool) {
         let outcome = if approved { "approved" } else { "refused" };
         self.policy.get_or_create(&labels(outcome, "")).inc();
+    }
+
+    /// The counter of broadcasts GossipSub dropped on their way out.
+    pub fn gossip_dropped(&self) -> DroppedEvents {
+        self.gossip_dropped.clone()
     }
 
     /// The counter the network event loop increments when it drops an event.

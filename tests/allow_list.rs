@@ -22,6 +22,7 @@ async fn unlisted_peer_cannot_connect_or_start_a_session() {
         max_message_size: 1 << 20,
         request_timeout: Duration::from_secs(5),
         event_queue: frostnode::net::DEFAULT_EVENT_QUEUE,
+        gossip: Default::default(),
     })
     .unwrap();
     event_loop

@@ -25,6 +25,7 @@ async fn a_full_node_queue_drops_requests_without_stalling_the_swarm() {
         // Far beyond the test's wait: an answer that comes back came from a drop.
         request_timeout: Duration::from_secs(600),
         event_queue,
+        gossip: Default::default(),
     };
     // Node A: a queue of 4 events that nobody reads.
     let dropped = DroppedEvents::default();

@@ -15,7 +15,7 @@ use crate::wire::NodeId;
 mod raw;
 
 pub use raw::{
-    RawApi, RawClient, RawConfig, RawKeystore, RawLimits, RawPeer, RawTimeouts,
+    RawApi, RawClient, RawConfig, RawGossip, RawKeystore, RawLimits, RawPeer, RawTimeouts,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_REQUESTS_PER_SECOND,
 };
 
@@ -192,6 +192,8 @@ pub struct Config {
     pub policy: Option<crate::policy::PolicyCommand>,
     /// Requests per second one listed peer may send (`[limits] peer_requests_per_second`).
     pub peer_requests_per_second: u32,
+    /// GossipSub's send queues (`[gossip]`).
+    pub gossip: crate::net::GossipSettings,
     /// Seal key files found in clear in a store with a passphrase, once (`run
     /// --seal-plaintext-keys`; not a file setting).
     pub seal_plaintext_keys: bool,
@@ -373,6 +375,7 @@ impl Config {
             api_read_token: raw.api.read_token,
             policy,
             peer_requests_per_second: raw.limits.peer_requests_per_second,
+            gossip: raw.gossip.settings()?,
             seal_plaintext_keys: false,
         })
     }

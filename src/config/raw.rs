@@ -50,6 +50,80 @@ pub struct RawConfig {
     /// What one peer may ask of this node.
     #[serde(default, skip_serializing_if = "RawLimits::is_default")]
     pub limits: RawLimits,
+    /// GossipSub's send queues.
+    #[serde(default, skip_serializing_if = "RawGossip::is_default")]
+    pub gossip: RawGossip,
+}
+
+/// `[gossip]` section: GossipSub's send queues (see [`crate::net::GossipSettings`] for what
+/// each value does and why its default is what it is).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawGossip {
+    /// Messages waiting on one connection.
+    #[serde(default = "default_gossip_queue_len")]
+    pub queue_len: usize,
+    /// How long this node's own broadcast may wait on a connection, in milliseconds.
+    #[serde(default = "default_gossip_publish_ms")]
+    pub publish_timeout_ms: u64,
+    /// How long a forwarded copy may wait on a connection, in milliseconds.
+    #[serde(default = "default_gossip_forward_ms")]
+    pub forward_timeout_ms: u64,
+}
+
+fn default_gossip_queue_len() -> usize {
+    crate::net::GossipSettings::default().queue_len
+}
+
+fn default_gossip_publish_ms() -> u64 {
+    crate::net::GossipSettings::default()
+        .publish_timeout
+        .as_millis() as u64
+}
+
+fn default_gossip_forward_ms() -> u64 {
+    crate::net::GossipSettings::default()
+        .forward_timeout
+        .as_millis() as u64
+}
+
+impl Default for RawGossip {
+    fn default() -> Self {
+        RawGossip {
+            queue_len: default_gossip_queue_len(),
+            publish_timeout_ms: default_gossip_publish_ms(),
+            forward_timeout_ms: default_gossip_forward_ms(),
+        }
+    }
+}
+
+impl RawGossip {
+    fn is_default(&self) -> bool {
+        *self == RawGossip::default()
+    }
+
+    /// The settings, checked: a queue of 16 to 1,000,000 messages, timeouts of 100 ms to 10 min.
+    pub fn settings(&self) -> Result<crate::net::GossipSettings, super::ConfigError> {
+        let bad = |field: &str, message: &str| super::ConfigError::Field {
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        if !(16..=1_000_000).contains(&self.queue_len) {
+            return Err(bad("gossip.queue_len", "must be between 16 and 1000000"));
+        }
+        let timeout = |field: &str, ms: u64| {
+            if (100..=600_000).contains(&ms) {
+                Ok(std::time::Duration::from_millis(ms))
+            } else {
+                Err(bad(field, "must be between 100 and 600000 milliseconds"))
+            }
+        };
+        Ok(crate::net::GossipSettings {
+            queue_len: self.queue_len,
+            publish_timeout: timeout("gossip.publish_timeout_ms", self.publish_timeout_ms)?,
+            forward_timeout: timeout("gossip.forward_timeout_ms", self.forward_timeout_ms)?,
+        })
+    }
 }
 
 /// Default requests per second one listed peer may send (sustained; bursts of twice as many).

@@ -224,3 +224,28 @@ fn the_passphrase_is_taken_out_of_the_environment_and_files_must_be_private() {
         );
     }
 }
+
+#[test]
+fn gossip_settings_default_parse_and_errors_name_the_field() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.gossip, crate::net::GossipSettings::default());
+    let text = format!(
+        "{}\n[gossip]\nqueue_len = 20000\npublish_timeout_ms = 60000\n",
+        base()
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.gossip.queue_len, 20_000);
+    assert_eq!(c.gossip.publish_timeout, Duration::from_secs(60));
+    assert_eq!(
+        c.gossip.forward_timeout,
+        crate::net::GossipSettings::default().forward_timeout
+    );
+    for (line, field) in [
+        ("queue_len = 0", "gossip.queue_len"),
+        ("publish_timeout_ms = 5", "gossip.publish_timeout_ms"),
+        ("forward_timeout_ms = 3600000", "gossip.forward_timeout_ms"),
+    ] {
+        let text = format!("{}\n[gossip]\n{line}\n", base());
+        assert_eq!(field_of(parse(&text)), field, "{line}");
+    }
+}

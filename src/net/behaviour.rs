@@ -47,13 +47,51 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
 }
 
+/// How GossipSub queues a node's outgoing broadcasts (`[gossip]` in the config file).
+///
+/// Every broadcast goes into one queue per connected peer. A queue that is full, or a message
+/// that waited longer than its timeout, drops the message for that peer (counted in
+/// `frostnode_gossip_dropped_total`); a DKG then pulls it from its sender. The defaults suit
+/// clusters of up to a few hundred directly connected peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GossipSettings {
+    /// Messages waiting on one connection. A broadcast adds one message per peer, and a DKG
+    /// broadcasts four per session (round 1, echo, confirmation, certificate) plus the copies
+    /// it forwards: 5,000 (libp2p's default) holds hundreds of concurrent sessions' worth, so
+    /// it fills only when the peer stopped reading.
+    pub queue_len: usize,
+    /// How long this node's own broadcast may wait on a connection. A DKG message is still
+    /// useful until the session's deadline, and a node busy with a large DKG's arithmetic may
+    /// not write for seconds, so 30 s (libp2p's default is 5 s, which dropped broadcasts at
+    /// n = 100 on a loaded machine).
+    pub publish_timeout: Duration,
+    /// How long a forwarded copy may wait. Every node publishes to every peer directly (flood
+    /// publishing), so a forwarded copy is a spare and is worth little after a second (libp2p's
+    /// default).
+    pub forward_timeout: Duration,
+}
+
+impl Default for GossipSettings {
+    fn default() -> Self {
+        GossipSettings {
+            queue_len: 5_000,
+            publish_timeout: Duration::from_secs(30),
+            forward_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Builds the GossipSub config for a cluster of `peers + 1` nodes.
 ///
 /// Every node of a cluster connects to every other and flood-publishes, so each broadcast
 /// reaches each peer directly; the mesh and lazy gossip (IHAVE) are only a fallback. Mesh
 /// sizes are therefore small and satisfy `outbound_min <= n_low <= n <= n_high` and
 /// `2 * outbound_min <= n`; lazy gossip and IDONTWANT are off.
-pub fn gossipsub_config(peers: usize, max_transmit: usize) -> Result<gossipsub::Config, String> {
+pub fn gossipsub_config(
+    peers: usize,
+    max_transmit: usize,
+    settings: GossipSettings,
+) -> Result<gossipsub::Config, String> {
     let mesh_n = peers.clamp(2, 3);
     gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -69,6 +107,9 @@ pub fn gossipsub_config(peers: usize, max_transmit: usize) -> Result<gossipsub::
         .idontwant_message_size_threshold(max_transmit)
         .heartbeat_interval(Duration::from_secs(1))
         .flood_publish(true)
+        .connection_handler_queue_len(settings.queue_len)
+        .publish_queue_duration(settings.publish_timeout)
+        .forward_queue_duration(settings.forward_timeout)
         .build()
         .map_err(|e| format!("gossipsub config: {e}"))
 }
@@ -80,10 +121,11 @@ impl Behaviour {
         peers: usize,
         max_message_size: usize,
         request_timeout: Duration,
+        gossip: GossipSettings,
     ) -> Result<Self, String> {
         let gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossipsub_config(peers, max_message_size + 1024)?,
+            gossipsub_config(peers, max_message_size + 1024, gossip)?,
         )
         .map_err(|e| format!("gossipsub: {e}"))?;
         let rpc = request_response::Behaviour::with_codec(
@@ -215,7 +257,7 @@ mod tests {
     #[test]
     fn gossipsub_config_is_valid_for_every_cluster_size() {
         for peers in 1..200 {
-            gossipsub_config(peers, 1 << 20).unwrap();
+            gossipsub_config(peers, 1 << 20, GossipSettings::default()).unwrap();
         }
     }
 }

@@ -10,10 +10,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use super::dialing::{dial_delay, Redial, REDIAL_MIN};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::mpsc::error::TrySendError;
@@ -29,15 +29,6 @@ use crate::wire::DKG_TOPIC;
 
 /// How long a broadcast is retried while no peer is subscribed.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(10);
-/// First and largest redial delay.
-const REDIAL_MIN: Duration = Duration::from_millis(250);
-const REDIAL_MAX: Duration = Duration::from_secs(5);
-/// How long the end with the higher PeerId waits for the other end's dial before it dials
-/// itself. Both ends dialling at once leaves two connections per pair (twice the sockets,
-/// pings and wake-ups: ~9,900 connections instead of 4,950 at 100 nodes); this way the lower
-/// PeerId dials and the higher one only steps in when that dial does not come (its address
-/// for us is wrong, or it is down).
-const SECOND_DIAL_AFTER: Duration = Duration::from_secs(10);
 /// Capacity of the command channel from the node's clients.
 const COMMAND_QUEUE: usize = 4096;
 /// Consecutive failed pings ([`super::behaviour::PING_INTERVAL`] apart) that close a
@@ -46,24 +37,20 @@ const PING_FAILURES_TO_CLOSE: u32 = 2;
 /// Least time between two warnings about dropped events.
 const DROP_WARN_EVERY: Duration = Duration::from_secs(5);
 
-struct Redial {
-    at: Instant,
-    backoff: Duration,
-}
-
 /// Owns the swarm; run it with [`EventLoop::run`].
 pub struct EventLoop {
-    swarm: Swarm<Behaviour>,
+    pub(super) swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     /// Peer state events waiting for room in the node's queue, oldest first.
     backlog: VecDeque<Event>,
     dropped: Option<DroppedEvents>,
+    gossip_dropped: Option<DroppedEvents>,
     dropped_since_warning: u64,
     last_drop_warning: Option<Instant>,
     topic: IdentTopic,
-    peers: HashMap<PeerId, Multiaddr>,
-    redial: HashMap<PeerId, Redial>,
+    pub(super) peers: HashMap<PeerId, Multiaddr>,
+    pub(super) redial: HashMap<PeerId, Redial>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
     pending_publish: VecDeque<(Vec<u8>, Instant)>,
     /// Consecutive ping failures by connection.
@@ -80,6 +67,7 @@ impl EventLoop {
         let peer_count = params.peers.len();
         let max = params.max_message_size;
         let timeout = params.request_timeout;
+        let gossip = params.gossip;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(params.keypair.clone())
             .with_tokio()
             .with_tcp(
@@ -91,7 +79,7 @@ impl EventLoop {
             .with_dns()
             .map_err(|e| setup(&e))?
             .with_behaviour(|key| {
-                Behaviour::new(key, peer_count, max, timeout)
+                Behaviour::new(key, peer_count, max, timeout, gossip)
                     .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| setup(&e))?
@@ -136,6 +124,7 @@ impl EventLoop {
             events: ev_tx,
             backlog: VecDeque::new(),
             dropped: None,
+            gossip_dropped: None,
             dropped_since_warning: 0,
             last_drop_warning: None,
             topic,
@@ -182,6 +171,12 @@ impl EventLoop {
     /// Counts the events dropped because the node's queue was full.
     pub fn with_drop_counter(mut self, counter: DroppedEvents) -> Self {
         self.dropped = Some(counter);
+        self
+    }
+
+    /// Counts the broadcasts GossipSub dropped on their way to a slow peer.
+    pub fn with_gossip_drop_counter(mut self, counter: DroppedEvents) -> Self {
+        self.gossip_dropped = Some(counter);
         self
     }
 
@@ -235,50 +230,6 @@ impl EventLoop {
             let _ = reply.send(Err(NetError::Stopped));
         }
         tracing::debug!("network event loop stopped");
-    }
-
-    fn dial_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<PeerId> = self
-            .redial
-            .iter()
-            .filter(|(_, r)| r.at <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in due {
-            if self.swarm.is_connected(&peer) {
-                self.redial.remove(&peer);
-                continue;
-            }
-            let Some(addr) = self.peers.get(&peer).cloned() else {
-                self.redial.remove(&peer);
-                continue;
-            };
-            if let Some(r) = self.redial.get_mut(&peer) {
-                r.at = now + r.backoff;
-                r.backoff = (r.backoff * 2).min(REDIAL_MAX);
-            }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(vec![addr.clone()])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, %addr, error = %e, "dial not started");
-            }
-        }
-    }
-
-    fn schedule_redial(&mut self, peer: PeerId) {
-        if self.peers.contains_key(&peer) && !self.redial.contains_key(&peer) {
-            let me = *self.swarm.local_peer_id();
-            self.redial.insert(
-                peer,
-                Redial {
-                    at: Instant::now() + dial_delay(me, peer, REDIAL_MIN),
-                    backoff: REDIAL_MIN,
-                },
-            );
-        }
     }
 
     fn retry_publish(&mut self) {
@@ -526,6 +477,25 @@ impl EventLoop {
             gossipsub::Event::Unsubscribed { peer_id, topic } if topic == self.topic.hash() => {
                 self.emit(Event::Unsubscribed(peer_id))
             }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                // A DKG pulls what a peer missed; this says where it went.
+                tracing::debug!(peer = %peer_id, priority = failed_messages.priority, other = failed_messages.non_priority, "broadcasts dropped on their way to a slow peer");
+                if let Some(counter) = &self.gossip_dropped {
+                    for (queue, n) in [
+                        ("priority", failed_messages.priority),
+                        ("other", failed_messages.non_priority),
+                    ] {
+                        if n > 0 {
+                            counter
+                                .get_or_create(&DroppedLabels { kind: queue.into() })
+                                .inc_by(n as u64);
+                        }
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -577,15 +547,5 @@ async fn reserve(
     match tx {
         Some(tx) => tx.reserve().await,
         None => std::future::pending().await,
-    }
-}
-
-/// When `me` dials `peer` (after `base`): the lower PeerId at once, the higher one only after
-/// [`SECOND_DIAL_AFTER`], if the other end has not dialled by then.
-fn dial_delay(me: PeerId, peer: PeerId, base: Duration) -> Duration {
-    if me < peer {
-        base
-    } else {
-        base.max(SECOND_DIAL_AFTER)
     }
 }

@@ -30,6 +30,8 @@ pub struct NetParams {
     pub request_timeout: Duration,
     /// Capacity of the event queue towards the node ([`DEFAULT_EVENT_QUEUE`]).
     pub event_queue: usize,
+    /// GossipSub's send queues.
+    pub gossip: super::GossipSettings,
 }
 
 /// Instructions from a `Client`.

@@ -4,11 +4,12 @@
 
 mod behaviour;
 mod client;
+mod dialing;
 mod error;
 mod event_loop;
 mod messages;
 
-pub use behaviour::{Behaviour, BehaviourEvent, RpcCodec};
+pub use behaviour::{Behaviour, BehaviourEvent, GossipSettings, RpcCodec};
 pub use client::{Client, TryCommandError};
 pub use error::NetError;
 pub use event_loop::EventLoop;

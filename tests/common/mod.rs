@@ -200,6 +200,7 @@ pub async fn take_over(
         max_message_size,
         request_timeout: Duration::from_secs(10),
         event_queue: frostnode::net::DEFAULT_EVENT_QUEUE,
+        gossip: Default::default(),
     })
     .unwrap();
     event_loop.wait_listening(WAIT).await.unwrap();

@@ -45,6 +45,8 @@ struct Run {
     /// The session's phase, and since when (its messages are pulled when it lasts).
     phase: crate::dkg::Phase,
     phase_since: Instant,
+    /// Pull rounds made in this phase (each waits twice as long as the one before).
+    pulled: u32,
 }
 
 /// Every DKG on this node.
@@ -106,6 +108,7 @@ impl DkgDriver {
                 session: Box::new(session),
                 started: ctx.now,
                 phase_since: ctx.now,
+                pulled: 0,
             },
         );
         ctx.metrics.dkg_started();

@@ -1,7 +1,9 @@
 //! Pulling what did not arrive: a DKG participant whose current phase has lasted an eighth of
 //! the DKG timeout (at most 10 s) asks each participant whose message it still lacks (the initiator's
 //! `DkgBegin`, a round-1 package, a round-2 share, an echo, a confirmation) for it directly, by
-//! request-response, and keeps asking at that interval until the session ends. The answer goes through the
+//! request-response, and asks again after twice, four and eight times that interval while the
+//! phase lasts (a sender still computing answers "not sent yet": asking it less often saves
+//! those requests, while a lost message is still asked for early). The answer goes through the
 //! session exactly like the broadcast would have (a sender that answers with another package
 //! than it broadcast is caught by the echo round). A session that broadcast on gossip thus
 //! never depends on every gossip delivery arriving.
@@ -67,6 +69,7 @@ impl DkgDriver {
         if phase != run.phase {
             run.phase = phase;
             run.phase_since = ctx.now;
+            run.pulled = 0;
             let at = ctx.now + pull_after(ctx.config.dkg_timeout);
             ctx.timers.set(Timer::DkgPull(sid), Some(at));
         } else if ctx.timers.get(Timer::DkgPull(sid)).is_none() {
@@ -77,13 +80,14 @@ impl DkgDriver {
 
     /// `sid`'s pull timer: asks for every message its current phase still lacks.
     pub(super) fn pull(&mut self, ctx: &mut Ctx<'_>, sid: SessionId) {
-        let Some(run) = self.sessions.get(&sid) else {
+        let Some(run) = self.sessions.get_mut(&sid) else {
             return;
         };
         if run.session.is_finished() {
             return;
         }
-        let every = pull_after(ctx.config.dkg_timeout);
+        run.pulled += 1;
+        let next = pull_after(ctx.config.dkg_timeout) * (1 << run.pulled.min(3));
         let wanted = run.session.pulls();
         let round = run.session.wire_session();
         for &(peer, step) in &wanted {
@@ -98,7 +102,7 @@ impl DkgDriver {
             from.dedup();
             info!(session = %sid, phase = %run.phase, waited_ms = ctx.now.saturating_duration_since(run.phase_since).as_millis() as u64, asked = wanted.len(), nodes = ?from, "DKG messages missing; asking their senders directly");
         }
-        ctx.timers.set(Timer::DkgPull(sid), Some(ctx.now + every));
+        ctx.timers.set(Timer::DkgPull(sid), Some(ctx.now + next));
     }
 
     /// A participant asks for this node's message of `want` in the session `wire` names.

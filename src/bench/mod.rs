@@ -9,6 +9,8 @@ use rand::Rng;
 
 use crate::localnet::LocalCluster;
 
+pub mod floor;
+
 fn raise_fd_limit() {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("warning: cannot raise the open-file limit: {e}");
@@ -80,6 +82,23 @@ pub async fn dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), 
     if nodes < 2 || runs == 0 {
         return Err("need --nodes >= 2 and --runs >= 1".into());
     }
+    let t = threshold.unwrap_or_else(|| crate::node::default_threshold(usize::from(nodes)));
+    let floor = tokio::task::spawn_blocking(move || floor::measure(nodes, t))
+        .await
+        .map_err(|e| e.to_string())??;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let cluster_floor = floor.total() * u32::from(nodes) / cores as u32;
+    println!(
+        "arithmetic floor (frost alone, one participant of n={nodes}, t={t}): {:.0} ms \
+         (part1 {:.0}, decoding round 1 {:.0}, part2 {:.0}, part3 {:.0}); \
+         {nodes} participants on this machine's {cores} cores: {:.1} s",
+        ms(floor.total()),
+        ms(floor.part1),
+        ms(floor.decode),
+        ms(floor.part2),
+        ms(floor.part3),
+        cluster_floor.as_secs_f64()
+    );
     let dir = bench_dir("dkg");
     let cluster = start(nodes, &dir).await?;
     println!(
@@ -105,11 +124,14 @@ pub async fn dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), 
         );
     }
     times.sort();
+    let median = times[times.len() / 2];
     println!(
-        "dkg n={nodes}: median {:.2} ms, min {:.2} ms, max {:.2} ms over {runs} runs; {} messages pulled",
-        ms(times[times.len() / 2]),
+        "dkg n={nodes}: median {:.2} ms, min {:.2} ms, max {:.2} ms over {runs} runs \
+         ({:.2}× the arithmetic floor); {} messages pulled",
+        ms(median),
         ms(times[0]),
         ms(times[times.len() - 1]),
+        median.as_secs_f64() / cluster_floor.as_secs_f64().max(1e-9),
         pulls(&cluster).await
     );
     cluster.shutdown().await;
