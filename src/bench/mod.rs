@@ -52,6 +52,12 @@ async fn start(nodes: u16, dir: &std::path::Path) -> Result<LocalCluster, String
 
 /// Every node's `frostnode_dkg_pulls_total`, summed (from each node's `/metrics`).
 pub async fn pulls(cluster: &LocalCluster) -> u64 {
+    metric_sum(cluster, "frostnode_dkg_pulls_total").await
+}
+
+/// Every node's counter `name` (all its labels), summed (from each node's `/metrics`).
+pub async fn metric_sum(cluster: &LocalCluster, name: &str) -> u64 {
+    let prefix = format!("{name}{{");
     let http = reqwest::Client::new();
     let mut total = 0.0;
     for addr in cluster.api_addrs() {
@@ -61,7 +67,7 @@ pub async fn pulls(cluster: &LocalCluster) -> u64 {
         let text = resp.text().await.unwrap_or_default();
         total += text
             .lines()
-            .filter(|l| l.starts_with("frostnode_dkg_pulls_total{"))
+            .filter(|l| l.starts_with(&prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
     }
@@ -127,12 +133,13 @@ pub async fn dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), 
     let median = times[times.len() / 2];
     println!(
         "dkg n={nodes}: median {:.2} ms, min {:.2} ms, max {:.2} ms over {runs} runs \
-         ({:.2}× the arithmetic floor); {} messages pulled",
+         ({:.2}× the arithmetic floor); {} messages pulled, {} broadcasts dropped by GossipSub",
         ms(median),
         ms(times[0]),
         ms(times[times.len() - 1]),
         median.as_secs_f64() / cluster_floor.as_secs_f64().max(1e-9),
-        pulls(&cluster).await
+        pulls(&cluster).await,
+        metric_sum(&cluster, "frostnode_gossip_dropped_total").await
     );
     cluster.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -218,10 +218,12 @@ impl DkgSession {
             .map(|(&from, raw)| (from, self.ident(from), raw.clone()))
             .collect();
         self.pending = Some(Pending::Part3);
+        let t = usize::from(self.params.threshold);
         vec![Effect::Compute(Work::part3(
             secret,
             self.frost_packages(),
             round2,
+            t,
         ))]
     }
 

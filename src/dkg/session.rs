@@ -444,7 +444,8 @@ impl DkgSession {
         // message path, see [`DkgSession::round1_decoded`]); the commitment length is checked
         // by `part2`, which names no culprit, so `part2_done` finds it.
         self.round1_hashes.insert(from, hash);
-        vec![Effect::Compute(Work::decode(from, bytes))]
+        let t = usize::from(self.params.threshold);
+        vec![Effect::Compute(Work::decode(from, bytes, t))]
     }
 
     /// A round-1 package came back decoded (or not: its sender is named).

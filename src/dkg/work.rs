@@ -20,7 +20,11 @@ use super::types::{sha256, Effect};
 use crate::wire::{NodeId, SecretBytes};
 
 /// A step of a session's arithmetic, to be run anywhere by [`Work::run`].
-pub struct Work(Job);
+pub struct Work {
+    job: Job,
+    /// About how many variable-base scalar multiplications it costs.
+    points: usize,
+}
 
 enum Job {
     /// Decode (and so check every point of) one participant's round-1 package.
@@ -83,35 +87,56 @@ pub(super) enum Pending {
 }
 
 impl Work {
-    pub(super) fn decode(from: NodeId, bytes: Vec<u8>) -> Self {
-        Work(Job::Decode { from, bytes })
+    pub(super) fn decode(from: NodeId, bytes: Vec<u8>, threshold: usize) -> Self {
+        Work {
+            job: Job::Decode { from, bytes },
+            // One torsion check per commitment point.
+            points: threshold,
+        }
     }
 
     pub(super) fn part2(
         secret: round1::SecretPackage,
         packages: BTreeMap<Identifier, round1::Package>,
     ) -> Self {
-        Work(Job::Part2 {
-            secret: Box::new(secret),
-            packages,
-        })
+        Work {
+            // Two per proof of knowledge checked.
+            points: 2 * packages.len(),
+            job: Job::Part2 {
+                secret: Box::new(secret),
+                packages,
+            },
+        }
     }
 
     pub(super) fn part3(
         secret: round2::SecretPackage,
         packages: BTreeMap<Identifier, round1::Package>,
         round2: Vec<(NodeId, Identifier, SecretBytes)>,
+        threshold: usize,
     ) -> Self {
-        Work(Job::Part3 {
-            secret: Box::new(secret),
-            packages,
-            round2,
-        })
+        Work {
+            // Each share checked against its sender's commitment (t points), and every
+            // participant's verifying share (t points each).
+            points: (2 * packages.len() + 1) * threshold,
+            job: Job::Part3 {
+                secret: Box::new(secret),
+                packages,
+                round2,
+            },
+        }
+    }
+
+    /// About how many variable-base scalar multiplications the work costs (a few tens of
+    /// microseconds each): a driver may run small work in place rather than hand it to another
+    /// thread.
+    pub fn points(&self) -> usize {
+        self.points
     }
 
     /// What this work is, for logs and metrics: `decode`, `part2` or `part3`.
     pub fn kind(&self) -> &'static str {
-        match self.0 {
+        match self.job {
             Job::Decode { .. } => "decode",
             Job::Part2 { .. } => "part2",
             Job::Part3 { .. } => "part3",
@@ -120,7 +145,7 @@ impl Work {
 
     /// Does the work (CPU only: no I/O, no clock, no shared state).
     pub fn run(self) -> Done {
-        Done(match self.0 {
+        Done(match self.job {
             Job::Decode { from, bytes } => Outcome::Decoded {
                 from,
                 package: round1::Package::deserialize(&bytes).ok().map(Box::new),

@@ -417,7 +417,7 @@ impl DkgDriver {
                     ctx.outbox.broadcast(wire, body)
                 }
                 Effect::Send { to, body } => ctx.outbox.send(wire, to, body),
-                Effect::Compute(work) => ctx.compute(sid, work),
+                Effect::Compute(work) => self.compute(ctx, sid, work),
                 Effect::Completed(out) => self.store(ctx, sid, *out),
                 Effect::Failed(err) => {
                     warn!(
