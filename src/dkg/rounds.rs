@@ -39,9 +39,7 @@ impl DkgSession {
                 }
                 _ => return effects,
             };
-            let stop = step
-                .iter()
-                .any(|e| matches!(e, Effect::Failed(_) | Effect::Completed(_)));
+            let stop = ends(&step);
             effects.extend(step);
             if stop {
                 return effects;
@@ -96,10 +94,7 @@ impl DkgSession {
 
     /// `effects` of a finished step, and whatever the next phase can do at once.
     fn then_progress(&mut self, mut effects: Vec<Effect>) -> Vec<Effect> {
-        if !effects
-            .iter()
-            .any(|e| matches!(e, Effect::Failed(_) | Effect::Completed(_)))
-        {
+        if !ends(&effects) {
             effects.extend(self.progress());
         }
         effects
@@ -333,4 +328,11 @@ impl DkgSession {
             })),
         ]
     }
+}
+
+/// Whether `effects` end the session (it completed or failed): nothing may follow them.
+fn ends(effects: &[Effect]) -> bool {
+    effects
+        .iter()
+        .any(|e| matches!(e, Effect::Failed(_) | Effect::Completed(_)))
 }
