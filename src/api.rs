@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::keystore::{self, KeyInfo};
 use crate::metrics::SharedRegistry;
-use crate::node::{KeygenRequest, NodeError, NodeHandle, SignResponse, StatusInfo};
+use crate::node::{KeygenRequest, NodeError, NodeHandle, RefreshRequest, SignResponse, StatusInfo};
 use crate::wire::NodeId;
 
 /// An API error: status code plus the JSON body.
@@ -234,6 +234,7 @@ pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> 
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{key_id}", get(get_key))
         .route("/v1/keys/{key_id}/sign", post(sign))
+        .route("/v1/keys/{key_id}/refresh", post(refresh_key))
         .fallback(not_found)
         .with_state(node)
         .merge(metrics)
@@ -361,6 +362,23 @@ async fn create_key(
         threshold: info.threshold,
         participants: info.participants,
     }))
+}
+
+/// `POST /v1/keys/{key_id}/refresh`: new shares of the same key (optionally for fewer
+/// participants), answered with the key's new info once every participant stored them.
+async fn refresh_key(
+    State(node): State<NodeHandle>,
+    Extension(in_flight): Extension<InFlight>,
+    Path(key_id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<RefreshRequest>>,
+) -> ApiResult<KeyInfo> {
+    let _permit = in_flight.enter()?;
+    keystore::validate_key_id(&key_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut req = body.map(|Json(r)| r).unwrap_or_default();
+    req.key_id = key_id;
+    req.token = bearer(&headers);
+    Ok(Json(node.refresh(req).await?))
 }
 
 async fn list_keys(State(node): State<NodeHandle>) -> ApiResult<Vec<KeyInfo>> {

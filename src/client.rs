@@ -121,6 +121,13 @@ pub enum TokenFor {
         /// The participants, if fixed.
         participants: Option<Vec<crate::wire::NodeId>>,
     },
+    /// Refreshing `key_id`, optionally fixing who holds the new shares.
+    Refresh {
+        /// The key.
+        key_id: String,
+        /// The participants, if fixed.
+        participants: Option<Vec<crate::wire::NodeId>>,
+    },
 }
 
 /// A fresh token from `client` (signed with `key`) for one request, valid for `ttl_secs`.
@@ -153,6 +160,16 @@ pub fn make_token(
             key_id,
             None,
             threshold,
+            participants,
+        ),
+        TokenFor::Refresh {
+            key_id,
+            participants,
+        } => (
+            crate::auth::Action::Refresh,
+            key_id,
+            None,
+            None,
             participants,
         ),
     };
@@ -232,6 +249,18 @@ impl ClientKey {
         self.token(TokenFor::Sign {
             key_id: key_id.into(),
             message: message.to_vec(),
+        })
+    }
+
+    /// A fresh token to refresh `key_id` (for exactly `participants` when given).
+    pub fn refresh_token(
+        &self,
+        key_id: &str,
+        participants: Option<Vec<crate::wire::NodeId>>,
+    ) -> String {
+        self.token(TokenFor::Refresh {
+            key_id: key_id.into(),
+            participants,
         })
     }
 

@@ -95,6 +95,25 @@ enum Command {
         #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
         client: String,
     },
+    /// Ask a node to refresh a key: new shares of the same group key (the next epoch); with
+    /// --participants, the members left out are removed from the key.
+    Refresh {
+        /// Node API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8001")]
+        api: String,
+        /// The key.
+        #[arg(long)]
+        key_id: String,
+        /// Who holds the new shares, comma separated (default: every current participant).
+        #[arg(long, value_delimiter = ',')]
+        participants: Option<Vec<NodeId>>,
+        /// Client private key (PKCS#8 PEM) that signs the request's token.
+        #[arg(long, env = "FROSTNODE_CLIENT_KEY")]
+        client_key: PathBuf,
+        /// Client name, as the nodes' `[[clients]]` list it.
+        #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
+        client: String,
+    },
     /// Ask a node for a signature.
     Sign {
         /// Node API URL.
@@ -135,7 +154,7 @@ enum Command {
         /// Client name.
         #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
         client: String,
-        /// `sign` or `keygen`.
+        /// `sign`, `keygen` or `refresh`.
         #[arg(long)]
         act: String,
         /// The key.
@@ -376,6 +395,24 @@ async fn dispatch(command: Command) -> Result<(), String> {
             print_json(&v);
             Ok(())
         }
+        Command::Refresh {
+            api,
+            key_id,
+            participants,
+            client_key,
+            client,
+        } => {
+            let what = TokenFor::Refresh {
+                key_id: key_id.clone(),
+                participants: participants.clone(),
+            };
+            let token = token_for(client_key, client, what)?;
+            let path = format!("/v1/keys/{key_id}/refresh");
+            let body = json!({ "participants": participants });
+            let v = http(reqwest::Method::POST, &api, &path, Some(body), Some(&token)).await?;
+            print_json(&v);
+            Ok(())
+        }
         Command::Sign {
             api,
             key_id,
@@ -432,7 +469,15 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     threshold,
                     participants,
                 },
-                other => return Err(format!("--act must be sign or keygen, not {other:?}")),
+                "refresh" => TokenFor::Refresh {
+                    key_id,
+                    participants,
+                },
+                other => {
+                    return Err(format!(
+                        "--act must be sign, keygen or refresh, not {other:?}"
+                    ))
+                }
             };
             println!("{}", make_token(&key, &client, what, ttl)?);
             Ok(())

@@ -17,7 +17,9 @@ use zeroize::Zeroize;
 /// Version 5: every DKG participant contributes to the id its round messages travel under
 /// ([`Body::DkgJoin`], [`Body::DkgBegin`]); a participant missing a message asks its sender
 /// ([`Body::DkgPull`]).
-pub const WIRE_VERSION: u8 = 5;
+/// Version 6: key epochs: a DKG session may refresh an existing key ([`DkgStart::refresh`]),
+/// and signing requests name the epoch of the shares they use.
+pub const WIRE_VERSION: u8 = 6;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
 /// Request-response protocol name for unicasts.
@@ -104,6 +106,18 @@ pub struct DkgStart {
     pub threshold: u16,
     /// The client's keygen token, checked by every participant against its own config.
     pub token: Option<String>,
+    /// Set when the session refreshes an existing key rather than creating one.
+    pub refresh: Option<RefreshOf>,
+}
+
+/// The key a refresh session renews: its group key and the epoch whose shares it starts
+/// from. Every participant must hold exactly this epoch of this key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RefreshOf {
+    /// The key's group public key (unchanged by the refresh).
+    pub group_public_key: [u8; 32],
+    /// The epoch refreshed; the session produces `epoch + 1`.
+    pub epoch: u64,
 }
 
 /// A participant's signed statement of the DKG result it computed.
@@ -296,6 +310,9 @@ pub enum Body {
         key_id: String,
         /// The group key the coordinator holds under `key_id`; a signer holding another refuses.
         group_public_key: [u8; 32],
+        /// The epoch of the shares the signature is made with; a signer that does not hold
+        /// it (yet, or any more) refuses.
+        epoch: u64,
         /// Message that will be signed.
         message: Vec<u8>,
         /// The request id the coordinator's session derives from (a client token is bound to
@@ -494,6 +511,7 @@ mod tests {
                 participants: vec![1, 2, 3],
                 threshold: 2,
                 token: None,
+                refresh: None,
             }),
         )
     }

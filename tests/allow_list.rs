@@ -38,6 +38,7 @@ async fn unlisted_peer_cannot_connect_or_start_a_session() {
             participants: vec![1, 2],
             threshold: 2,
             token: None,
+            refresh: None,
         }),
     );
     let answer = client

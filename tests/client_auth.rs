@@ -330,6 +330,7 @@ async fn a_listed_participant_gets_no_commitment_without_the_clients_token() {
             attempt: 0,
             key_id: "k".into(),
             group_public_key: gpk,
+            epoch: 0,
             message: message.clone(),
             request_id,
             token: tok,

@@ -76,6 +76,7 @@ impl Bus {
             participants: ids.clone(),
             threshold: t,
             initiator: 1,
+            refresh: None,
         };
         let start = Instant::now();
         let mut rng = StdRng::seed_from_u64(seed);
@@ -757,6 +758,7 @@ fn invalid_parameters_are_refused() {
         participants,
         threshold,
         initiator: 1,
+        refresh: None,
     };
     assert!(params(vec![1, 2, 3], 1).validate().is_err());
     assert!(params(vec![1, 2, 3], 4).validate().is_err());

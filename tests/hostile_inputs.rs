@@ -71,6 +71,7 @@ fn arb_body() -> impl Strategy<Value = Body> {
                     participants,
                     threshold,
                     token: None,
+                    refresh: None,
                 })
             ),
         any::<[u8; 32]>().prop_map(|g| Body::DkgResult(DkgOutcome::Stored {
@@ -103,6 +104,7 @@ fn dkg_session(me: u16) -> (DkgSession, SessionId) {
         participants: vec![1, 2, 3],
         threshold: 2,
         initiator: 1,
+        refresh: None,
     };
     let s = DkgSession::new(
         params,
@@ -197,7 +199,7 @@ proptest! {
         let now = Instant::now();
         let sid = SessionId([4; 32]);
         let slot = Slot { coordinator, session: sid, attempt };
-        signer.commit(now, slot, Commit { key_id: "k", message: b"m", key: &key }, None, &mut rand::rngs::OsRng).unwrap();
+        signer.commit(now, slot, Commit { key_id: "k", epoch: 0, message: b"m", key: &key }, None, &mut rand::rngs::OsRng).unwrap();
         let share = ShareRef { key: &key, participants: &[1, 2, 3] };
         prop_assert!(signer.sign(now, slot, &package, share).is_err());
         prop_assert_eq!(signer.pending(), 0);
@@ -216,6 +218,7 @@ proptest! {
             participants: vec![1, 2, 3, 4, 5],
             public_key_package: public,
             group_public_key: gpk,
+            epoch: 0,
             request_id: SessionId([0; 32]),
             token: None,
         };
@@ -289,6 +292,7 @@ fn initiation(
         participants: vec![1, 2, 3, 4],
         threshold: 3,
         initiator: 1,
+        refresh: None,
     };
     let mut inits = frostnode::node::initiator::Initiations::default();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -411,6 +415,7 @@ fn keystore_with_k(dir: &std::path::Path) -> frostnode::keystore::KeyStore {
             public_key_package: public,
             confirmations: vec![],
             epoch: 0,
+        group_commitment: Vec::new(),
         })
         .unwrap();
     store

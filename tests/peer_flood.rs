@@ -62,6 +62,7 @@ async fn a_flooding_peer_neither_starves_the_others_nor_fills_the_log() {
                     attempt: (i % 200) as u8,
                     key_id: "k".into(),
                     group_public_key: [0; 32],
+                    epoch: 0,
                     message: i.to_be_bytes().to_vec(),
                     request_id,
                     token: None,

@@ -69,6 +69,7 @@ fn params(k: &Keys, t: u16, message: &[u8]) -> SignParams {
         participants: k.packages.keys().copied().collect(),
         public_key_package: k.public.clone(),
         group_public_key: k.gpk,
+        epoch: 0,
         request_id: SessionId([0; 32]),
         token: None,
     }
@@ -129,6 +130,7 @@ fn run(
                                     slot(session, attempt, 1),
                                     Commit {
                                         key_id: "k",
+                                        epoch: 0,
                                         message: &m,
                                         key,
                                     },
@@ -279,6 +281,7 @@ fn package_for(
             slot(session, 0, 9),
             Commit {
                 key_id: "k",
+                epoch: 0,
                 message,
                 key: &k.packages[&id],
             },
@@ -390,6 +393,7 @@ fn commit_is_idempotent_and_nonces_expire() {
             slot(sid, 0, 9),
             Commit {
                 key_id: "k",
+                epoch: 0,
                 message: b"m",
                 key,
             },
@@ -403,6 +407,7 @@ fn commit_is_idempotent_and_nonces_expire() {
             slot(sid, 0, 9),
             Commit {
                 key_id: "k",
+                epoch: 0,
                 message: b"m",
                 key,
             },
@@ -417,6 +422,7 @@ fn commit_is_idempotent_and_nonces_expire() {
             slot(sid, 0, 9),
             Commit {
                 key_id: "k",
+                epoch: 0,
                 message: b"other",
                 key
             },
@@ -462,6 +468,7 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
             slot(SessionId(sid), 0, 9),
             Commit {
                 key_id: "k",
+                epoch: 0,
                 message: b"m",
                 key,
             },
@@ -476,6 +483,7 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
             slot(SessionId([0xee; 32]), 0, 9),
             Commit {
                 key_id: "k",
+                epoch: 0,
                 message: b"m",
                 key
             },
@@ -490,6 +498,7 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
         slot(SessionId([0xee; 32]), 0, 8),
         Commit {
             key_id: "k",
+            epoch: 0,
             message: b"m",
             key,
         },
@@ -513,6 +522,7 @@ fn used_nonces_leave_the_expiry_queue() {
         slot(b, 0, 9),
         Commit {
             key_id: "k",
+            epoch: 0,
             message: b"m",
             key,
         },

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         participants: vec![1, 2, 3, 4, 5],
         public_key_package: public,
         group_public_key: gpk,
+        epoch: 0,
         request_id: SessionId([0; 32]),
         token: None,
     };

@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         participants: vec![1, 2, 3],
         threshold: 2,
         initiator: 1,
+        refresh: None,
     };
     let mut s = DkgSession::new(
         params,

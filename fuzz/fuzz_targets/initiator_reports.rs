@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         participants: vec![1, 2, 3, 4],
         threshold: 3,
         initiator: 1,
+        refresh: None,
     };
     let mut inits = Initiations::default();
     let (tx, mut rx) = tokio::sync::oneshot::channel();

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
             slot,
             Commit {
                 key_id: "k",
+                epoch: 0,
                 message: b"m",
                 key: &key,
             },

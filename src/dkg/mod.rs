@@ -19,12 +19,19 @@
 //! 5. `Done`: every participant confirmed the same result. Only now is the key handed out to
 //!    be stored.
 //!
+//! The same machine refreshes an existing key ([`DkgParams::refresh`], [`PriorKey`]): frost's
+//! `refresh_dkg_part1/part2/shares` take the place of `part1/part2/part3`, every polynomial
+//! has a zero constant term (so the group key cannot change), and the result is the key's
+//! next epoch, for the participants of the session only: a member left out holds a share
+//! that combines with none of the new ones.
+//!
 //! The machine takes messages, time and randomness as arguments and returns [`Effect`]s; it
 //! never touches the network, clocks or disk. Its costly arithmetic (decoding round-1
 //! packages, `part2`, `part3`) comes out as [`Effect::Compute`] for the driver to run on a
 //! worker thread; the result comes back through [`DkgSession::computed`]. Confirmations are signed and checked through
 //! [`ConfirmationKeys`], so the machine knows nothing of how node identities are kept.
 
+mod commitment;
 mod confirm;
 mod error;
 mod phase;
@@ -37,5 +44,8 @@ mod work;
 pub use error::{DkgError, Rejection};
 pub use phase::Phase;
 pub use session::DkgSession;
-pub use types::{confirmation_message, round_id, ConfirmationKeys, DkgOutput, DkgParams, Effect};
+pub use commitment::{verifying_share_of, CommitmentError};
+pub use types::{
+    confirmation_message, round_id, ConfirmationKeys, DkgOutput, DkgParams, Effect, PriorKey,
+};
 pub use work::{Done, Work};

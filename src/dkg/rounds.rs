@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::DkgError;
 use super::phase::Phase;
-use super::session::DkgSession;
-use super::types::{confirmation_message, DkgOutput, Effect, TRANSCRIPT_DOMAIN};
+use super::session::{Completion, DkgSession};
+use super::types::{confirmation_message, DkgOutput, Effect, PriorKey, TRANSCRIPT_DOMAIN};
 use super::work::{Done, Outcome, Part2Output, Part3Error, Part3Output, Pending, Work};
 use crate::wire::{Body, Confirmation, NodeId, SecretBytes};
 
@@ -105,7 +105,12 @@ impl DkgSession {
             return self.fail(DkgError::Frost("round-1 secret missing".into()), true);
         };
         self.pending = Some(Pending::Part2);
-        vec![Effect::Compute(Work::part2(secret, self.frost_packages()))]
+        let refresh = self.is_refresh();
+        vec![Effect::Compute(Work::part2(
+            secret,
+            self.frost_packages(),
+            refresh,
+        ))]
     }
 
     fn part2_done(&mut self, result: Result<Part2Output, frost_ed25519::Error>) -> Vec<Effect> {
@@ -157,10 +162,10 @@ impl DkgSession {
     /// The first sender whose commitment does not have `threshold` coefficients (slow: only
     /// called after `part2` reported a mismatch).
     fn wrong_length_commitment(&self) -> Option<NodeId> {
-        let t = usize::from(self.params.threshold);
+        let len = self.commitment_len();
         self.round1_packages
             .iter()
-            .find(|(_, p)| p.commitment().serialize().map_or(true, |c| c.len() != t))
+            .find(|(_, p)| p.commitment().serialize().map_or(true, |c| c.len() != len))
             .map(|(&id, _)| id)
     }
 
@@ -214,11 +219,20 @@ impl DkgSession {
             .collect();
         self.pending = Some(Pending::Part3);
         let t = usize::from(self.params.threshold);
+        // The refresh needs the shares it renews once more; they stay here until it ends.
+        let prior = self.prior.as_ref().map(|p| {
+            Box::new(PriorKey {
+                key_package: p.key_package.clone(),
+                public_key_package: p.public_key_package.clone(),
+                group_commitment: p.group_commitment.clone(),
+            })
+        });
         vec![Effect::Compute(Work::part3(
             secret,
             self.frost_packages(),
             round2,
             t,
+            prior,
         ))]
     }
 
@@ -246,7 +260,16 @@ impl DkgSession {
             public_key_package,
             group_public_key,
             public_key_package_hash,
+            group_commitment,
         } = out;
+        if let Some(refresh) = self.params.refresh {
+            if group_public_key != refresh.group_public_key {
+                return self.fail(
+                    DkgError::Frost("the refresh changed the group key".into()),
+                    true,
+                );
+            }
+        }
         let mut confirmation = Confirmation {
             transcript: self.transcript(),
             group_public_key,
@@ -260,7 +283,12 @@ impl DkgSession {
             Some(sig) => confirmation.signature = sig,
             None => return self.fail(DkgError::Frost("cannot sign the confirmation".into()), true),
         }
-        self.result = Some((key_package, public_key_package));
+        self.result = Some(Completion {
+            key_package,
+            public_key_package,
+            group_commitment,
+        });
+        self.prior = None;
         self.own_confirmation = Some(confirmation.clone());
         self.phase = Phase::Confirming;
         vec![Effect::Broadcast(Body::DkgConfirm(confirmation))]
@@ -306,7 +334,12 @@ impl DkgSession {
                 return Vec::new();
             }
         }
-        let Some((key_package, public_key_package)) = self.result.take() else {
+        let Some(Completion {
+            key_package,
+            public_key_package,
+            group_commitment,
+        }) = self.result.take()
+        else {
             return self.fail(DkgError::Frost("result missing".into()), true);
         };
         let mut confirmations = self.confirmations.clone();
@@ -325,6 +358,8 @@ impl DkgSession {
                 public_key_package,
                 group_public_key: own.group_public_key,
                 confirmations,
+                group_commitment,
+                epoch: self.epoch(),
             })),
         ]
     }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use frost_ed25519::keys::dkg::{self, round1, round2};
-use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
+use frost_ed25519::keys::{refresh, KeyPackage, PublicKeyPackage};
 use frost_ed25519::Identifier;
 use rand::{CryptoRng, RngCore};
 
 use super::error::DkgError;
 use super::error::Rejection;
 use super::phase::Phase;
-use super::types::{round_id, sha256, ConfirmationKeys, DkgParams, Effect};
+use super::types::{round_id, sha256, ConfirmationKeys, DkgParams, Effect, PriorKey};
 use super::work::{Pending, Work};
 use crate::wire::{Body, Confirmation, Envelope, NodeId, SecretBytes, SessionId};
 
@@ -56,7 +56,16 @@ pub struct DkgSession {
     /// Participants whose validly signed confirmation is of another result than ours, and who
     /// have not (yet) confirmed ours: their own signature is the evidence against them.
     pub(super) disagreeing: BTreeSet<NodeId>,
-    pub(super) result: Option<(KeyPackage, PublicKeyPackage)>,
+    pub(super) result: Option<Completion>,
+    /// For a refresh: the shares it starts from (dropped when the session ends).
+    pub(super) prior: Option<Box<PriorKey>>,
+}
+
+/// What `part3` (or the refresh's last step) produced, waiting for every confirmation.
+pub(super) struct Completion {
+    pub key_package: KeyPackage,
+    pub public_key_package: PublicKeyPackage,
+    pub group_commitment: Vec<[u8; 32]>,
 }
 
 impl fmt::Debug for DkgSession {
@@ -125,7 +134,64 @@ impl DkgSession {
             certificate: None,
             disagreeing: BTreeSet::new(),
             result: None,
+            prior: None,
         })
+    }
+
+    /// Gives a refresh session the shares it starts from: this node's share of the epoch
+    /// named in [`DkgParams::refresh`], of the same group key and threshold.
+    pub fn with_prior(mut self, prior: PriorKey) -> Result<Self, DkgError> {
+        let Some(refresh) = self.params.refresh else {
+            return Err(DkgError::InvalidParams(
+                "a DKG creates a key: it starts from no shares".into(),
+            ));
+        };
+        let gpk = prior
+            .public_key_package
+            .verifying_key()
+            .serialize()
+            .map_err(|e| DkgError::Frost(e.to_string()))?;
+        if gpk.as_slice() != refresh.group_public_key {
+            return Err(DkgError::InvalidParams(
+                "the shares held are of another group key than the refresh names".into(),
+            ));
+        }
+        if *prior.key_package.min_signers() != self.params.threshold {
+            return Err(DkgError::InvalidParams(format!(
+                "a refresh keeps the threshold ({}), got {}",
+                prior.key_package.min_signers(),
+                self.params.threshold
+            )));
+        }
+        let unknown: Vec<NodeId> = self
+            .params
+            .participants
+            .iter()
+            .copied()
+            .filter(|&id| {
+                !prior
+                    .public_key_package
+                    .verifying_shares()
+                    .contains_key(&self.ident(id))
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(DkgError::InvalidParams(format!(
+                "nodes {unknown:?} hold no share of this key: a refresh renews existing shares only"
+            )));
+        }
+        self.prior = Some(Box::new(prior));
+        Ok(self)
+    }
+
+    /// Whether the session refreshes an existing key.
+    pub fn is_refresh(&self) -> bool {
+        self.params.refresh.is_some()
+    }
+
+    /// The epoch the session produces.
+    pub(super) fn epoch(&self) -> u64 {
+        self.params.refresh.map_or(0, |r| r.epoch + 1)
     }
 
     /// Session parameters.
@@ -215,7 +281,16 @@ impl DkgSession {
         self.contributions = contributions.to_vec();
         let n = self.params.participants.len() as u16;
         let ident = self.ident(self.me);
-        let (secret, package) = match dkg::part1(ident, n, self.params.threshold, &mut *rng) {
+        let t = self.params.threshold;
+        let part1 = match (self.is_refresh(), &self.prior) {
+            (false, _) => dkg::part1(ident, n, t, &mut *rng),
+            (true, Some(_)) => refresh::refresh_dkg_part1(ident, n, t, &mut *rng),
+            (true, None) => {
+                let e = DkgError::InvalidParams("a refresh without the shares it renews".into());
+                return Ok(self.fail(e, true));
+            }
+        };
+        let (secret, package) = match part1 {
             Ok(v) => v,
             Err(e) => return Ok(self.fail(DkgError::Frost(e.to_string()), true)),
         };
@@ -414,6 +489,7 @@ impl DkgSession {
         self.round2_raw.clear();
         self.sent_round2.clear();
         self.result = None;
+        self.prior = None;
         let mut effects = Vec::new();
         if tell_others {
             effects.push(Effect::Broadcast(Body::DkgAbort {
@@ -444,8 +520,7 @@ impl DkgSession {
         // message path, see [`DkgSession::round1_decoded`]); the commitment length is checked
         // by `part2`, which names no culprit, so `part2_done` finds it.
         self.round1_hashes.insert(from, hash);
-        let t = usize::from(self.params.threshold);
-        vec![Effect::Compute(Work::decode(from, bytes, t))]
+        vec![Effect::Compute(Work::decode(from, bytes, self.commitment_len()))]
     }
 
     /// A round-1 package came back decoded (or not: its sender is named).
@@ -518,6 +593,12 @@ impl DkgSession {
         }
         self.echoes.insert(from, hashes);
         self.progress()
+    }
+
+    /// How many coefficients every round-1 commitment has: `t`, or `t - 1` in a refresh (its
+    /// zero constant term is not sent).
+    pub(super) fn commitment_len(&self) -> usize {
+        usize::from(self.params.threshold) - usize::from(self.is_refresh())
     }
 
     /// Whether this node's confirmation is out: from then on the others may complete, so

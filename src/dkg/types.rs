@@ -8,7 +8,7 @@ use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use sha2::{Digest, Sha256};
 
 use super::error::DkgError;
-use crate::wire::{Body, Confirmation, NodeId, SessionId};
+use crate::wire::{Body, Confirmation, NodeId, RefreshOf, SessionId};
 
 /// Signs this node's DKG confirmation and checks the other participants' (their node
 /// identity keys). The node implements it over its libp2p identity (`identity::NodeKeys`).
@@ -34,6 +34,9 @@ pub struct DkgParams {
     pub threshold: u16,
     /// The node that started the session.
     pub initiator: NodeId,
+    /// Set when the session refreshes an existing key (its participants then hold that key's
+    /// shares of this epoch, and the threshold is the key's own).
+    pub refresh: Option<RefreshOf>,
 }
 
 impl DkgParams {
@@ -76,7 +79,7 @@ pub enum Effect {
         /// Message.
         body: Body,
     },
-    /// The key is confirmed by all: store it.
+    /// The key (or its new epoch) is confirmed by all: store it.
     Completed(Box<DkgOutput>),
     /// The session aborted.
     Failed(DkgError),
@@ -95,6 +98,32 @@ pub struct DkgOutput {
     pub group_public_key: [u8; 32],
     /// Every participant's verified confirmation.
     pub confirmations: BTreeMap<NodeId, Confirmation>,
+    /// The group's VSS commitment (the sum of every participant's polynomial commitment,
+    /// each coefficient a compressed point): the verifying share of any identifier follows
+    /// from it.
+    pub group_commitment: Vec<[u8; 32]>,
+    /// The key's epoch these shares belong to (0 for a DKG, the refreshed epoch + 1 for a
+    /// refresh).
+    pub epoch: u64,
+}
+
+/// The shares a refresh starts from: this node's share of the key's current epoch, the
+/// epoch's public data and its group commitment.
+pub struct PriorKey {
+    /// This node's share of the current epoch.
+    pub key_package: KeyPackage,
+    /// The current epoch's public key package.
+    pub public_key_package: PublicKeyPackage,
+    /// The current epoch's group commitment.
+    pub group_commitment: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for PriorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PriorKey")
+            .field("key_package", &"<redacted>")
+            .finish()
+    }
 }
 
 impl fmt::Debug for DkgOutput {
@@ -120,6 +149,12 @@ pub fn round_id(params: &DkgParams, contributions: &[(NodeId, [u8; 32])]) -> Ses
     h.update(params.key_id.as_bytes());
     h.update(params.threshold.to_be_bytes());
     h.update(params.initiator.to_be_bytes());
+    if let Some(refresh) = &params.refresh {
+        // A refresh's messages can never pass for a DKG's, or for another epoch's refresh.
+        h.update(b"refresh");
+        h.update(refresh.group_public_key);
+        h.update(refresh.epoch.to_be_bytes());
+    }
     for (id, c) in contributions {
         h.update(id.to_be_bytes());
         h.update(c);

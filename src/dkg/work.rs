@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use frost_ed25519::keys::dkg::{self, round1, round2};
-use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
+use frost_ed25519::keys::{refresh, KeyPackage, PublicKeyPackage};
 use frost_ed25519::Identifier;
 
+use super::commitment;
 use super::session::DkgSession;
-use super::types::{sha256, Effect};
+use super::types::{sha256, Effect, PriorKey};
 use crate::wire::{NodeId, SecretBytes};
 
 /// A step of a session's arithmetic, to be run anywhere by [`Work::run`].
@@ -29,16 +30,19 @@ pub struct Work {
 enum Job {
     /// Decode (and so check every point of) one participant's round-1 package.
     Decode { from: NodeId, bytes: Vec<u8> },
-    /// `part2` over every other participant's round-1 package.
+    /// `part2` (or the refresh's) over every other participant's round-1 package.
     Part2 {
         secret: Box<round1::SecretPackage>,
         packages: BTreeMap<Identifier, round1::Package>,
+        refresh: bool,
     },
-    /// Decode every round-2 package addressed to this node and run `part3`.
+    /// Decode every round-2 package addressed to this node and run `part3` (or, with the
+    /// shares a refresh starts from, `refresh_dkg_shares`).
     Part3 {
         secret: Box<round2::SecretPackage>,
         packages: BTreeMap<Identifier, round1::Package>,
         round2: Vec<(NodeId, Identifier, SecretBytes)>,
+        prior: Option<Box<PriorKey>>,
     },
 }
 
@@ -67,6 +71,7 @@ pub(super) struct Part3Output {
     pub public_key_package: PublicKeyPackage,
     pub group_public_key: [u8; 32],
     pub public_key_package_hash: [u8; 32],
+    pub group_commitment: Vec<[u8; 32]>,
 }
 
 /// Why `part3` produced nothing.
@@ -98,13 +103,15 @@ impl Work {
     pub(super) fn part2(
         secret: round1::SecretPackage,
         packages: BTreeMap<Identifier, round1::Package>,
+        refresh: bool,
     ) -> Self {
         Work {
-            // Two per proof of knowledge checked.
-            points: 2 * packages.len(),
+            // Two per proof of knowledge checked (a refresh checks none).
+            points: if refresh { 0 } else { 2 * packages.len() },
             job: Job::Part2 {
                 secret: Box::new(secret),
                 packages,
+                refresh,
             },
         }
     }
@@ -114,6 +121,7 @@ impl Work {
         packages: BTreeMap<Identifier, round1::Package>,
         round2: Vec<(NodeId, Identifier, SecretBytes)>,
         threshold: usize,
+        prior: Option<Box<PriorKey>>,
     ) -> Self {
         Work {
             // Each share checked against its sender's commitment (t points), and every
@@ -123,6 +131,7 @@ impl Work {
                 secret: Box::new(secret),
                 packages,
                 round2,
+                prior,
             },
         }
     }
@@ -150,8 +159,17 @@ impl Work {
                 from,
                 package: round1::Package::deserialize(&bytes).ok().map(Box::new),
             },
-            Job::Part2 { secret, packages } => {
-                Outcome::Part2(dkg::part2(*secret, &packages).map(|(secret, out)| {
+            Job::Part2 {
+                secret,
+                packages,
+                refresh,
+            } => {
+                let part2 = if refresh {
+                    refresh::refresh_dkg_part2(*secret, &packages)
+                } else {
+                    dkg::part2(*secret, &packages)
+                };
+                Outcome::Part2(part2.map(|(secret, out)| {
                     Part2Output {
                         secret: Box::new(secret),
                         packages: out
@@ -165,7 +183,8 @@ impl Work {
                 secret,
                 packages,
                 round2,
-            } => Outcome::Part3(run_part3(&secret, &packages, round2).map(Box::new)),
+                prior,
+            } => Outcome::Part3(run_part3(&secret, &packages, round2, prior).map(Box::new)),
         })
     }
 }
@@ -174,6 +193,7 @@ fn run_part3(
     secret: &round2::SecretPackage,
     packages: &BTreeMap<Identifier, round1::Package>,
     raw: Vec<(NodeId, Identifier, SecretBytes)>,
+    prior: Option<Box<PriorKey>>,
 ) -> Result<Part3Output, Part3Error> {
     let mut round2 = BTreeMap::new();
     for (from, ident, bytes) in raw {
@@ -181,8 +201,36 @@ fn run_part3(
             round2::Package::deserialize(&bytes.0).map_err(|_| Part3Error::Malformed(from))?;
         round2.insert(ident, package);
     }
-    let (key_package, public_key_package) =
-        dkg::part3(secret, packages, &round2).map_err(Part3Error::Frost)?;
+    let commitments = packages
+        .values()
+        .map(|p| p.commitment())
+        .chain(std::iter::once(secret.commitment()));
+    let (key_package, public_key_package, group_commitment) = match prior {
+        None => {
+            let (kp, pkp) = dkg::part3(secret, packages, &round2).map_err(Part3Error::Frost)?;
+            let sum = commitment::sum_dkg(commitments)
+                .map_err(|e| Part3Error::Encoding(e.to_string()))?;
+            (kp, pkp, sum)
+        }
+        Some(prior) => {
+            let refreshed = refresh::refresh_dkg_shares(
+                secret,
+                packages,
+                &round2,
+                prior.public_key_package.clone(),
+                prior.key_package.clone(),
+            );
+            let (kp, pkp) = refreshed.map_err(|e| refresh_blame(e, secret, packages, &round2))?;
+            // Keys from releases that kept no group commitment get none after a refresh either.
+            let sum = if prior.group_commitment.is_empty() {
+                Vec::new()
+            } else {
+                commitment::add_refresh(&prior.group_commitment, commitments)
+                    .map_err(|e| Part3Error::Encoding(e.to_string()))?
+            };
+            (kp, pkp, sum)
+        }
+    };
     let encoding = |e: frost_ed25519::Error| Part3Error::Encoding(e.to_string());
     let gpk = public_key_package
         .verifying_key()
@@ -191,12 +239,42 @@ fn run_part3(
     let pkp = public_key_package.serialize().map_err(encoding)?;
     let group_public_key = <[u8; 32]>::try_from(gpk.as_slice())
         .map_err(|_| Part3Error::Encoding("the group key is not 32 bytes".into()))?;
+    if group_commitment
+        .first()
+        .is_some_and(|c| *c != group_public_key)
+    {
+        return Err(Part3Error::Encoding(
+            "the group commitment does not start with the group key".into(),
+        ));
+    }
     Ok(Part3Output {
         key_package,
         public_key_package,
         group_public_key,
         public_key_package_hash: sha256(&pkp),
+        group_commitment,
     })
+}
+
+/// frost's refresh names no culprit for a bad share: find the sender whose share does not lie
+/// on its refresh polynomial.
+fn refresh_blame(
+    error: frost_ed25519::Error,
+    secret: &round2::SecretPackage,
+    packages: &BTreeMap<Identifier, round1::Package>,
+    round2: &BTreeMap<Identifier, round2::Package>,
+) -> Part3Error {
+    if !matches!(error, frost_ed25519::Error::InvalidSecretShare { .. }) {
+        return Part3Error::Frost(error);
+    }
+    let me = *secret.identifier();
+    let culprit = round2.iter().find_map(|(from, share)| {
+        let valid = packages
+            .get(from)
+            .is_some_and(|c| commitment::refresh_share_is_valid(me, share, c));
+        (!valid).then_some(*from)
+    });
+    Part3Error::Frost(frost_ed25519::Error::InvalidSecretShare { culprit })
 }
 
 impl fmt::Debug for Work {

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::sealing::{SealError, SealedBlob, Sealer};
 
 mod certificate;
+mod epochs;
 pub mod manifest;
 mod types;
 
@@ -173,6 +174,9 @@ impl SealedKeyFile {
 pub struct KeyStore {
     dir: PathBuf,
     keys: BTreeMap<String, StoredKey>,
+    /// The epoch each key had before its latest renewal, kept in memory only (its file is
+    /// gone) for signing sessions that started on it, until the node retires it.
+    previous: BTreeMap<String, StoredKey>,
     sealer: Option<Sealer>,
     /// With a sealer: the writer of the manifest, shared with the key writes in flight.
     manifest: Option<std::sync::Arc<manifest::Writer>>,
@@ -240,6 +244,7 @@ impl KeyStore {
         let mut store = KeyStore {
             dir: dir.clone(),
             keys: BTreeMap::new(),
+            previous: BTreeMap::new(),
             sealer,
             manifest: None,
         };

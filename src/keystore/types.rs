@@ -49,6 +49,10 @@ pub struct StoredKey {
     /// How many times the shares were renewed since the DKG (0: the DKG's own shares).
     #[serde(default)]
     pub epoch: u64,
+    /// The group's VSS commitment, hex points (empty for keys made before it was kept): the
+    /// verifying share of any identifier follows from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_commitment: Vec<String>,
 }
 
 impl fmt::Debug for StoredKey {
@@ -76,8 +80,11 @@ pub struct KeyInfo {
     pub participants: Vec<NodeId>,
     /// Each participant's verifying share, hex.
     pub verifying_shares: BTreeMap<NodeId, String>,
-    /// Seconds since the Unix epoch when this node stored the key.
+    /// Seconds since the Unix epoch when this node stored the key (this epoch of it).
     pub created_at: u64,
+    /// The epoch of the shares: 0 after the DKG, one more after each refresh.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl StoredKey {
@@ -110,7 +117,21 @@ impl StoredKey {
             participants: self.participants.clone(),
             verifying_shares,
             created_at: self.created_at,
+            epoch: self.epoch,
         }
+    }
+
+    /// The group commitment as points, if the key keeps one.
+    pub fn group_commitment(&self) -> Result<Vec<[u8; 32]>, String> {
+        self.group_commitment
+            .iter()
+            .map(|c| {
+                hex::decode(c)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| "group commitment point is not 32 bytes of hex".to_string())
+            })
+            .collect()
     }
 
     /// Internal consistency: the share belongs to the group key it claims.
@@ -138,6 +159,13 @@ impl StoredKey {
             .get(self.key_package.identifier());
         if own != Some(self.key_package.verifying_share()) {
             return Err("verifying share does not match the public key package".into());
+        }
+        let commitment = self.group_commitment()?;
+        if commitment.first().is_some_and(|c| hex::encode(c) != self.group_public_key) {
+            return Err("group commitment does not match the group key".into());
+        }
+        if !commitment.is_empty() && commitment.len() != usize::from(self.threshold) {
+            return Err("group commitment does not have threshold coefficients".into());
         }
         Ok(())
     }

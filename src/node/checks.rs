@@ -6,7 +6,7 @@
 use crate::auth::{self, AuthError};
 use crate::config::Config;
 use crate::keystore::{self, KeyStore, StoredKey};
-use crate::wire::{DkgStart, ErrorKind, NodeId, SessionId};
+use crate::wire::{DkgStart, ErrorKind, NodeId, RefreshOf, SessionId};
 
 use super::context::Ctx;
 use super::error::Refusal;
@@ -28,7 +28,11 @@ pub fn admit_dkg(
     keystore::validate_key_id(&start.key_id).map_err(|e| bad(e.to_string()))?;
     let now = ctx.unix_seconds();
     let request = || auth::Request {
-        act: auth::Action::Keygen,
+        act: if start.refresh.is_some() {
+            auth::Action::Refresh
+        } else {
+            auth::Action::Keygen
+        },
         key_id: &start.key_id,
         message_hash: None,
         threshold: Some(start.threshold),
@@ -37,17 +41,21 @@ pub fn admit_dkg(
     };
     authorize(config, ctx.auth, now, start.token.as_deref(), request)?;
     let keystore: &KeyStore = ctx.keystore;
-    if keystore.contains(&start.key_id) {
-        return Err(Refusal::new(
-            ErrorKind::Conflict,
-            format!("key {:?} already exists on node {me}", start.key_id),
-        ));
+    match &start.refresh {
+        None if keystore.contains(&start.key_id) => {
+            return Err(Refusal::new(
+                ErrorKind::Conflict,
+                format!("key {:?} already exists on node {me}", start.key_id),
+            ));
+        }
+        None => {}
+        Some(refresh) => admit_refresh(keystore, me, start, refresh)?,
     }
     if busy {
         return Err(Refusal::new(
             ErrorKind::Conflict,
             format!(
-                "a DKG for key {:?} is already running on node {me}",
+                "a DKG or refresh of key {:?} is already running on node {me}",
                 start.key_id
             ),
         ));
@@ -97,9 +105,67 @@ pub fn admit_dkg(
     Ok(())
 }
 
-/// The key this node signs `key_id` with, and its group key, if it may: the key exists, is the
-/// group key the requester expects (when it says), `requester` (if any) is one of its
-/// participants, and the message is not too long.
+/// Whether this node holds exactly the key and epoch a refresh renews, and the refresh keeps
+/// its threshold and renews shares of current participants only.
+fn admit_refresh(
+    keystore: &KeyStore,
+    me: NodeId,
+    start: &DkgStart,
+    refresh: &RefreshOf,
+) -> Result<(), Refusal> {
+    let key_id = &start.key_id;
+    let Some(key) = keystore.get(key_id) else {
+        return Err(Refusal::new(
+            ErrorKind::NotFound,
+            format!("no key {key_id:?} on node {me}"),
+        ));
+    };
+    if group_key_bytes(&key.group_public_key) != Some(refresh.group_public_key) {
+        return Err(Refusal::new(
+            ErrorKind::KeyMismatch,
+            format!("node {me} holds a different group key under {key_id:?}"),
+        ));
+    }
+    if key.epoch != refresh.epoch {
+        return Err(Refusal::new(
+            ErrorKind::Conflict,
+            format!(
+                "node {me} holds epoch {} of {key_id:?}, the refresh renews epoch {}",
+                key.epoch, refresh.epoch
+            ),
+        ));
+    }
+    if start.threshold != key.threshold {
+        return Err(Refusal::new(
+            ErrorKind::BadRequest,
+            format!(
+                "a refresh keeps the threshold ({}); got {}",
+                key.threshold, start.threshold
+            ),
+        ));
+    }
+    let strangers: Vec<NodeId> = start
+        .participants
+        .iter()
+        .copied()
+        .filter(|id| !key.participants.contains(id))
+        .collect();
+    if !strangers.is_empty() {
+        return Err(Refusal::new(
+            ErrorKind::BadRequest,
+            format!(
+                "nodes {strangers:?} hold no share of {key_id:?} (its participants are {:?}): a refresh renews existing shares; enrol new nodes",
+                key.participants
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The key this node signs `key_id` with, and its group key, if it may: the key exists (at
+/// `epoch`, when the requester names one; else its current epoch), is the group key the
+/// requester expects (when it says), `requester` (if any) is one of its participants, and the
+/// message is not too long.
 pub fn signing_key<'k>(
     keystore: &'k KeyStore,
     me: NodeId,
@@ -107,12 +173,27 @@ pub fn signing_key<'k>(
     expected_group_key: Option<[u8; 32]>,
     requester: Option<NodeId>,
     message_len: usize,
+    epoch: Option<u64>,
 ) -> Result<(&'k StoredKey, [u8; 32]), Refusal> {
-    let Some(key) = keystore.get(key_id) else {
+    let Some(current) = keystore.get(key_id) else {
         return Err(Refusal::new(
             ErrorKind::NotFound,
             format!("no key {key_id:?} on node {me}"),
         ));
+    };
+    let key = match epoch {
+        None => current,
+        Some(epoch) => keystore.get_epoch(key_id, epoch).ok_or_else(|| {
+            // Retryable: a refresh is completing, and this node is ahead of or behind the
+            // coordinator; the coordinator picks another signer.
+            Refusal::new(
+                ErrorKind::NotFound,
+                format!(
+                    "node {me} does not hold epoch {epoch} of key {key_id:?} (it holds epoch {})",
+                    current.epoch
+                ),
+            )
+        })?,
     };
     let Some(ours) = group_key_bytes(&key.group_public_key) else {
         return Err(Refusal::new(

@@ -193,10 +193,17 @@ impl Ctx<'_> {
         self.culprits.count(culprits, self.metrics);
     }
 
-    /// Writes a new key file on a blocking thread (fsync must not stall the node); the outcome
-    /// comes back as [`Stored`]. Fails at once if the key cannot be encoded or its id is taken.
+    /// Writes a new key file, or a key's next epoch over its current one, on a blocking thread
+    /// (fsync must not stall the node); the outcome comes back as [`Stored`]. Fails at once if
+    /// the key cannot be encoded, its id is taken (a new key) or it does not follow the
+    /// current epoch (a refresh).
     pub fn persist(&mut self, session: SessionId, key: StoredKey) -> Result<(), String> {
-        let write = self.keystore.prepare(&key).map_err(|e| e.to_string())?;
+        let write = if key.epoch == 0 {
+            self.keystore.prepare(&key)
+        } else {
+            self.keystore.prepare_next(&key)
+        };
+        let write = write.map_err(|e| e.to_string())?;
         let tx = self.stored.clone();
         tokio::spawn(async move {
             let result = match tokio::task::spawn_blocking(move || write.commit()).await {

@@ -116,6 +116,7 @@ impl CoordinatorDriver {
             req.expected_key,
             None,
             req.message.len(),
+            None,
         );
         let (key, group_public_key) = match checked {
             Ok(k) if !self.sessions.contains_key(&sid) => k,
@@ -142,6 +143,7 @@ impl CoordinatorDriver {
             participants: key.participants.clone(),
             public_key_package: key.public_key_package.clone(),
             group_public_key,
+            epoch: key.epoch,
             request_id: req.request,
             token: req.token,
         };
@@ -264,6 +266,7 @@ impl CoordinatorDriver {
             Body::CommitRequest {
                 attempt,
                 key_id,
+                epoch,
                 message,
                 request_id,
                 token,
@@ -271,6 +274,7 @@ impl CoordinatorDriver {
             } => {
                 let ask = CommitAsk {
                     key_id: &key_id,
+                    epoch,
                     expected_key: None,
                     message: &message,
                     request_id,

@@ -126,7 +126,7 @@ impl Forwarder {
             return refuse(ctx, reply, r.into_error(me));
         }
         let (key, group_public_key) =
-            match checks::signing_key(ctx.keystore, me, &key_id, None, None, message.len()) {
+            match checks::signing_key(ctx.keystore, me, &key_id, None, None, message.len(), None) {
                 Ok(found) => found,
                 Err(r) => return refuse(ctx, reply, r.into()),
             };

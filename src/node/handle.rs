@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::NodeError;
 use super::forwarder::SignInput;
-use super::requests::{KeygenRequest, SignResponse, StatusInfo};
+use super::requests::{KeygenRequest, RefreshRequest, SignResponse, StatusInfo};
 use crate::keystore::KeyInfo;
 use crate::wire::{NodeId, SessionId};
 
@@ -20,6 +20,13 @@ pub enum Input {
     Keygen {
         /// The request.
         req: KeygenRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
+    },
+    /// Refresh a key with this node as initiator.
+    Refresh {
+        /// The request.
+        req: RefreshRequest,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
     },
@@ -137,6 +144,12 @@ impl NodeHandle {
     /// or the session failed.
     pub async fn keygen(&self, req: KeygenRequest) -> Result<KeyInfo, NodeError> {
         self.ask(|reply| Input::Keygen { req, reply }).await?
+    }
+
+    /// Refreshes a key with this node as initiator (new shares, the next epoch, the same
+    /// group key); answers once every participant stored the new epoch or the session failed.
+    pub async fn refresh(&self, req: RefreshRequest) -> Result<KeyInfo, NodeError> {
+        self.ask(|reply| Input::Refresh { req, reply }).await?
     }
 
     /// Signs `message` with key `key_id` through the coordinator elected for this request,

@@ -69,6 +69,7 @@ pub fn resolve(req: &KeygenRequest, all: Vec<NodeId>) -> DkgStart {
         participants,
         threshold,
         token: req.token.clone(),
+        refresh: None,
     }
 }
 

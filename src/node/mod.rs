@@ -64,7 +64,9 @@ pub use error::{NodeError, Refusal};
 pub use faults::DkgFaults;
 pub use forwarder::SignInput;
 pub use handle::NodeHandle;
-pub use requests::{default_threshold, KeygenRequest, SignResponse, StatusInfo, MAX_SIGN_MESSAGE};
+pub use requests::{
+    default_threshold, KeygenRequest, RefreshRequest, SignResponse, StatusInfo, MAX_SIGN_MESSAGE,
+};
 
 /// Capacity of the queues into the node.
 const QUEUE: usize = 1024;
@@ -316,6 +318,7 @@ fn on_input(
     use handle::Input;
     match input {
         Input::Keygen { req, reply } => dkg.start_keygen(ctx, req, reply),
+        Input::Refresh { req, reply } => dkg.start_refresh(ctx, req, reply),
         Input::Status { reply } => {
             let _ = reply.send(StatusInfo {
                 id: ctx.me(),

@@ -212,6 +212,7 @@ pub fn admit(ctx: &mut Ctx<'_>, held: Held) -> Option<Held> {
         ask.expected_key,
         ask.coordinator.map(|(c, _)| c),
         ask.message.len(),
+        None,
     );
     if checked.is_err() {
         return Some(held);

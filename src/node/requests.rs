@@ -26,6 +26,23 @@ pub struct KeygenRequest {
     pub token: Option<String>,
 }
 
+/// A request to refresh a key: new shares of the same key for `participants` (default: every
+/// current participant), a new epoch.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The key.
+    #[serde(skip)]
+    pub key_id: String,
+    /// Who holds the new epoch's shares: a subset of the current participants of at least the
+    /// threshold. Members left out are removed from the key.
+    #[serde(default)]
+    pub participants: Option<Vec<NodeId>>,
+    /// The client's refresh token (from the `Authorization` header, not the body).
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
 /// Answer of a signing request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignResponse {

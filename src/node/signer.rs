@@ -33,6 +33,8 @@ fn refusal(e: &SignerError) -> Refusal {
 pub struct CommitAsk<'a> {
     /// Key name.
     pub key_id: &'a str,
+    /// The epoch of the key's shares the coordinator signs with.
+    pub epoch: u64,
     /// The group key the coordinator holds (none when this node coordinates).
     pub expected_key: Option<[u8; 32]>,
     /// The message.
@@ -76,6 +78,7 @@ impl SignerDriver {
                 attempt,
                 key_id,
                 group_public_key,
+                epoch,
                 message,
                 request_id,
                 token,
@@ -87,6 +90,7 @@ impl SignerDriver {
                 };
                 let ask = CommitAsk {
                     key_id: &key_id,
+                    epoch,
                     expected_key: Some(group_public_key),
                     message: &message,
                     request_id,
@@ -164,9 +168,11 @@ impl SignerDriver {
             ask.expected_key,
             Some(slot.coordinator),
             ask.message.len(),
+            Some(ask.epoch),
         )?;
         let what = Commit {
             key_id: ask.key_id,
+            epoch: ask.epoch,
             message: ask.message,
             key: &key.key_package,
         };
@@ -212,8 +218,20 @@ impl SignerDriver {
             self.schedule(ctx);
             return Err(refusal);
         }
-        let Some(key) = ctx.keystore.get(key_id) else {
-            return Err(unknown());
+        // The share of the epoch the commitment was made for, whatever the current one is now:
+        // a signature never mixes two epochs' shares.
+        let Some(key) = ctx.keystore.get_epoch(key_id, committed.epoch) else {
+            let refusal = Refusal::new(
+                ErrorKind::NotFound,
+                format!(
+                    "epoch {} of key {key_id:?} was retired on this node",
+                    committed.epoch
+                ),
+            );
+            self.signer
+                .forget(slot.coordinator, slot.session, slot.attempt);
+            self.schedule(ctx);
+            return Err(refusal);
         };
         let share = ShareRef {
             key: &key.key_package,

@@ -26,6 +26,8 @@ pub enum Timer {
     Nonces,
     /// Forgetting ended sessions.
     Finished,
+    /// Retiring key epochs replaced by a refresh.
+    Retire,
 }
 
 /// Deadlines by [`Timer`].

@@ -41,6 +41,8 @@ pub struct SignParams {
     pub public_key_package: PublicKeyPackage,
     /// Group public key bytes.
     pub group_public_key: [u8; 32],
+    /// The epoch of the key's shares the signature is made with.
+    pub epoch: u64,
     /// The request id this session derives from.
     pub request_id: SessionId,
     /// The client's token, passed to every signer.
@@ -222,6 +224,7 @@ impl Coordinator {
             attempt: self.attempt,
             key_id: self.params.key_id.clone(),
             group_public_key: self.params.group_public_key,
+            epoch: self.params.epoch,
             message: self.params.message.clone(),
             request_id: self.params.request_id,
             token: self.params.token.clone(),

@@ -76,6 +76,8 @@ pub struct Slot {
 pub struct Commit<'a> {
     /// Key name.
     pub key_id: &'a str,
+    /// The epoch of the key's shares.
+    pub epoch: u64,
     /// The message that will be signed.
     pub message: &'a [u8],
     /// This node's key package.
@@ -103,6 +105,8 @@ impl std::fmt::Debug for Authorization {
 pub struct Committed<'a> {
     /// The key.
     pub key_id: &'a str,
+    /// The epoch of the key's shares the signature must be made with.
+    pub epoch: u64,
     /// SHA-256 of the message.
     pub message_hash: [u8; 32],
     /// The client authorization, if one was given.
@@ -127,6 +131,7 @@ struct Pending {
     commitments: SigningCommitments,
     message_hash: [u8; 32],
     key_id: String,
+    epoch: u64,
     authorization: Option<Authorization>,
     expires: Instant,
 }
@@ -207,12 +212,13 @@ impl Signer {
         self.expire(now);
         let Commit {
             key_id,
+            epoch,
             message,
             key,
         } = what;
         let message_hash = digest(message);
         if let Some(p) = self.pending.get(&slot) {
-            if p.message_hash == message_hash && p.key_id == key_id {
+            if p.message_hash == message_hash && p.key_id == key_id && p.epoch == epoch {
                 return Ok(p.commitments);
             }
             return Err(SignerError::Conflict(slot.session));
@@ -237,6 +243,7 @@ impl Signer {
                 commitments,
                 message_hash,
                 key_id: key_id.to_string(),
+                epoch,
                 authorization,
                 expires,
             },
@@ -250,6 +257,7 @@ impl Signer {
     pub fn committed(&self, slot: &Slot) -> Option<Committed<'_>> {
         self.pending.get(slot).map(|p| Committed {
             key_id: &p.key_id,
+            epoch: p.epoch,
             message_hash: p.message_hash,
             authorization: p.authorization.as_ref(),
         })

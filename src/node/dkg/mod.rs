@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 mod memory;
 mod pulls;
+mod refresh;
 mod work;
 
 use memory::{Early, Finished, FINISHED_MEMORY};
@@ -29,6 +30,15 @@ use super::timers::Timer;
 use crate::dkg::{ConfirmationKeys, DkgError, DkgOutput, DkgParams, DkgSession, Effect};
 use crate::keystore::{self, StoredConfirmation, StoredKey};
 use crate::wire::{Body, DkgOutcome, DkgStart, Envelope, ErrorKind, NodeId, SessionId};
+
+/// "DKG" or "refresh", for logs.
+fn kind_name(params: &DkgParams) -> &'static str {
+    if params.refresh.is_some() {
+        "refresh"
+    } else {
+        "DKG"
+    }
+}
 
 /// How long a participant whose confirmation is out keeps waiting for a certificate after
 /// another participant aborted.
@@ -66,6 +76,9 @@ pub struct DkgDriver {
     /// Certificates of the sessions completed here lately, by round id: they answer a
     /// participant that still asks for this node's confirmation.
     completed: pulls::Completed,
+    /// Epochs replaced by a refresh, kept in memory for the signing sessions that began on
+    /// them, and when each is retired (oldest first).
+    retiring: VecDeque<(Instant, String, u64)>,
 }
 
 impl DkgDriver {
@@ -80,6 +93,7 @@ impl DkgDriver {
             rounds: HashMap::new(),
             early: Early::default(),
             completed: pulls::Completed::default(),
+            retiring: VecDeque::new(),
         }
     }
 
@@ -99,7 +113,14 @@ impl DkgDriver {
     fn open(&mut self, ctx: &mut Ctx<'_>, params: DkgParams) -> Result<[u8; 32], DkgError> {
         let deadline = ctx.now + ctx.config.dkg_timeout;
         let sid = params.session;
+        let prior = match params.refresh {
+            Some(_) => Some(refresh::prior_key(ctx.keystore, &params)?),
+            None => None,
+        };
         let mut session = DkgSession::new(params, ctx.me(), self.keys.clone(), deadline)?;
+        if let Some(prior) = prior {
+            session = session.with_prior(prior)?;
+        }
         let contribution = session.contribution(&mut ctx.rng);
         self.sessions.insert(
             sid,
@@ -122,8 +143,13 @@ impl DkgDriver {
 
     /// Starts a DKG with this node as initiator; `reply` gets the answer.
     pub fn start_keygen(&mut self, ctx: &mut Ctx<'_>, req: KeygenRequest, reply: KeygenReply) {
-        let me = ctx.me();
         let start = initiator::resolve(&req, ctx.config.all_ids());
+        self.initiate(ctx, start, reply);
+    }
+
+    /// Starts the session `start` (a DKG or a refresh) with this node as initiator.
+    fn initiate(&mut self, ctx: &mut Ctx<'_>, start: DkgStart, reply: KeygenReply) {
+        let me = ctx.me();
         let busy = self.busy(&start.key_id);
         let sid = initiator::session_id(&start, me, ctx.rng);
         if let Err(refusal) = checks::admit_dkg(ctx, sid, &start, me, busy) {
@@ -137,6 +163,7 @@ impl DkgDriver {
             participants: start.participants.clone(),
             threshold: start.threshold,
             initiator: me,
+            refresh: start.refresh,
         };
         let own = match self.open(ctx, params.clone()) {
             Ok(own) => own,
@@ -150,7 +177,8 @@ impl DkgDriver {
             key_id = %params.key_id,
             participants = ?params.participants,
             threshold = params.threshold,
-            "starting DKG"
+            refresh_of_epoch = params.refresh.map(|r| r.epoch),
+            "starting {}", kind_name(&params)
         );
         let deadline = ctx.now + ctx.config.dkg_timeout + ctx.config.request_timeout;
         self.initiations.insert(&params, me, own, reply, deadline);
@@ -265,11 +293,13 @@ impl DkgDriver {
             participants: start.participants,
             threshold: start.threshold,
             initiator: from,
+            refresh: start.refresh,
         };
         let key_id = params.key_id.clone();
+        let kind = kind_name(&params);
         match self.open(ctx, params) {
             Ok(contribution) => {
-                info!(session = %sid, key_id = %key_id, initiator = from, "joining DKG");
+                info!(session = %sid, key_id = %key_id, initiator = from, "joining {kind}");
                 Body::DkgJoin { contribution }
             }
             Err(e) => Body::refused(ErrorKind::BadRequest, e.to_string()),
@@ -389,6 +419,7 @@ impl DkgDriver {
                 }
             }
             Timer::DkgPull(sid) => self.pull(ctx, sid),
+            Timer::Retire => self.retire_due(ctx),
             Timer::Initiation(sid) => self.initiations.on_timeout(sid, ctx.keystore),
             Timer::Finished => {
                 self.finished.prune(ctx.now);
@@ -465,7 +496,8 @@ impl DkgDriver {
                     signature: hex::encode(&c.signature),
                 })
                 .collect(),
-            epoch: 0,
+            epoch: out.epoch,
+            group_commitment: out.group_commitment.iter().map(hex::encode).collect(),
         };
         if let Err(e) = ctx.persist(sid, key) {
             warn!(session = %sid, error = %e, "cannot store the new key");
@@ -478,10 +510,22 @@ impl DkgDriver {
         let sid = stored.session;
         let key_id = stored.key.key_id.clone();
         let group_key = checks::group_key_bytes(&stored.key.group_public_key);
-        let result = stored
-            .result
-            .and_then(|()| ctx.keystore.adopt(*stored.key).map_err(|e| e.to_string()));
+        let epoch = stored.key.epoch;
+        let result = stored.result.and_then(|()| {
+            let key = *stored.key;
+            let adopted = if epoch == 0 {
+                ctx.keystore.adopt(key)
+            } else {
+                ctx.keystore.adopt_next(key)
+            };
+            adopted.map_err(|e| e.to_string())
+        });
         match (result, group_key) {
+            (Ok(()), Some(gpk)) if epoch > 0 => {
+                info!(session = %sid, key_id = %key_id, epoch, group_public_key = %hex::encode(gpk), "refresh complete; new shares stored, the old ones deleted from disk");
+                self.retire_later(ctx, key_id, epoch - 1);
+                self.end_session(ctx, sid, Ok(gpk));
+            }
             (Ok(()), Some(gpk)) => {
                 info!(session = %sid, key_id = %key_id, group_public_key = %hex::encode(gpk), "DKG complete; key stored");
                 self.end_session(ctx, sid, Ok(gpk));

@@ -1,0 +1,94 @@
+//! Refreshing a key (new shares of the same group key, the next epoch) is a DKG session of
+//! another kind: this file holds what differs for the driver. The initiator fills the session
+//! from the stored key, each participant hands its session the shares it renews, and the epoch
+//! a completed refresh replaced is retired from memory once the signing sessions that may
+//! still use it are over (its file is already gone: the new epoch's write replaced it).
+
+use tracing::info;
+
+use super::DkgDriver;
+use crate::dkg::{DkgError, DkgParams, PriorKey};
+use crate::keystore::KeyStore;
+use crate::node::context::Ctx;
+use crate::node::error::NodeError;
+use crate::node::initiator::KeygenReply;
+use crate::node::requests::RefreshRequest;
+use crate::node::timers::Timer;
+use crate::wire::{DkgStart, NodeId, RefreshOf};
+
+/// The shares a refresh session starts from: this node's share of the epoch it names.
+pub(super) fn prior_key(keystore: &KeyStore, params: &DkgParams) -> Result<PriorKey, DkgError> {
+    let missing = || DkgError::InvalidParams(format!("no key {:?} here", params.key_id));
+    let key = keystore.get(&params.key_id).ok_or_else(missing)?;
+    match params.refresh {
+        Some(r) if r.epoch == key.epoch => {}
+        _ => {
+            return Err(DkgError::InvalidParams(format!(
+                "key {:?} is at epoch {} here",
+                params.key_id, key.epoch
+            )))
+        }
+    }
+    Ok(PriorKey {
+        key_package: key.key_package.clone(),
+        public_key_package: key.public_key_package.clone(),
+        group_commitment: key.group_commitment().map_err(DkgError::Storage)?,
+    })
+}
+
+impl DkgDriver {
+    /// Starts refreshing a key with this node as initiator; `reply` gets the key's new info.
+    pub fn start_refresh(&mut self, ctx: &mut Ctx<'_>, req: RefreshRequest, reply: KeygenReply) {
+        let me = ctx.me();
+        let Some(key) = ctx.keystore.get(&req.key_id) else {
+            let _ = reply.send(Err(NodeError::NotFound(format!(
+                "no key {:?} on node {me}",
+                req.key_id
+            ))));
+            return;
+        };
+        let Some(group_public_key) = super::checks::group_key_bytes(&key.group_public_key) else {
+            let _ = reply.send(Err(NodeError::Internal("stored group key is corrupt".into())));
+            return;
+        };
+        let mut participants: Vec<NodeId> =
+            req.participants.unwrap_or_else(|| key.participants.clone());
+        participants.sort_unstable();
+        let start = DkgStart {
+            key_id: req.key_id,
+            participants,
+            threshold: key.threshold,
+            token: req.token,
+            refresh: Some(RefreshOf {
+                group_public_key,
+                epoch: key.epoch,
+            }),
+        };
+        self.initiate(ctx, start, reply);
+    }
+
+    /// Keeps `key_id`'s replaced epoch `epoch` in memory until every signing session that may
+    /// have begun on it is over.
+    pub(super) fn retire_later(&mut self, ctx: &mut Ctx<'_>, key_id: String, epoch: u64) {
+        // A coordination lasts at most `sign_timeout`; a signer's nonces for it no longer.
+        let at = ctx.now + ctx.config.sign_timeout + ctx.config.request_timeout;
+        self.retiring.push_back((at, key_id, epoch));
+        ctx.timers.set(Timer::Retire, self.retiring.front().map(|(at, ..)| *at));
+    }
+
+    /// Retires the replaced epochs whose time has come.
+    pub(super) fn retire_due(&mut self, ctx: &mut Ctx<'_>) {
+        while let Some((at, ..)) = self.retiring.front() {
+            if *at > ctx.now {
+                break;
+            }
+            let Some((_, key_id, epoch)) = self.retiring.pop_front() else {
+                break;
+            };
+            if ctx.keystore.retire(&key_id, epoch) {
+                info!(key_id = %key_id, epoch, "replaced epoch retired: its share is gone from this node");
+            }
+        }
+        ctx.timers.set(Timer::Retire, self.retiring.front().map(|(at, ..)| *at));
+    }
+}
