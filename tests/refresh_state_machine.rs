@@ -1,0 +1,418 @@
+//! Refresh at the state-machine level: a key made by the DKG machine is refreshed by the same
+//! machine (frost's DKG-based refresh), over an in-memory bus that can tamper with messages.
+//! The group key never changes, every new share signs, a member left out of the refresh holds
+//! a share that combines with none of the new ones, and a bad share names its sender.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frost_ed25519 as frost;
+use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
+use frostnode::dkg::{
+    verifying_share_of, DkgError, DkgOutput, DkgParams, DkgSession, Effect, PriorKey,
+};
+use frostnode::identity::NodeKeys;
+use frostnode::wire::{Body, Envelope, NodeId, RefreshOf, SessionId};
+use libp2p::identity::Keypair;
+use proptest::prelude::*;
+use rand::{rngs::StdRng, SeedableRng};
+
+type Outcomes = BTreeMap<NodeId, Result<Box<DkgOutput>, DkgError>>;
+
+/// Identity keys of nodes `1..=n`.
+fn identities(n: u16) -> BTreeMap<NodeId, Keypair> {
+    (1..=n).map(|id| (id, Keypair::generate_ed25519())).collect()
+}
+
+/// Runs one session (a DKG, or a refresh when `prior` gives each node its shares) among
+/// `participants` to its end, delivering every message in order through `tamper`.
+fn run(
+    ids: &BTreeMap<NodeId, Keypair>,
+    participants: &[NodeId],
+    threshold: u16,
+    refresh: Option<RefreshOf>,
+    mut prior: BTreeMap<NodeId, PriorKey>,
+    tamper: &mut dyn FnMut(NodeId, NodeId, Body) -> Body,
+    seed: u64,
+) -> Outcomes {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let params = DkgParams {
+        session: SessionId([seed as u8; 32]),
+        key_id: "k".into(),
+        participants: participants.to_vec(),
+        threshold,
+        initiator: participants[0],
+        refresh,
+    };
+    let now = Instant::now();
+    let mut nodes: BTreeMap<NodeId, DkgSession> = BTreeMap::new();
+    for &me in participants {
+        let peers = ids
+            .iter()
+            .filter(|(&id, _)| id != me)
+            .map(|(&id, k)| (id, k.public()))
+            .collect();
+        let keys = Arc::new(NodeKeys::new(ids[&me].clone(), peers));
+        let mut s =
+            DkgSession::new(params.clone(), me, keys, now + Duration::from_secs(60)).unwrap();
+        if let Some(p) = prior.remove(&me) {
+            s = s.with_prior(p).unwrap();
+        }
+        nodes.insert(me, s);
+    }
+    let contributions: Vec<(NodeId, [u8; 32])> = nodes
+        .iter_mut()
+        .map(|(&id, s)| (id, s.contribution(&mut rng)))
+        .collect();
+    let mut queue: VecDeque<(NodeId, NodeId, Body)> = VecDeque::new();
+    let mut outcomes = Outcomes::new();
+    let mut out = |from: NodeId, effects: Vec<Effect>, queue: &mut VecDeque<_>| {
+        for e in effects {
+            match e {
+                Effect::Broadcast(body) => {
+                    for &to in participants.iter().filter(|&&to| to != from) {
+                        queue.push_back((from, to, body.clone()));
+                    }
+                }
+                Effect::Send { to, body } => queue.push_back((from, to, body)),
+                Effect::Completed(o) => {
+                    outcomes.insert(from, Ok(o));
+                }
+                Effect::Failed(err) => {
+                    outcomes.entry(from).or_insert(Err(err));
+                }
+                Effect::Compute(_) => unreachable!("settled"),
+            }
+        }
+    };
+    for (&id, s) in nodes.iter_mut() {
+        let effects = s.begin(&contributions, &mut rng).unwrap();
+        out(id, s.settle(effects), &mut queue);
+    }
+    while let Some((from, to, body)) = queue.pop_front() {
+        let body = tamper(from, to, body);
+        let s = nodes.get_mut(&to).unwrap();
+        let env = Envelope::new(s.wire_session(), from, body);
+        if let Ok(effects) = s.handle(env, &mut rng) {
+            let effects = s.settle(effects);
+            out(to, effects, &mut queue);
+        }
+    }
+    outcomes
+}
+
+fn keep(_: NodeId, _: NodeId, body: Body) -> Body {
+    body
+}
+
+/// Every node's output, or a panic naming the first failure.
+fn completed(outcomes: Outcomes) -> BTreeMap<NodeId, Box<DkgOutput>> {
+    outcomes
+        .into_iter()
+        .map(|(id, o)| (id, o.unwrap_or_else(|e| panic!("node {id} failed: {e}"))))
+        .collect()
+}
+
+fn priors(outputs: &BTreeMap<NodeId, Box<DkgOutput>>, who: &[NodeId]) -> BTreeMap<NodeId, PriorKey> {
+    who.iter()
+        .map(|id| {
+            let o = &outputs[id];
+            let prior = PriorKey {
+                key_package: o.key_package.clone(),
+                public_key_package: o.public_key_package.clone(),
+                group_commitment: o.group_commitment.clone(),
+            };
+            (*id, prior)
+        })
+        .collect()
+}
+
+fn refresh_of(outputs: &BTreeMap<NodeId, Box<DkgOutput>>) -> RefreshOf {
+    let o = outputs.values().next().unwrap();
+    RefreshOf {
+        group_public_key: o.group_public_key,
+        epoch: o.epoch,
+    }
+}
+
+/// Signs with exactly these key packages (frost directly, no node) and aggregates under `pkp`.
+fn sign(
+    signers: &[&KeyPackage],
+    pkp: &PublicKeyPackage,
+    message: &[u8],
+) -> Result<frost::Signature, frost::Error> {
+    let mut rng = rand::rngs::OsRng;
+    let mut nonces = BTreeMap::new();
+    let mut commitments = BTreeMap::new();
+    for kp in signers {
+        let (n, c) = frost::round1::commit(kp.signing_share(), &mut rng);
+        nonces.insert(*kp.identifier(), n);
+        commitments.insert(*kp.identifier(), c);
+    }
+    let package = frost::SigningPackage::new(commitments, message);
+    let mut shares = BTreeMap::new();
+    for kp in signers {
+        let share = frost::round2::sign(&package, &nonces[kp.identifier()], kp)?;
+        shares.insert(*kp.identifier(), share);
+    }
+    frost::aggregate(&package, &shares, pkp)
+}
+
+fn verifies(group_public_key: [u8; 32], message: &[u8], signature: &frost::Signature) -> bool {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&group_public_key).unwrap();
+    let bytes: [u8; 64] = signature.serialize().unwrap().try_into().unwrap();
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
+        .is_ok()
+}
+
+/// Every participant's verifying share is the one the group commitment implies.
+fn commitment_matches(o: &DkgOutput) {
+    for (ident, share) in o.public_key_package.verifying_shares() {
+        let id = (1..=u16::MAX)
+            .find(|&id| frost::Identifier::try_from(id).ok().as_ref() == Some(ident))
+            .unwrap();
+        assert_eq!(
+            verifying_share_of(&o.group_commitment, id).unwrap(),
+            *share,
+            "node {id}'s verifying share"
+        );
+    }
+}
+
+#[test]
+fn refresh_keeps_the_group_key_and_renews_every_share() {
+    let ids = identities(5);
+    let all: Vec<NodeId> = (1..=5).collect();
+    let dkg = completed(run(&ids, &all, 3, None, BTreeMap::new(), &mut keep, 1));
+    commitment_matches(&dkg[&1]);
+    assert_eq!(dkg[&1].group_commitment.len(), 3);
+    let refresh = refresh_of(&dkg);
+    let new = completed(run(&ids, &all, 3, Some(refresh), priors(&dkg, &all), &mut keep, 2));
+    assert_eq!(new.len(), 5);
+    for (id, o) in &new {
+        assert_eq!(o.epoch, 1);
+        assert_eq!(o.group_public_key, dkg[id].group_public_key, "the group key never changes");
+        assert_ne!(
+            o.key_package.signing_share(),
+            dkg[id].key_package.signing_share(),
+            "node {id}'s share was renewed"
+        );
+        assert_eq!(o.public_key_package, new[&1].public_key_package);
+        assert_eq!(o.group_commitment, new[&1].group_commitment);
+    }
+    commitment_matches(&new[&1]);
+    assert_eq!(new[&1].group_commitment[0], refresh.group_public_key);
+    let pkp = &new[&1].public_key_package;
+    let message = b"after the refresh";
+    let signature = sign(
+        &[&new[&2].key_package, &new[&4].key_package, &new[&5].key_package],
+        pkp,
+        message,
+    )
+    .unwrap();
+    assert!(verifies(refresh.group_public_key, message, &signature));
+    // Shares of two epochs never make a signature.
+    assert!(sign(
+        &[&dkg[&1].key_package, &new[&2].key_package, &new[&3].key_package],
+        pkp,
+        message
+    )
+    .is_err());
+}
+
+#[test]
+fn a_member_left_out_of_a_refresh_holds_a_share_that_combines_with_no_new_one() {
+    let ids = identities(5);
+    let all: Vec<NodeId> = (1..=5).collect();
+    let dkg = completed(run(&ids, &all, 3, None, BTreeMap::new(), &mut keep, 3));
+    let kept: Vec<NodeId> = (1..=4).collect();
+    let refresh = refresh_of(&dkg);
+    let new = completed(run(&ids, &kept, 3, Some(refresh), priors(&dkg, &kept), &mut keep, 4));
+    let pkp = &new[&1].public_key_package;
+    let five = frost::Identifier::try_from(5u16).unwrap();
+    assert!(!pkp.verifying_shares().contains_key(&five), "node 5 is no participant");
+    // Node 5's old share with the new shares of any two others: the public package that would
+    // have to accept it (old verifying share for 5, new ones for the rest) yields no signature.
+    let mut shares = pkp.verifying_shares().clone();
+    shares.insert(five, *dkg[&5].public_key_package.verifying_shares().get(&five).unwrap());
+    let mixed = PublicKeyPackage::new(shares, *pkp.verifying_key(), Some(3));
+    let message = b"node 5 tries";
+    for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
+        let result = sign(
+            &[&dkg[&5].key_package, &new[&a].key_package, &new[&b].key_package],
+            &mixed,
+            message,
+        );
+        assert!(result.is_err(), "old share of 5 with new shares of {a} and {b} signed");
+    }
+    // The others sign without it.
+    let signature = sign(
+        &[&new[&1].key_package, &new[&3].key_package, &new[&4].key_package],
+        pkp,
+        message,
+    )
+    .unwrap();
+    assert!(verifies(refresh.group_public_key, message, &signature));
+}
+
+#[test]
+fn a_bad_refresh_share_names_its_sender() {
+    let ids = identities(4);
+    let all: Vec<NodeId> = (1..=4).collect();
+    let dkg = completed(run(&ids, &all, 3, None, BTreeMap::new(), &mut keep, 5));
+    // Node 2's share for node 4 is swapped for the one it sent node 3: a well-formed share,
+    // on node 2's polynomial, at the wrong point.
+    let mut to_three = None;
+    let mut tamper = |from: NodeId, to: NodeId, body: Body| match (&body, from, to) {
+        (Body::DkgRound2 { package }, 2, 3) => {
+            to_three = Some(package.clone());
+            body
+        }
+        (Body::DkgRound2 { .. }, 2, 4) => match &to_three {
+            Some(package) => Body::DkgRound2 {
+                package: package.clone(),
+            },
+            None => body,
+        },
+        _ => body,
+    };
+    let outcomes = run(
+        &ids,
+        &all,
+        3,
+        Some(refresh_of(&dkg)),
+        priors(&dkg, &all),
+        &mut tamper,
+        6,
+    );
+    match &outcomes[&4] {
+        Err(DkgError::InvalidSecretShare { culprit }) => assert_eq!(*culprit, 2),
+        other => panic!("node 4: {other:?}"),
+    }
+    assert!(
+        outcomes.values().all(|o| o.is_err()),
+        "nobody moves to the new epoch"
+    );
+}
+
+#[test]
+fn a_refresh_commitment_of_the_wrong_length_names_its_sender() {
+    let ids = identities(4);
+    let all: Vec<NodeId> = (1..=4).collect();
+    let dkg = completed(run(&ids, &all, 3, None, BTreeMap::new(), &mut keep, 7));
+    // Node 4 sends a DKG round-1 package (t coefficients, a constant term of its choosing)
+    // where a refresh package (t - 1 coefficients) belongs.
+    let mut rng = StdRng::seed_from_u64(8);
+    let ident = frost::Identifier::try_from(4u16).unwrap();
+    let (_, wrong) = frost::keys::dkg::part1(ident, 4, 3, &mut rng).unwrap();
+    let wrong = wrong.serialize().unwrap();
+    let mut tamper = |from: NodeId, _: NodeId, body: Body| match body {
+        Body::DkgRound1 { .. } if from == 4 => Body::DkgRound1 {
+            package: wrong.clone(),
+        },
+        other => other,
+    };
+    let outcomes = run(
+        &ids,
+        &all,
+        3,
+        Some(refresh_of(&dkg)),
+        priors(&dkg, &all),
+        &mut tamper,
+        9,
+    );
+    for id in 1..=3 {
+        match &outcomes[&id] {
+            Err(DkgError::Malformed { culprit, .. }) => assert_eq!(*culprit, 4),
+            other => panic!("node {id}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_session_refuses_shares_of_another_key_or_threshold() {
+    let ids = identities(3);
+    let all: Vec<NodeId> = (1..=3).collect();
+    let dkg = completed(run(&ids, &all, 2, None, BTreeMap::new(), &mut keep, 10));
+    let other = completed(run(&ids, &all, 2, None, BTreeMap::new(), &mut keep, 11));
+    let params = |refresh: Option<RefreshOf>, threshold| DkgParams {
+        session: SessionId([1; 32]),
+        key_id: "k".into(),
+        participants: all.clone(),
+        threshold,
+        initiator: 1,
+        refresh,
+    };
+    let keys = || {
+        let peers = ids.iter().map(|(&id, k)| (id, k.public())).collect();
+        Arc::new(NodeKeys::new(ids[&1].clone(), peers))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let session = |p| DkgSession::new(p, 1, keys(), deadline).unwrap();
+    let prior = |o: &BTreeMap<NodeId, Box<DkgOutput>>| priors(o, &[1]).remove(&1).unwrap();
+    // Shares of another key.
+    let refresh = Some(refresh_of(&dkg));
+    assert!(session(params(refresh, 2)).with_prior(prior(&other)).is_err());
+    // Another threshold.
+    assert!(session(params(refresh, 3)).with_prior(prior(&dkg)).is_err());
+    // A DKG takes no shares.
+    assert!(session(params(None, 2)).with_prior(prior(&dkg)).is_err());
+    assert!(session(params(refresh, 2)).with_prior(prior(&dkg)).is_ok());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Any key (2 <= t <= n <= 6), refreshed for any subset of at least t participants,
+    /// keeps its group key, and any t of the new shares sign.
+    #[test]
+    fn any_refresh_keeps_the_key_and_signs(
+        n in 2u16..=6,
+        t_frac in 0.0f64..1.0,
+        drop_mask in any::<u8>(),
+        seed in any::<u64>(),
+    ) {
+        let t = 2 + ((f64::from(n - 2) + 0.999) * t_frac) as u16;
+        let t = t.min(n);
+        let ids = identities(n);
+        let all: Vec<NodeId> = (1..=n).collect();
+        let dkg = completed(run(&ids, &all, t, None, BTreeMap::new(), &mut keep, seed));
+        let mut kept: Vec<NodeId> = all
+            .iter()
+            .copied()
+            .filter(|id| drop_mask & (1 << (id - 1)) == 0)
+            .collect();
+        for id in &all {
+            if kept.len() >= usize::from(t) {
+                break;
+            }
+            if !kept.contains(id) {
+                kept.push(*id);
+            }
+        }
+        kept.sort_unstable();
+        let refresh = refresh_of(&dkg);
+        let new = completed(run(
+            &ids,
+            &kept,
+            t,
+            Some(refresh),
+            priors(&dkg, &kept),
+            &mut keep,
+            seed ^ 1,
+        ));
+        let first = &new[&kept[0]];
+        prop_assert_eq!(first.group_public_key, refresh.group_public_key);
+        let holders: BTreeSet<_> = first.public_key_package.verifying_shares().keys().copied().collect();
+        prop_assert_eq!(holders.len(), kept.len());
+        let signers: Vec<&KeyPackage> = kept
+            .iter()
+            .rev()
+            .take(usize::from(t))
+            .map(|id| &new[id].key_package)
+            .collect();
+        let signature = sign(&signers, &first.public_key_package, b"m").unwrap();
+        prop_assert!(verifies(refresh.group_public_key, b"m", &signature));
+    }
+}
