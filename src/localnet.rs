@@ -297,6 +297,24 @@ impl LocalCluster {
             .await
     }
 
+    /// Refreshes `key_id` through node `via` (for `participants`, or every current one), with a
+    /// fresh admin token.
+    pub async fn refresh(
+        &self,
+        via: NodeId,
+        key_id: &str,
+        participants: Option<Vec<NodeId>>,
+    ) -> Result<KeyInfo, NodeError> {
+        let token = self.admin.refresh_token(key_id, participants.clone());
+        self.handle(via)
+            .refresh(crate::node::RefreshRequest {
+                key_id: key_id.into(),
+                participants,
+                token: Some(token),
+            })
+            .await
+    }
+
     /// Waits until every node sees every other node connected and subscribed.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), NodeError> {
         let ids: Vec<NodeId> = self.running().map(|n| n.handle().id()).collect();

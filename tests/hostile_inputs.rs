@@ -415,7 +415,7 @@ fn keystore_with_k(dir: &std::path::Path) -> frostnode::keystore::KeyStore {
             public_key_package: public,
             confirmations: vec![],
             epoch: 0,
-        group_commitment: Vec::new(),
+            group_commitment: Vec::new(),
         })
         .unwrap();
     store

@@ -22,7 +22,9 @@ type Outcomes = BTreeMap<NodeId, Result<Box<DkgOutput>, DkgError>>;
 
 /// Identity keys of nodes `1..=n`.
 fn identities(n: u16) -> BTreeMap<NodeId, Keypair> {
-    (1..=n).map(|id| (id, Keypair::generate_ed25519())).collect()
+    (1..=n)
+        .map(|id| (id, Keypair::generate_ed25519()))
+        .collect()
 }
 
 /// Runs one session (a DKG, or a refresh when `prior` gives each node its shares) among
@@ -114,7 +116,10 @@ fn completed(outcomes: Outcomes) -> BTreeMap<NodeId, Box<DkgOutput>> {
         .collect()
 }
 
-fn priors(outputs: &BTreeMap<NodeId, Box<DkgOutput>>, who: &[NodeId]) -> BTreeMap<NodeId, PriorKey> {
+fn priors(
+    outputs: &BTreeMap<NodeId, Box<DkgOutput>>,
+    who: &[NodeId],
+) -> BTreeMap<NodeId, PriorKey> {
     who.iter()
         .map(|id| {
             let o = &outputs[id];
@@ -188,11 +193,22 @@ fn refresh_keeps_the_group_key_and_renews_every_share() {
     commitment_matches(&dkg[&1]);
     assert_eq!(dkg[&1].group_commitment.len(), 3);
     let refresh = refresh_of(&dkg);
-    let new = completed(run(&ids, &all, 3, Some(refresh), priors(&dkg, &all), &mut keep, 2));
+    let new = completed(run(
+        &ids,
+        &all,
+        3,
+        Some(refresh),
+        priors(&dkg, &all),
+        &mut keep,
+        2,
+    ));
     assert_eq!(new.len(), 5);
     for (id, o) in &new {
         assert_eq!(o.epoch, 1);
-        assert_eq!(o.group_public_key, dkg[id].group_public_key, "the group key never changes");
+        assert_eq!(
+            o.group_public_key, dkg[id].group_public_key,
+            "the group key never changes"
+        );
         assert_ne!(
             o.key_package.signing_share(),
             dkg[id].key_package.signing_share(),
@@ -206,7 +222,11 @@ fn refresh_keeps_the_group_key_and_renews_every_share() {
     let pkp = &new[&1].public_key_package;
     let message = b"after the refresh";
     let signature = sign(
-        &[&new[&2].key_package, &new[&4].key_package, &new[&5].key_package],
+        &[
+            &new[&2].key_package,
+            &new[&4].key_package,
+            &new[&5].key_package,
+        ],
         pkp,
         message,
     )
@@ -214,7 +234,11 @@ fn refresh_keeps_the_group_key_and_renews_every_share() {
     assert!(verifies(refresh.group_public_key, message, &signature));
     // Shares of two epochs never make a signature.
     assert!(sign(
-        &[&dkg[&1].key_package, &new[&2].key_package, &new[&3].key_package],
+        &[
+            &dkg[&1].key_package,
+            &new[&2].key_package,
+            &new[&3].key_package
+        ],
         pkp,
         message
     )
@@ -228,27 +252,56 @@ fn a_member_left_out_of_a_refresh_holds_a_share_that_combines_with_no_new_one() 
     let dkg = completed(run(&ids, &all, 3, None, BTreeMap::new(), &mut keep, 3));
     let kept: Vec<NodeId> = (1..=4).collect();
     let refresh = refresh_of(&dkg);
-    let new = completed(run(&ids, &kept, 3, Some(refresh), priors(&dkg, &kept), &mut keep, 4));
+    let new = completed(run(
+        &ids,
+        &kept,
+        3,
+        Some(refresh),
+        priors(&dkg, &kept),
+        &mut keep,
+        4,
+    ));
     let pkp = &new[&1].public_key_package;
     let five = frost::Identifier::try_from(5u16).unwrap();
-    assert!(!pkp.verifying_shares().contains_key(&five), "node 5 is no participant");
+    assert!(
+        !pkp.verifying_shares().contains_key(&five),
+        "node 5 is no participant"
+    );
     // Node 5's old share with the new shares of any two others: the public package that would
     // have to accept it (old verifying share for 5, new ones for the rest) yields no signature.
     let mut shares = pkp.verifying_shares().clone();
-    shares.insert(five, *dkg[&5].public_key_package.verifying_shares().get(&five).unwrap());
+    shares.insert(
+        five,
+        *dkg[&5]
+            .public_key_package
+            .verifying_shares()
+            .get(&five)
+            .unwrap(),
+    );
     let mixed = PublicKeyPackage::new(shares, *pkp.verifying_key(), Some(3));
     let message = b"node 5 tries";
     for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
         let result = sign(
-            &[&dkg[&5].key_package, &new[&a].key_package, &new[&b].key_package],
+            &[
+                &dkg[&5].key_package,
+                &new[&a].key_package,
+                &new[&b].key_package,
+            ],
             &mixed,
             message,
         );
-        assert!(result.is_err(), "old share of 5 with new shares of {a} and {b} signed");
+        assert!(
+            result.is_err(),
+            "old share of 5 with new shares of {a} and {b} signed"
+        );
     }
     // The others sign without it.
     let signature = sign(
-        &[&new[&1].key_package, &new[&3].key_package, &new[&4].key_package],
+        &[
+            &new[&1].key_package,
+            &new[&3].key_package,
+            &new[&4].key_package,
+        ],
         pkp,
         message,
     )
@@ -353,7 +406,9 @@ fn a_session_refuses_shares_of_another_key_or_threshold() {
     let prior = |o: &BTreeMap<NodeId, Box<DkgOutput>>| priors(o, &[1]).remove(&1).unwrap();
     // Shares of another key.
     let refresh = Some(refresh_of(&dkg));
-    assert!(session(params(refresh, 2)).with_prior(prior(&other)).is_err());
+    assert!(session(params(refresh, 2))
+        .with_prior(prior(&other))
+        .is_err());
     // Another threshold.
     assert!(session(params(refresh, 3)).with_prior(prior(&dkg)).is_err());
     // A DKG takes no shares.

@@ -81,10 +81,7 @@ pub fn add_refresh<'a>(
     if prior.is_empty() {
         return Err(CommitmentError::Missing);
     }
-    let mut sum: Vec<Element> = prior
-        .iter()
-        .map(|c| decode(c))
-        .collect::<Result<_, _>>()?;
+    let mut sum: Vec<Element> = prior.iter().map(|c| decode(c)).collect::<Result<_, _>>()?;
     for commitment in commitments {
         let coefficients = coefficients(commitment)?;
         if coefficients.len() + 1 != sum.len() {
@@ -135,8 +132,8 @@ pub fn refresh_share_is_valid(
         let scalar =
             Ed25519ScalarField::deserialize(&share.signing_share().serialize().try_into().ok()?)
                 .ok()?;
-        let plus_one = SigningShare::deserialize(&Ed25519ScalarField::serialize(&(scalar + one)))
-            .ok()?;
+        let plus_one =
+            SigningShare::deserialize(&Ed25519ScalarField::serialize(&(scalar + one))).ok()?;
         Some(SecretShare::new(me, plus_one, vss).verify().is_ok())
     };
     check().unwrap_or(false)

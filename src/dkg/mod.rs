@@ -41,10 +41,10 @@ mod session;
 mod types;
 mod work;
 
+pub use commitment::{verifying_share_of, CommitmentError};
 pub use error::{DkgError, Rejection};
 pub use phase::Phase;
 pub use session::DkgSession;
-pub use commitment::{verifying_share_of, CommitmentError};
 pub use types::{
     confirmation_message, round_id, ConfirmationKeys, DkgOutput, DkgParams, Effect, PriorKey,
 };

@@ -520,7 +520,11 @@ impl DkgSession {
         // message path, see [`DkgSession::round1_decoded`]); the commitment length is checked
         // by `part2`, which names no culprit, so `part2_done` finds it.
         self.round1_hashes.insert(from, hash);
-        vec![Effect::Compute(Work::decode(from, bytes, self.commitment_len()))]
+        vec![Effect::Compute(Work::decode(
+            from,
+            bytes,
+            self.commitment_len(),
+        ))]
     }
 
     /// A round-1 package came back decoded (or not: its sender is named).

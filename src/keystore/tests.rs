@@ -47,7 +47,7 @@ fn sample_key(key_id: &str) -> StoredKey {
         public_key_package: public,
         confirmations: vec![],
         epoch: 0,
-    group_commitment: Vec::new(),
+        group_commitment: Vec::new(),
     }
 }
 

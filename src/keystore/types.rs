@@ -161,7 +161,10 @@ impl StoredKey {
             return Err("verifying share does not match the public key package".into());
         }
         let commitment = self.group_commitment()?;
-        if commitment.first().is_some_and(|c| hex::encode(c) != self.group_public_key) {
+        if commitment
+            .first()
+            .is_some_and(|c| hex::encode(c) != self.group_public_key)
+        {
             return Err("group commitment does not match the group key".into());
         }
         if !commitment.is_empty() && commitment.len() != usize::from(self.threshold) {

@@ -48,7 +48,9 @@ impl DkgDriver {
             return;
         };
         let Some(group_public_key) = super::checks::group_key_bytes(&key.group_public_key) else {
-            let _ = reply.send(Err(NodeError::Internal("stored group key is corrupt".into())));
+            let _ = reply.send(Err(NodeError::Internal(
+                "stored group key is corrupt".into(),
+            )));
             return;
         };
         let mut participants: Vec<NodeId> =
@@ -73,7 +75,8 @@ impl DkgDriver {
         // A coordination lasts at most `sign_timeout`; a signer's nonces for it no longer.
         let at = ctx.now + ctx.config.sign_timeout + ctx.config.request_timeout;
         self.retiring.push_back((at, key_id, epoch));
-        ctx.timers.set(Timer::Retire, self.retiring.front().map(|(at, ..)| *at));
+        ctx.timers
+            .set(Timer::Retire, self.retiring.front().map(|(at, ..)| *at));
     }
 
     /// Retires the replaced epochs whose time has come.
@@ -89,6 +92,7 @@ impl DkgDriver {
                 info!(key_id = %key_id, epoch, "replaced epoch retired: its share is gone from this node");
             }
         }
-        ctx.timers.set(Timer::Retire, self.retiring.front().map(|(at, ..)| *at));
+        ctx.timers
+            .set(Timer::Retire, self.retiring.front().map(|(at, ..)| *at));
     }
 }

@@ -1,0 +1,195 @@
+//! Keys that outlive their shares, on real nodes: a key is refreshed while signatures are
+//! requested without pause, and a member is removed by a refresh without it. The group key
+//! never changes; the old epoch's files are gone from every store.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::Cluster;
+use frost_ed25519 as frost;
+use frostnode::keystore::StoredKey;
+use frostnode::node::NodeError;
+use frostnode::wire::{ErrorKind, NodeId};
+
+/// Node `id`'s key file for `key_id`, read from its data directory.
+fn key_file(dir: &Path, id: NodeId, key_id: &str) -> StoredKey {
+    let path = dir.join(format!("node{id}/keys/{key_id}.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// Whether a failed signing request is one a client should simply retry.
+fn retryable(e: &NodeError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Busy
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_refreshed_while_signing_keeps_signing_under_the_same_group_key() {
+    let (cluster, gpk) = Cluster::with_key(5, 3).await;
+    let cluster = Arc::new(cluster);
+    let before: Vec<StoredKey> = (1..=5)
+        .map(|id| key_file(cluster.dir.path(), id, "k"))
+        .collect();
+    assert!(before
+        .iter()
+        .all(|k| k.epoch == 0 && k.group_commitment.len() == 3));
+
+    const REQUESTS: usize = 200;
+    const CONCURRENCY: usize = 8;
+    let done = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (cluster, done, next, gpk) = (cluster.clone(), done.clone(), next.clone(), gpk.clone());
+        workers.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= REQUESTS {
+                    return results;
+                }
+                let message = format!("payment {i}").into_bytes();
+                let via = (i % 5) as NodeId + 1;
+                let result = cluster.sign(via, "k", &message).await;
+                if let Ok(r) = &result {
+                    common::check_signature(&gpk, &message, r);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                results.push((i, result.map(|r| r.coordinator)));
+            }
+        }));
+    }
+    // Refresh once signing is well under way.
+    while done.load(Ordering::SeqCst) < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let refreshed = cluster.refresh(2, "k", None).await.unwrap();
+    let during = done.load(Ordering::SeqCst);
+    assert_eq!(
+        refreshed.group_public_key, gpk,
+        "the group key never changes"
+    );
+    assert_eq!(refreshed.epoch, 1);
+    assert_eq!(refreshed.participants, vec![1, 2, 3, 4, 5]);
+
+    let mut failures = Vec::new();
+    let mut ok = 0;
+    for w in workers {
+        for (i, result) in w.await.unwrap() {
+            match result {
+                Ok(_) => ok += 1,
+                Err(e) => failures.push((i, e)),
+            }
+        }
+    }
+    eprintln!(
+        "{ok} signed, {} failed, refresh done after {during}",
+        failures.len()
+    );
+    for (i, e) in &failures {
+        assert!(
+            retryable(e),
+            "request {i} failed with a non-retryable error: {e}"
+        );
+    }
+    assert!(
+        during < REQUESTS,
+        "the refresh ended after every signature ({during} done): it did not overlap signing"
+    );
+    assert!(
+        ok >= REQUESTS * 9 / 10,
+        "{ok} of {REQUESTS} signed; failures: {failures:?}"
+    );
+
+    // Every store holds epoch 1 alone: the old shares are gone from disk.
+    for id in 1..=5 {
+        let after = key_file(cluster.dir.path(), id, "k");
+        assert_eq!(after.epoch, 1, "node {id}");
+        assert_eq!(after.group_public_key, gpk);
+        assert_ne!(
+            after.key_package.signing_share(),
+            before[usize::from(id) - 1].key_package.signing_share(),
+            "node {id}'s share was renewed"
+        );
+        let info = cluster.handle(id).get_key("k").await.unwrap().unwrap();
+        assert_eq!(info.epoch, 1);
+    }
+    // And the new epoch signs through every node.
+    for via in 1..=5 {
+        let message = format!("after the refresh, via {via}").into_bytes();
+        let r = cluster.sign(via, "k", &message).await.unwrap();
+        common::check_signature(&gpk, &message, &r);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_removed_by_a_refresh_cannot_sign_with_the_others() {
+    let (cluster, gpk) = Cluster::with_key(5, 3).await;
+    let old_five = key_file(cluster.dir.path(), 5, "k");
+    let info = cluster
+        .refresh(1, "k", Some(vec![1, 2, 3, 4]))
+        .await
+        .unwrap();
+    assert_eq!(info.participants, vec![1, 2, 3, 4]);
+    assert_eq!(info.group_public_key, gpk);
+    assert!(!info.verifying_shares.contains_key(&5));
+
+    // Node 5's old share with the new shares of any two others yields no signature.
+    let new: BTreeMap<NodeId, StoredKey> = (1..=4)
+        .map(|id| (id, key_file(cluster.dir.path(), id, "k")))
+        .collect();
+    let five = frost::Identifier::try_from(5u16).unwrap();
+    let pkp = &new[&1].public_key_package;
+    let mut shares = pkp.verifying_shares().clone();
+    shares.insert(five, *old_five.key_package.verifying_share());
+    let mixed = frost::keys::PublicKeyPackage::new(shares, *pkp.verifying_key(), Some(3));
+    let message = b"node 5 tries";
+    for (a, b) in [(1, 2), (1, 4), (2, 3), (3, 4)] {
+        let signers = [
+            &old_five.key_package,
+            &new[&a].key_package,
+            &new[&b].key_package,
+        ];
+        let mut rng = rand::rngs::OsRng;
+        let mut nonces = BTreeMap::new();
+        let mut commitments = BTreeMap::new();
+        for kp in signers {
+            let (n, c) = frost::round1::commit(kp.signing_share(), &mut rng);
+            nonces.insert(*kp.identifier(), n);
+            commitments.insert(*kp.identifier(), c);
+        }
+        let package = frost::SigningPackage::new(commitments, message);
+        let shares: BTreeMap<_, _> = signers
+            .iter()
+            .map(|kp| {
+                let share = frost::round2::sign(&package, &nonces[kp.identifier()], kp).unwrap();
+                (*kp.identifier(), share)
+            })
+            .collect();
+        assert!(
+            frost::aggregate(&package, &shares, &mixed).is_err(),
+            "old share of 5 with new shares of {a} and {b} made a signature"
+        );
+    }
+
+    // The cluster signs without node 5, through every remaining node.
+    for via in 1..=4 {
+        let message = format!("without node 5, via {via}").into_bytes();
+        let r = cluster.sign(via, "k", &message).await.unwrap();
+        common::check_signature(&gpk, &message, &r);
+        assert!(!r.signers.contains(&5), "{:?}", r.signers);
+    }
+    // A refresh that names a node holding no share is refused before anything runs.
+    let err = cluster
+        .refresh(1, "k", Some(vec![1, 2, 3, 5]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadRequest, "{err}");
+    assert!(err.to_string().contains("5"), "{err}");
+}
