@@ -66,7 +66,7 @@ pub fn sum_dkg<'a>(
             return Err(CommitmentError::Length(sum.len(), coefficients.len()));
         }
         for (acc, c) in sum.iter_mut().zip(&coefficients) {
-            *acc = *acc + decode(c)?;
+            *acc += decode(c)?;
         }
     }
     sum.iter().map(encode).collect()
@@ -88,7 +88,7 @@ pub fn add_refresh<'a>(
             return Err(CommitmentError::Length(sum.len(), coefficients.len() + 1));
         }
         for (acc, c) in sum.iter_mut().skip(1).zip(&coefficients) {
-            *acc = *acc + decode(c)?;
+            *acc += decode(c)?;
         }
     }
     sum.iter().map(encode).collect()
