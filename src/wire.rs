@@ -106,8 +106,64 @@ pub struct DkgStart {
     pub threshold: u16,
     /// The client's keygen token, checked by every participant against its own config.
     pub token: Option<String>,
-    /// Set when the session refreshes an existing key rather than creating one.
+    /// Set when the session starts from an existing key's epoch rather than creating a key: a
+    /// refresh, or with `repair` a repair or enrolment.
     pub refresh: Option<RefreshOf>,
+    /// Set for a repair or enrolment.
+    pub repair: Option<RepairOf>,
+}
+
+/// A repair or enrolment: `helpers` (exactly `t` holders of the key's current epoch) rebuild
+/// the share of `target` on the key's polynomial (frost's repairable threshold scheme), and every
+/// participant then confirms the next epoch, whose public data includes `target`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RepairOf {
+    /// The participant whose share is rebuilt.
+    pub target: NodeId,
+    /// The helpers, sorted.
+    pub helpers: Vec<NodeId>,
+    /// `true`: `target` is a new participant (enrolment); `false`: it lost its share (repair).
+    pub enrol: bool,
+}
+
+/// What each helper sends the target of a repair (inside [`Body::DkgRound2`]): its sum of
+/// the helpers' values, and the key's public data as it holds it (every helper must send the
+/// same).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairSigma {
+    /// frost serialization of the helper's `Sigma` (secret).
+    pub sigma: Vec<u8>,
+    /// frost serialization of the current epoch's public key package.
+    pub public_key_package: Vec<u8>,
+    /// The key's group commitment.
+    pub group_commitment: Vec<[u8; 32]>,
+    /// The current epoch's participants.
+    pub participants: Vec<NodeId>,
+}
+
+impl Drop for RepairSigma {
+    fn drop(&mut self) {
+        self.sigma.zeroize();
+    }
+}
+
+impl RepairSigma {
+    /// Encodes it for a [`Body::DkgRound2`].
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        bincode::serde::encode_to_vec(self, bincode_config())
+            .map_err(|e| WireError::Encode(e.to_string()))
+    }
+
+    /// Decodes one, refusing trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let (value, used): (Self, usize) =
+            bincode::serde::decode_from_slice(bytes, bincode_config())
+                .map_err(|e| WireError::Malformed(e.to_string()))?;
+        if used != bytes.len() {
+            return Err(WireError::Trailing(bytes.len() - used));
+        }
+        Ok(value)
+    }
 }
 
 /// The key a refresh session renews: its group key and the epoch whose shares it starts
@@ -512,6 +568,7 @@ mod tests {
                 threshold: 2,
                 token: None,
                 refresh: None,
+                repair: None,
             }),
         )
     }

@@ -39,6 +39,7 @@ async fn unlisted_peer_cannot_connect_or_start_a_session() {
             threshold: 2,
             token: None,
             refresh: None,
+            repair: None,
         }),
     );
     let answer = client

@@ -77,6 +77,7 @@ impl Bus {
             threshold: t,
             initiator: 1,
             refresh: None,
+            repair: None,
         };
         let start = Instant::now();
         let mut rng = StdRng::seed_from_u64(seed);
@@ -759,6 +760,7 @@ fn invalid_parameters_are_refused() {
         threshold,
         initiator: 1,
         refresh: None,
+        repair: None,
     };
     assert!(params(vec![1, 2, 3], 1).validate().is_err());
     assert!(params(vec![1, 2, 3], 4).validate().is_err());

@@ -72,6 +72,7 @@ fn arb_body() -> impl Strategy<Value = Body> {
                     threshold,
                     token: None,
                     refresh: None,
+                    repair: None,
                 })
             ),
         any::<[u8; 32]>().prop_map(|g| Body::DkgResult(DkgOutcome::Stored {
@@ -105,6 +106,7 @@ fn dkg_session(me: u16) -> (DkgSession, SessionId) {
         threshold: 2,
         initiator: 1,
         refresh: None,
+        repair: None,
     };
     let s = DkgSession::new(
         params,
@@ -293,6 +295,7 @@ fn initiation(
         threshold: 3,
         initiator: 1,
         refresh: None,
+        repair: None,
     };
     let mut inits = frostnode::node::initiator::Initiations::default();
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         threshold: 2,
         initiator: 1,
         refresh: None,
+        repair: None,
     };
     let mut s = DkgSession::new(
         params,

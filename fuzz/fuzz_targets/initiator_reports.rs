@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         threshold: 3,
         initiator: 1,
         refresh: None,
+        repair: None,
     };
     let mut inits = Initiations::default();
     let (tx, mut rx) = tokio::sync::oneshot::channel();

@@ -51,6 +51,15 @@ pub enum DkgError {
         /// Who reported the other version.
         reporter: NodeId,
     },
+    /// The share a repair or enrolment rebuilt is not the one the key's public data implies:
+    /// one of the helpers sent a wrong value (which one cannot be told from the sums).
+    #[error("the share rebuilt from helpers {helpers:?} does not match the key's verifying share for node {target}: one of the helpers sent a wrong value; nothing was stored")]
+    RepairMismatch {
+        /// The participant whose share was rebuilt.
+        target: NodeId,
+        /// The helpers, one of whom at least sent a wrong value.
+        helpers: Vec<NodeId>,
+    },
     /// A confirmation whose signature does not verify.
     #[error("node {culprit} sent a confirmation with an invalid signature")]
     InvalidConfirmation {
@@ -125,6 +134,7 @@ impl DkgError {
     pub fn kind(&self) -> &'static str {
         match self {
             DkgError::InvalidParams(_) => "invalid_params",
+            DkgError::RepairMismatch { .. } => "repair_mismatch",
             DkgError::Malformed { .. } => "malformed",
             DkgError::InvalidProofOfKnowledge { .. } => "invalid_proof_of_knowledge",
             DkgError::InvalidSecretShare { .. } => "invalid_secret_share",

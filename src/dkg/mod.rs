@@ -36,6 +36,7 @@ mod confirm;
 mod error;
 mod phase;
 mod pulls;
+mod repair;
 mod rounds;
 mod session;
 mod types;

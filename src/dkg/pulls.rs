@@ -23,11 +23,12 @@ impl DkgSession {
                 .collect(),
             Phase::Round2 => {
                 let mut wanted = Vec::new();
-                for id in self.others() {
+                let senders = self.unicast_senders();
+                for id in self.others().filter(|id| senders.contains(id)) {
                     if !self.round2_raw.contains_key(&id) {
                         wanted.push((id, DkgStep::Round2));
                     }
-                    if !self.echoes.contains_key(&id) {
+                    if self.params.repair.is_none() && !self.echoes.contains_key(&id) {
                         wanted.push((id, DkgStep::Echo));
                     }
                 }

@@ -28,6 +28,12 @@ impl DkgSession {
                 Phase::Round1 if self.round1_packages.len() == self.others().count() => {
                     self.start_part2()
                 }
+                Phase::Round2 if self.params.repair.is_some() => {
+                    if self.round2_raw.len() < self.unicast_senders().len() {
+                        return effects;
+                    }
+                    self.repair_step()
+                }
                 Phase::Round2
                     if self.round2_raw.len() == self.others().count()
                         && self.echoes.len() == self.others().count() =>
@@ -262,10 +268,26 @@ impl DkgSession {
             public_key_package_hash,
             group_commitment,
         } = out;
+        let completion = Completion {
+            key_package,
+            public_key_package,
+            group_commitment,
+        };
+        self.confirm(completion, group_public_key, public_key_package_hash)
+    }
+
+    /// Signs and broadcasts this node's confirmation of `completion` and waits for everyone
+    /// else's. A session that starts from an existing key refuses any other group key.
+    pub(super) fn confirm(
+        &mut self,
+        completion: Completion,
+        group_public_key: [u8; 32],
+        public_key_package_hash: [u8; 32],
+    ) -> Vec<Effect> {
         if let Some(refresh) = self.params.refresh {
             if group_public_key != refresh.group_public_key {
                 return self.fail(
-                    DkgError::Frost("the refresh changed the group key".into()),
+                    DkgError::Frost("the session changed the group key".into()),
                     true,
                 );
             }
@@ -283,11 +305,7 @@ impl DkgSession {
             Some(sig) => confirmation.signature = sig,
             None => return self.fail(DkgError::Frost("cannot sign the confirmation".into()), true),
         }
-        self.result = Some(Completion {
-            key_package,
-            public_key_package,
-            group_commitment,
-        });
+        self.result = Some(completion);
         self.prior = None;
         self.own_confirmation = Some(confirmation.clone());
         self.phase = Phase::Confirming;

@@ -57,8 +57,11 @@ pub struct DkgSession {
     /// have not (yet) confirmed ours: their own signature is the evidence against them.
     pub(super) disagreeing: BTreeSet<NodeId>,
     pub(super) result: Option<Completion>,
-    /// For a refresh: the shares it starts from (dropped when the session ends).
+    /// For a refresh, repair or enrolment: the shares it starts from (dropped when the session
+    /// ends; the target of a repair has none).
     pub(super) prior: Option<Box<PriorKey>>,
+    /// A repair helper's own value for itself (secret).
+    pub(super) repair_own: Option<SecretBytes>,
 }
 
 /// What `part3` (or the refresh's last step) produced, waiting for every confirmation.
@@ -135,6 +138,7 @@ impl DkgSession {
             disagreeing: BTreeSet::new(),
             result: None,
             prior: None,
+            repair_own: None,
         })
     }
 
@@ -169,10 +173,16 @@ impl DkgSession {
             .iter()
             .copied()
             .filter(|&id| {
-                !prior
-                    .public_key_package
-                    .verifying_shares()
-                    .contains_key(&self.ident(id))
+                let enrolled = self
+                    .params
+                    .repair
+                    .as_ref()
+                    .is_some_and(|r| r.enrol && r.target == id);
+                !enrolled
+                    && !prior
+                        .public_key_package
+                        .verifying_shares()
+                        .contains_key(&self.ident(id))
             })
             .collect();
         if !unknown.is_empty() {
@@ -184,9 +194,9 @@ impl DkgSession {
         Ok(self)
     }
 
-    /// Whether the session refreshes an existing key.
+    /// Whether the session refreshes an existing key (new shares for everyone).
     pub fn is_refresh(&self) -> bool {
-        self.params.refresh.is_some()
+        self.params.refresh.is_some() && self.params.repair.is_none()
     }
 
     /// The epoch the session produces.
@@ -279,6 +289,10 @@ impl DkgSession {
         }
         self.round = Some(round_id(&self.params, contributions));
         self.contributions = contributions.to_vec();
+        if self.params.repair.is_some() {
+            let effects = self.begin_repair(rng);
+            return Ok(effects);
+        }
         let n = self.params.participants.len() as u16;
         let ident = self.ident(self.me);
         let t = self.params.threshold;
@@ -461,6 +475,11 @@ impl DkgSession {
                 .others()
                 .filter(|id| !self.round1_hashes.contains_key(id))
                 .collect(),
+            Phase::Round2 if self.params.repair.is_some() => self
+                .unicast_senders()
+                .into_iter()
+                .filter(|id| !self.round2_raw.contains_key(id))
+                .collect(),
             Phase::Round2 => self
                 .others()
                 .filter(|id| !self.round2_raw.contains_key(id) || !self.echoes.contains_key(id))
@@ -490,6 +509,7 @@ impl DkgSession {
         self.sent_round2.clear();
         self.result = None;
         self.prior = None;
+        self.repair_own = None;
         let mut effects = Vec::new();
         if tell_others {
             effects.push(Effect::Broadcast(Body::DkgAbort {
@@ -565,6 +585,10 @@ impl DkgSession {
         }
         if self.phase == Phase::Confirming {
             // Part 3 already ran with a package from this sender.
+            return Vec::new();
+        }
+        if self.params.repair.is_some() && !self.unicast_senders().contains(&from) {
+            // In a repair only helpers send, and only to helpers and the target.
             return Vec::new();
         }
         self.round2_raw.insert(from, bytes);

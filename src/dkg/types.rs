@@ -8,7 +8,7 @@ use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use sha2::{Digest, Sha256};
 
 use super::error::DkgError;
-use crate::wire::{Body, Confirmation, NodeId, RefreshOf, SessionId};
+use crate::wire::{Body, Confirmation, NodeId, RefreshOf, RepairOf, SessionId};
 
 /// Signs this node's DKG confirmation and checks the other participants' (their node
 /// identity keys). The node implements it over its libp2p identity (`identity::NodeKeys`).
@@ -34,9 +34,12 @@ pub struct DkgParams {
     pub threshold: u16,
     /// The node that started the session.
     pub initiator: NodeId,
-    /// Set when the session refreshes an existing key (its participants then hold that key's
-    /// shares of this epoch, and the threshold is the key's own).
+    /// Set when the session starts from an existing key's epoch: a refresh (its participants
+    /// then hold that key's shares of this epoch, and the threshold is the key's own), or with
+    /// `repair` a repair or enrolment.
     pub refresh: Option<RefreshOf>,
+    /// Set for a repair or enrolment (with `refresh` naming the key and epoch).
+    pub repair: Option<RepairOf>,
 }
 
 impl DkgParams {
@@ -50,6 +53,30 @@ impl DkgParams {
         }
         if unique.contains(&0) {
             return Err(DkgError::InvalidParams("node id 0 is not valid".into()));
+        }
+        if let Some(repair) = &self.repair {
+            let helpers: BTreeSet<NodeId> = repair.helpers.iter().copied().collect();
+            let problem = if self.refresh.is_none() {
+                Some("a repair names the key epoch it starts from".to_string())
+            } else if !unique.contains(&repair.target) {
+                Some(format!("target {} is not a participant", repair.target))
+            } else if helpers.contains(&repair.target) {
+                Some(format!("target {} cannot help repair itself", repair.target))
+            } else if helpers.len() != usize::from(self.threshold)
+                || helpers.len() != repair.helpers.len()
+            {
+                Some(format!(
+                    "a repair needs exactly {} distinct helpers, got {:?}",
+                    self.threshold, repair.helpers
+                ))
+            } else if !helpers.is_subset(&unique) {
+                Some("every helper must be a participant".to_string())
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(DkgError::InvalidParams(problem));
+            }
         }
         let n = unique.len();
         if n < 2 {
@@ -154,6 +181,14 @@ pub fn round_id(params: &DkgParams, contributions: &[(NodeId, [u8; 32])]) -> Ses
         h.update(b"refresh");
         h.update(refresh.group_public_key);
         h.update(refresh.epoch.to_be_bytes());
+    }
+    if let Some(repair) = &params.repair {
+        h.update(b"repair");
+        h.update(repair.target.to_be_bytes());
+        h.update([u8::from(repair.enrol)]);
+        for id in &repair.helpers {
+            h.update(id.to_be_bytes());
+        }
     }
     for (id, c) in contributions {
         h.update(id.to_be_bytes());

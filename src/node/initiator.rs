@@ -70,6 +70,7 @@ pub fn resolve(req: &KeygenRequest, all: Vec<NodeId>) -> DkgStart {
         threshold,
         token: req.token.clone(),
         refresh: None,
+        repair: None,
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 mod memory;
 mod pulls;
-mod refresh;
+mod lifecycle;
 mod work;
 
 use memory::{Early, Finished, FINISHED_MEMORY};
@@ -114,7 +114,7 @@ impl DkgDriver {
         let deadline = ctx.now + ctx.config.dkg_timeout;
         let sid = params.session;
         let prior = match params.refresh {
-            Some(_) => Some(refresh::prior_key(ctx.keystore, &params)?),
+            Some(_) => Some(lifecycle::prior_key(ctx.keystore, &params)?),
             None => None,
         };
         let mut session = DkgSession::new(params, ctx.me(), self.keys.clone(), deadline)?;
@@ -164,6 +164,7 @@ impl DkgDriver {
             threshold: start.threshold,
             initiator: me,
             refresh: start.refresh,
+            repair: start.repair.clone(),
         };
         let own = match self.open(ctx, params.clone()) {
             Ok(own) => own,
@@ -294,6 +295,7 @@ impl DkgDriver {
             threshold: start.threshold,
             initiator: from,
             refresh: start.refresh,
+            repair: start.repair.clone(),
         };
         let key_id = params.key_id.clone();
         let kind = kind_name(&params);

@@ -1,7 +1,8 @@
-//! Refresh at the state-machine level: a key made by the DKG machine is refreshed by the same
-//! machine (frost's DKG-based refresh), over an in-memory bus that can tamper with messages.
-//! The group key never changes, every new share signs, a member left out of the refresh holds
-//! a share that combines with none of the new ones, and a bad share names its sender.
+//! Key lifecycle at the state-machine level: a key made by the DKG machine is refreshed
+//! (frost's DKG-based refresh), repaired and extended to a new participant (frost's repairable
+//! threshold scheme) by the same machine, over an in-memory bus that can tamper with messages.
+//! The group key never changes, every new share signs, a member left out of a refresh holds a
+//! share that combines with none of the new ones, and bad values name their senders.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use frostnode::dkg::{
     verifying_share_of, DkgError, DkgOutput, DkgParams, DkgSession, Effect, PriorKey,
 };
 use frostnode::identity::NodeKeys;
-use frostnode::wire::{Body, Envelope, NodeId, RefreshOf, SessionId};
+use frostnode::wire::{Body, Envelope, NodeId, RefreshOf, RepairOf, RepairSigma, SecretBytes, SessionId};
 use libp2p::identity::Keypair;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
@@ -34,6 +35,21 @@ fn run(
     participants: &[NodeId],
     threshold: u16,
     refresh: Option<RefreshOf>,
+    prior: BTreeMap<NodeId, PriorKey>,
+    tamper: &mut dyn FnMut(NodeId, NodeId, Body) -> Body,
+    seed: u64,
+) -> Outcomes {
+    run_with(ids, participants, threshold, refresh, None, prior, tamper, seed)
+}
+
+/// Like [`run`], for a repair or enrolment too.
+#[allow(clippy::too_many_arguments)]
+fn run_with(
+    ids: &BTreeMap<NodeId, Keypair>,
+    participants: &[NodeId],
+    threshold: u16,
+    refresh: Option<RefreshOf>,
+    repair: Option<RepairOf>,
     mut prior: BTreeMap<NodeId, PriorKey>,
     tamper: &mut dyn FnMut(NodeId, NodeId, Body) -> Body,
     seed: u64,
@@ -46,6 +62,7 @@ fn run(
         threshold,
         initiator: participants[0],
         refresh,
+        repair,
     };
     let now = Instant::now();
     let mut nodes: BTreeMap<NodeId, DkgSession> = BTreeMap::new();
@@ -396,6 +413,7 @@ fn a_session_refuses_shares_of_another_key_or_threshold() {
         threshold,
         initiator: 1,
         refresh,
+        repair: None,
     };
     let keys = || {
         let peers = ids.iter().map(|(&id, k)| (id, k.public())).collect();
@@ -414,6 +432,123 @@ fn a_session_refuses_shares_of_another_key_or_threshold() {
     // A DKG takes no shares.
     assert!(session(params(None, 2)).with_prior(prior(&dkg)).is_err());
     assert!(session(params(refresh, 2)).with_prior(prior(&dkg)).is_ok());
+}
+
+fn repair_of(target: NodeId, helpers: &[NodeId], enrol: bool) -> Option<RepairOf> {
+    Some(RepairOf {
+        target,
+        helpers: helpers.to_vec(),
+        enrol,
+    })
+}
+
+#[test]
+fn a_lost_share_is_rebuilt_on_the_same_polynomial() {
+    let ids = identities(5);
+    let all: Vec<NodeId> = (1..=5).collect();
+    let dkg = completed(run(&ids, &all, 3, None, BTreeMap::new(), &mut keep, 12));
+    let holders = [1, 2, 4, 5];
+    let outcomes = run_with(
+        &ids,
+        &all,
+        3,
+        Some(refresh_of(&dkg)),
+        repair_of(3, &[1, 2, 4], false),
+        priors(&dkg, &holders),
+        &mut keep,
+        13,
+    );
+    let next = completed(outcomes);
+    assert_eq!(next.len(), 5);
+    assert_eq!(
+        next[&3].key_package.signing_share(),
+        dkg[&3].key_package.signing_share(),
+        "node 3 holds its share again"
+    );
+    for (id, o) in &next {
+        assert_eq!(o.epoch, 1);
+        assert_eq!(o.public_key_package, dkg[&1].public_key_package, "node {id}");
+        assert_eq!(o.key_package, dkg[id].key_package, "node {id}");
+    }
+}
+
+#[test]
+fn a_new_participant_gets_a_share_that_signs_with_old_ones() {
+    let ids = identities(6);
+    let old: Vec<NodeId> = (1..=5).collect();
+    let all: Vec<NodeId> = (1..=6).collect();
+    let dkg = completed(run(&ids, &old, 3, None, BTreeMap::new(), &mut keep, 14));
+    let next = completed(run_with(
+        &ids,
+        &all,
+        3,
+        Some(refresh_of(&dkg)),
+        repair_of(6, &[2, 3, 5], true),
+        priors(&dkg, &old),
+        &mut keep,
+        15,
+    ));
+    assert_eq!(next.len(), 6);
+    let pkp = &next[&6].public_key_package;
+    let six = frost::Identifier::try_from(6u16).unwrap();
+    assert_eq!(
+        pkp.verifying_shares().get(&six),
+        Some(next[&6].key_package.verifying_share())
+    );
+    for o in next.values() {
+        assert_eq!(&o.public_key_package, pkp, "every participant holds the same public data");
+        assert_eq!(o.group_public_key, dkg[&1].group_public_key);
+    }
+    commitment_matches(&next[&6]);
+    let message = b"six signs";
+    let signature = sign(
+        &[&next[&6].key_package, &next[&1].key_package, &next[&4].key_package],
+        pkp,
+        message,
+    )
+    .unwrap();
+    assert!(verifies(dkg[&1].group_public_key, message, &signature));
+}
+
+#[test]
+fn a_wrong_repair_value_is_refused_naming_the_helpers() {
+    let ids = identities(5);
+    let all: Vec<NodeId> = (1..=5).collect();
+    let dkg = completed(run(&ids, &all, 3, None, BTreeMap::new(), &mut keep, 16));
+    // Helper 2 sends the target a sum that is off by one value: well formed, wrong.
+    let mut tamper = |from: NodeId, to: NodeId, body: Body| match body {
+        Body::DkgRound2 { package } if from == 2 && to == 3 => {
+            let mut sigma = RepairSigma::decode(&package.0).unwrap();
+            sigma.sigma = frost::keys::repairable::Sigma::deserialize(&[7; 32])
+                .unwrap()
+                .serialize();
+            Body::DkgRound2 {
+                package: SecretBytes(sigma.encode().unwrap()),
+            }
+        }
+        other => other,
+    };
+    let outcomes = run_with(
+        &ids,
+        &all,
+        3,
+        Some(refresh_of(&dkg)),
+        repair_of(3, &[1, 2, 4], false),
+        priors(&dkg, &[1, 2, 4, 5]),
+        &mut tamper,
+        17,
+    );
+    match &outcomes[&3] {
+        Err(e @ DkgError::RepairMismatch { target, helpers }) => {
+            assert_eq!((*target, helpers.as_slice()), (3, &[1, 2, 4][..]));
+            assert!(e.to_string().contains("[1, 2, 4]"), "{e}");
+        }
+        other => panic!("node 3: {other:?}"),
+    }
+    assert!(
+        outcomes.values().all(|o| o.is_err()),
+        "nobody moves to the next epoch"
+    );
 }
 
 proptest! {

@@ -65,6 +65,7 @@ impl DkgDriver {
                 group_public_key,
                 epoch: key.epoch,
             }),
+            repair: None,
         };
         self.initiate(ctx, start, reply);
     }
