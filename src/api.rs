@@ -18,7 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::keystore::{self, KeyInfo};
 use crate::metrics::SharedRegistry;
-use crate::node::{KeygenRequest, NodeError, NodeHandle, RefreshRequest, SignResponse, StatusInfo};
+use crate::node::{
+    KeygenRequest, NodeError, NodeHandle, RefreshRequest, RepairRequest, SignResponse, StatusInfo,
+};
 use crate::wire::NodeId;
 
 /// An API error: status code plus the JSON body.
@@ -235,6 +237,8 @@ pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> 
         .route("/v1/keys/{key_id}", get(get_key))
         .route("/v1/keys/{key_id}/sign", post(sign))
         .route("/v1/keys/{key_id}/refresh", post(refresh_key))
+        .route("/v1/keys/{key_id}/repair", post(repair_key))
+        .route("/v1/keys/{key_id}/enrol", post(enrol_node))
         .fallback(not_found)
         .with_state(node)
         .merge(metrics)
@@ -379,6 +383,46 @@ async fn refresh_key(
     req.key_id = key_id;
     req.token = bearer(&headers);
     Ok(Json(node.refresh(req).await?))
+}
+
+/// `POST /v1/keys/{key_id}/repair` with `{"node": id}`: rebuilds the share of a participant
+/// that lost it.
+async fn repair_key(
+    node: State<NodeHandle>,
+    in_flight: Extension<InFlight>,
+    key_id: Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RepairRequest>, JsonRejection>,
+) -> ApiResult<KeyInfo> {
+    repair(node, in_flight, key_id, headers, body, false).await
+}
+
+/// `POST /v1/keys/{key_id}/enrol` with `{"node": id}`: gives a new node a share of the key.
+async fn enrol_node(
+    node: State<NodeHandle>,
+    in_flight: Extension<InFlight>,
+    key_id: Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RepairRequest>, JsonRejection>,
+) -> ApiResult<KeyInfo> {
+    repair(node, in_flight, key_id, headers, body, true).await
+}
+
+async fn repair(
+    State(node): State<NodeHandle>,
+    Extension(in_flight): Extension<InFlight>,
+    Path(key_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RepairRequest>, JsonRejection>,
+    enrol: bool,
+) -> ApiResult<KeyInfo> {
+    let _permit = in_flight.enter()?;
+    keystore::validate_key_id(&key_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Json(mut req) = body.map_err(rejected)?;
+    req.key_id = key_id;
+    req.enrol = enrol;
+    req.token = bearer(&headers);
+    Ok(Json(node.repair(req).await?))
 }
 
 async fn list_keys(State(node): State<NodeHandle>) -> ApiResult<Vec<KeyInfo>> {

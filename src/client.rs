@@ -102,6 +102,20 @@ pub fn load_client_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningK
         .map_err(|e| format!("{} is not an Ed25519 PKCS#8 key: {e}", path.display()))
 }
 
+/// Posts `body` to `path` on the node at `api` with a fresh token for `what`, signed by the
+/// client key at `client_key` under the name `client`; returns the node's JSON answer.
+pub async fn post_authorized(
+    api: &str,
+    path: &str,
+    body: Value,
+    (client_key, client): (&std::path::Path, &str),
+    what: TokenFor,
+) -> Result<Value, String> {
+    let key = load_client_key(client_key)?;
+    let token = make_token(&key, client, what, 120)?;
+    http(reqwest::Method::POST, api, path, Some(body), Some(&token)).await
+}
+
 /// What a token is for.
 #[derive(Clone, Debug)]
 pub enum TokenFor {
@@ -120,6 +134,15 @@ pub enum TokenFor {
         threshold: Option<u16>,
         /// The participants, if fixed.
         participants: Option<Vec<crate::wire::NodeId>>,
+    },
+    /// Repairing (`enrol: false`) or enrolling `node` in `key_id`.
+    Repair {
+        /// The key.
+        key_id: String,
+        /// The node whose share is rebuilt or made.
+        node: crate::wire::NodeId,
+        /// A new participant.
+        enrol: bool,
     },
     /// Refreshing `key_id`, optionally fixing who holds the new shares.
     Refresh {
@@ -161,6 +184,21 @@ pub fn make_token(
             None,
             threshold,
             participants,
+        ),
+        TokenFor::Repair {
+            key_id,
+            node,
+            enrol,
+        } => (
+            if enrol {
+                crate::auth::Action::Enrol
+            } else {
+                crate::auth::Action::Repair
+            },
+            key_id,
+            None,
+            None,
+            Some(vec![node]),
         ),
         TokenFor::Refresh {
             key_id,
@@ -249,6 +287,15 @@ impl ClientKey {
         self.token(TokenFor::Sign {
             key_id: key_id.into(),
             message: message.to_vec(),
+        })
+    }
+
+    /// A fresh token to repair (or, with `enrol`, enrol) `node` in `key_id`.
+    pub fn repair_token(&self, key_id: &str, node: crate::wire::NodeId, enrol: bool) -> String {
+        self.token(TokenFor::Repair {
+            key_id: key_id.into(),
+            node,
+            enrol,
         })
     }
 

@@ -196,6 +196,8 @@ pub const ADMIN_CLIENT: &str = "admin";
 /// [`ADMIN_CLIENT`], whose key is `base_dir/client.key`.
 pub struct LocalCluster {
     nodes: Vec<Option<RunningNode>>,
+    /// Each node's config and identity, to start it again.
+    configs: Vec<(Config, libp2p::identity::Keypair)>,
     base_dir: PathBuf,
     admin: ClientKey,
 }
@@ -225,6 +227,7 @@ impl LocalCluster {
         }
         let placeholder: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().expect("valid multiaddr");
         let mut bound = Vec::new();
+        let mut configs = Vec::new();
         for k in 1..=n {
             let peers = (1..=n)
                 .filter(|&j| j != k)
@@ -237,25 +240,45 @@ impl LocalCluster {
             let mut config = loopback_config(k, base_dir.join(format!("node{k}")), peers);
             config.clients.push(admin.listed(&["*"]));
             adjust(&mut config);
-            bound.push(BoundNode::bind(config, keys[usize::from(k - 1)].clone()).await?);
+            let keypair = keys[usize::from(k - 1)].clone();
+            configs.push((config.clone(), keypair.clone()));
+            bound.push(BoundNode::bind(config, keypair).await?);
         }
         let addrs: Vec<(PeerId, Multiaddr)> = bound
             .iter()
             .map(|b| (b.peer_id(), b.p2p_addr().clone()))
             .collect();
-        for b in &mut bound {
+        for (b, (config, _)) in bound.iter_mut().zip(configs.iter_mut()) {
+            config.listen = b.p2p_addr().clone();
             for (pid, addr) in &addrs {
                 if *pid != b.peer_id() {
                     b.set_peer_address(*pid, addr.clone());
+                }
+            }
+            for peer in &mut config.peers {
+                if let Some((_, addr)) = addrs.iter().find(|(pid, _)| *pid == peer.peer_id) {
+                    peer.addr = addr.clone();
                 }
             }
         }
         let nodes = bound.into_iter().map(|b| Some(b.start())).collect();
         Ok(LocalCluster {
             nodes,
+            configs,
             base_dir: base_dir.to_path_buf(),
             admin,
         })
+    }
+
+    /// Starts node `id` again (after [`LocalCluster::stop`]) with its config, identity and
+    /// data directory, on the address it had: the others reconnect as to any restarted peer.
+    pub async fn restart(&mut self, id: NodeId) -> Result<(), StartError> {
+        let index = usize::from(id - 1);
+        self.stop(id).await;
+        let (config, keypair) = self.configs[index].clone();
+        let node = BoundNode::bind(config, keypair).await?.start();
+        self.nodes[index] = Some(node);
+        Ok(())
     }
 
     /// The client every node serves.
@@ -310,6 +333,26 @@ impl LocalCluster {
             .refresh(crate::node::RefreshRequest {
                 key_id: key_id.into(),
                 participants,
+                token: Some(token),
+            })
+            .await
+    }
+
+    /// Repairs (or, with `enrol`, enrols) node `node`'s share of `key_id` through node `via`,
+    /// with a fresh admin token.
+    pub async fn repair(
+        &self,
+        via: NodeId,
+        key_id: &str,
+        node: NodeId,
+        enrol: bool,
+    ) -> Result<KeyInfo, NodeError> {
+        let token = self.admin.repair_token(key_id, node, enrol);
+        self.handle(via)
+            .repair(crate::node::RepairRequest {
+                key_id: key_id.into(),
+                node,
+                enrol,
                 token: Some(token),
             })
             .await

@@ -7,12 +7,32 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use frostnode::client::{
-    http, load_client_key, make_token, verify_hex, write_client_key, TokenFor,
+    http, load_client_key, make_token, post_authorized, verify_hex, write_client_key, TokenFor,
 };
 use frostnode::config::Config;
 use frostnode::daemon::BoundNode;
 use frostnode::localnet::{self, ClusterLayout, LocalnetOptions};
 use frostnode::wire::NodeId;
+
+/// A key and one node of it, for `repair` and `enrol`.
+#[derive(clap::Args)]
+struct NodeOfKey {
+    /// API URL of a node that holds the key (not the node repaired or enrolled).
+    #[arg(long, default_value = "http://127.0.0.1:8001")]
+    api: String,
+    /// The key.
+    #[arg(long)]
+    key_id: String,
+    /// The node whose share is rebuilt (repair) or made (enrol).
+    #[arg(long)]
+    node: NodeId,
+    /// Client private key (PKCS#8 PEM) that signs the request's token.
+    #[arg(long, env = "FROSTNODE_CLIENT_KEY")]
+    client_key: PathBuf,
+    /// Client name, as the nodes' `[[clients]]` list it.
+    #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
+    client: String,
+}
 
 #[derive(Parser)]
 #[command(
@@ -114,6 +134,12 @@ enum Command {
         #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
         client: String,
     },
+    /// Ask a node to rebuild the share of a participant that lost it (its key file or its whole
+    /// disk): helpers holding the key rebuild it on the key's polynomial, and it is checked
+    /// against the key's public data before it is stored.
+    Repair(NodeOfKey),
+    /// Ask a node to give a new node (configured on every participant) a share of a key.
+    Enrol(NodeOfKey),
     /// Ask a node for a signature.
     Sign {
         /// Node API URL.
@@ -406,13 +432,14 @@ async fn dispatch(command: Command) -> Result<(), String> {
                 key_id: key_id.clone(),
                 participants: participants.clone(),
             };
-            let token = token_for(client_key, client, what)?;
             let path = format!("/v1/keys/{key_id}/refresh");
             let body = json!({ "participants": participants });
-            let v = http(reqwest::Method::POST, &api, &path, Some(body), Some(&token)).await?;
-            print_json(&v);
+            let client = (client_key.as_path(), client.as_str());
+            print_json(&post_authorized(&api, &path, body, client, what).await?);
             Ok(())
         }
+        Command::Repair(args) => repair(args, false).await,
+        Command::Enrol(args) => repair(args, true).await,
         Command::Sign {
             api,
             key_id,
@@ -600,6 +627,21 @@ async fn shutdown_signal() {
 }
 
 /// A fresh token for one request, from the client key in `client_key`.
+/// `frostnode repair` and `frostnode enrol`.
+async fn repair(args: NodeOfKey, enrol: bool) -> Result<(), String> {
+    let what = TokenFor::Repair {
+        key_id: args.key_id.clone(),
+        node: args.node,
+        enrol,
+    };
+    let action = if enrol { "enrol" } else { "repair" };
+    let path = format!("/v1/keys/{}/{action}", args.key_id);
+    let body = json!({ "node": args.node });
+    let client = (args.client_key.as_path(), args.client.as_str());
+    print_json(&post_authorized(&args.api, &path, body, client, what).await?);
+    Ok(())
+}
+
 fn token_for(client_key: PathBuf, client: String, what: TokenFor) -> Result<String, String> {
     let key = load_client_key(&client_key)?;
     make_token(&key, &client, what, 120)

@@ -193,3 +193,117 @@ async fn a_node_removed_by_a_refresh_cannot_sign_with_the_others() {
     assert_eq!(err.kind(), ErrorKind::BadRequest, "{err}");
     assert!(err.to_string().contains("5"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_key_file_is_repaired_and_its_node_signs_again() {
+    let (mut cluster, gpk) = Cluster::with_key(5, 3).await;
+    let before = key_file(cluster.dir.path(), 3, "k");
+    cluster.stop(3).await;
+    std::fs::remove_file(cluster.dir.path().join("node3/keys/k.json")).unwrap();
+    cluster.restart(3).await.unwrap();
+    cluster.wait_connected(common::WAIT).await.unwrap();
+    assert!(cluster.handle(3).get_key("k").await.unwrap().is_none());
+
+    // A node cannot repair itself, and a repair needs every participant of the key: node 2's
+    // share cannot be rebuilt while node 3 holds none.
+    let err = cluster.repair(3, "k", 3, false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = cluster.repair(1, "k", 2, false).await.unwrap_err();
+    assert!(err.to_string().contains("no key \"k\" on node 3"), "{err}");
+
+    let info = cluster.repair(1, "k", 3, false).await.unwrap();
+    assert_eq!(info.epoch, 1);
+    assert_eq!(info.group_public_key, gpk);
+    assert_eq!(info.participants, vec![1, 2, 3, 4, 5]);
+    let after = key_file(cluster.dir.path(), 3, "k");
+    assert_eq!(
+        after.key_package.signing_share(),
+        before.key_package.signing_share(),
+        "node 3 holds the share it lost"
+    );
+    for id in 1..=5 {
+        assert_eq!(key_file(cluster.dir.path(), id, "k").epoch, 1, "node {id}");
+    }
+    // A node that holds its share has nothing to repair.
+    let err = cluster.repair(1, "k", 2, false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    // With nodes 4 and 5 stopped, every signature needs node 3.
+    cluster.stop(4).await;
+    cluster.stop(5).await;
+    for via in 1..=3 {
+        let message = format!("node 3 is back, via {via}").into_bytes();
+        let r = cluster.sign(via, "k", &message).await.unwrap();
+        common::check_signature(&gpk, &message, &r);
+        assert_eq!(r.signers, vec![1, 2, 3]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_is_enrolled_and_signs_with_two_old_ones() {
+    let cluster = Cluster::start(6).await;
+    let gpk = cluster
+        .keygen(1, "k", Some(3), Some(vec![1, 2, 3, 4, 5]))
+        .await
+        .unwrap()
+        .group_public_key;
+    let info = cluster.repair(2, "k", 6, true).await.unwrap();
+    assert_eq!(info.participants, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(info.group_public_key, gpk);
+    let six = info
+        .verifying_shares
+        .get(&6)
+        .expect("node 6's verifying share")
+        .clone();
+    for id in 1..=6 {
+        let k = cluster.handle(id).get_key("k").await.unwrap().unwrap();
+        assert_eq!(k.epoch, 1, "node {id}");
+        assert_eq!(k.verifying_shares.get(&6), Some(&six), "node {id}");
+    }
+    let mut cluster = cluster;
+    for id in [3, 4, 5] {
+        cluster.stop(id).await;
+    }
+    let message = b"node 6 signs with 1 and 2";
+    let r = cluster.sign(6, "k", message).await.unwrap();
+    common::check_signature(&gpk, message, &r);
+    assert_eq!(r.signers, vec![1, 2, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_repair_value_is_refused_and_nothing_is_written() {
+    let (mut cluster, gpk) = Cluster::with_key(4, 3).await;
+    cluster.stop(4).await;
+    std::fs::remove_file(cluster.dir.path().join("node4/keys/k.json")).unwrap();
+    cluster.restart(4).await.unwrap();
+    cluster.wait_connected(common::WAIT).await.unwrap();
+    // The helpers are nodes 1-3 (t = 3 of the 3 others); node 2 lies to the target.
+    let lie = frostnode::node::DkgFaults {
+        corrupt_repair: true,
+        ..Default::default()
+    };
+    cluster.handle(2).set_dkg_faults(lie).await.unwrap();
+    let err = cluster.repair(1, "k", 4, false).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("[1, 2, 3]"),
+        "the error names the helpers: {text}"
+    );
+    assert!(
+        !cluster.dir.path().join("node4/keys/k.json").exists(),
+        "no file written"
+    );
+    for id in 1..=3 {
+        let k = key_file(cluster.dir.path(), id, "k");
+        assert_eq!(k.epoch, 0, "node {id} stays at epoch 0");
+        assert_eq!(k.group_public_key, gpk);
+    }
+    // Honest helpers repair it.
+    cluster
+        .handle(2)
+        .set_dkg_faults(Default::default())
+        .await
+        .unwrap();
+    let info = cluster.repair(1, "k", 4, false).await.unwrap();
+    assert_eq!(info.epoch, 1);
+    assert!(cluster.dir.path().join("node4/keys/k.json").exists());
+}

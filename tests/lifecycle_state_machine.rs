@@ -14,7 +14,9 @@ use frostnode::dkg::{
     verifying_share_of, DkgError, DkgOutput, DkgParams, DkgSession, Effect, PriorKey,
 };
 use frostnode::identity::NodeKeys;
-use frostnode::wire::{Body, Envelope, NodeId, RefreshOf, RepairOf, RepairSigma, SecretBytes, SessionId};
+use frostnode::wire::{
+    Body, Envelope, NodeId, RefreshOf, RepairOf, RepairSigma, SecretBytes, SessionId,
+};
 use libp2p::identity::Keypair;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
@@ -39,7 +41,16 @@ fn run(
     tamper: &mut dyn FnMut(NodeId, NodeId, Body) -> Body,
     seed: u64,
 ) -> Outcomes {
-    run_with(ids, participants, threshold, refresh, None, prior, tamper, seed)
+    run_with(
+        ids,
+        participants,
+        threshold,
+        refresh,
+        None,
+        prior,
+        tamper,
+        seed,
+    )
 }
 
 /// Like [`run`], for a repair or enrolment too.
@@ -467,7 +478,10 @@ fn a_lost_share_is_rebuilt_on_the_same_polynomial() {
     );
     for (id, o) in &next {
         assert_eq!(o.epoch, 1);
-        assert_eq!(o.public_key_package, dkg[&1].public_key_package, "node {id}");
+        assert_eq!(
+            o.public_key_package, dkg[&1].public_key_package,
+            "node {id}"
+        );
         assert_eq!(o.key_package, dkg[id].key_package, "node {id}");
     }
 }
@@ -496,13 +510,20 @@ fn a_new_participant_gets_a_share_that_signs_with_old_ones() {
         Some(next[&6].key_package.verifying_share())
     );
     for o in next.values() {
-        assert_eq!(&o.public_key_package, pkp, "every participant holds the same public data");
+        assert_eq!(
+            &o.public_key_package, pkp,
+            "every participant holds the same public data"
+        );
         assert_eq!(o.group_public_key, dkg[&1].group_public_key);
     }
     commitment_matches(&next[&6]);
     let message = b"six signs";
     let signature = sign(
-        &[&next[&6].key_package, &next[&1].key_package, &next[&4].key_package],
+        &[
+            &next[&6].key_package,
+            &next[&1].key_package,
+            &next[&4].key_package,
+        ],
         pkp,
         message,
     )

@@ -39,7 +39,12 @@ impl DkgSession {
         };
         let me = self.me;
         if repair.helpers.contains(&me) || repair.target == me {
-            repair.helpers.iter().copied().filter(|&h| h != me).collect()
+            repair
+                .helpers
+                .iter()
+                .copied()
+                .filter(|&h| h != me)
+                .collect()
         } else {
             BTreeSet::new()
         }
@@ -138,7 +143,10 @@ impl DkgSession {
         self.repair_own = None;
         let sigma = repairable::repair_share_part2(&deltas);
         let Some(prior) = self.prior.as_ref() else {
-            return self.fail(DkgError::InvalidParams("repair helper without share".into()), true);
+            return self.fail(
+                DkgError::InvalidParams("repair helper without share".into()),
+                true,
+            );
         };
         let payload = prior.public_key_package.serialize().map(|pkp| RepairSigma {
             sigma: sigma.serialize(),

@@ -61,7 +61,10 @@ impl DkgParams {
             } else if !unique.contains(&repair.target) {
                 Some(format!("target {} is not a participant", repair.target))
             } else if helpers.contains(&repair.target) {
-                Some(format!("target {} cannot help repair itself", repair.target))
+                Some(format!(
+                    "target {} cannot help repair itself",
+                    repair.target
+                ))
             } else if helpers.len() != usize::from(self.threshold)
                 || helpers.len() != repair.helpers.len()
             {

@@ -6,7 +6,7 @@
 use crate::auth::{self, AuthError};
 use crate::config::Config;
 use crate::keystore::{self, KeyStore, StoredKey};
-use crate::wire::{DkgStart, ErrorKind, NodeId, RefreshOf, SessionId};
+use crate::wire::{DkgStart, ErrorKind, NodeId, RefreshOf, RepairOf, SessionId};
 
 use super::context::Ctx;
 use super::error::Refusal;
@@ -27,29 +27,43 @@ pub fn admit_dkg(
     let bad = |reason: String| Refusal::new(ErrorKind::BadRequest, reason);
     keystore::validate_key_id(&start.key_id).map_err(|e| bad(e.to_string()))?;
     let now = ctx.unix_seconds();
+    // A repair or enrolment token may fix the node it is for, as its only participant.
+    let target = start.repair.as_ref().map(|r| [r.target]);
     let request = || auth::Request {
-        act: if start.refresh.is_some() {
-            auth::Action::Refresh
-        } else {
-            auth::Action::Keygen
+        act: match (&start.refresh, &start.repair) {
+            (None, _) => auth::Action::Keygen,
+            (Some(_), None) => auth::Action::Refresh,
+            (Some(_), Some(r)) if r.enrol => auth::Action::Enrol,
+            (Some(_), Some(_)) => auth::Action::Repair,
         },
         key_id: &start.key_id,
         message_hash: None,
         threshold: Some(start.threshold),
-        participants: Some(&start.participants),
+        participants: Some(target.as_ref().map_or(&start.participants[..], |t| &t[..])),
         binding: session.0,
     };
     authorize(config, ctx.auth, now, start.token.as_deref(), request)?;
     let keystore: &KeyStore = ctx.keystore;
-    match &start.refresh {
-        None if keystore.contains(&start.key_id) => {
+    match (&start.refresh, &start.repair) {
+        (None, _) if keystore.contains(&start.key_id) => {
             return Err(Refusal::new(
                 ErrorKind::Conflict,
                 format!("key {:?} already exists on node {me}", start.key_id),
             ));
         }
-        None => {}
-        Some(refresh) => admit_refresh(keystore, me, start, refresh)?,
+        (None, _) => {}
+        (Some(_), Some(repair)) if repair.target == me => {
+            if keystore.contains(&start.key_id) {
+                return Err(Refusal::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "node {me} holds a share of {:?}: nothing to rebuild (if its file is damaged, remove it with `frostnode keys forget` first)",
+                        start.key_id
+                    ),
+                ));
+            }
+        }
+        (Some(refresh), repair) => admit_refresh(keystore, me, start, refresh, repair.as_ref())?,
     }
     if busy {
         return Err(Refusal::new(
@@ -105,13 +119,16 @@ pub fn admit_dkg(
     Ok(())
 }
 
-/// Whether this node holds exactly the key and epoch a refresh renews, and the refresh keeps
-/// its threshold and renews shares of current participants only.
+/// Whether this node holds exactly the key and epoch a refresh (or repair, or enrolment)
+/// starts from, and the session keeps its threshold and the right participants: current ones
+/// only for a refresh, all current ones for a repair, and those plus the new one for an
+/// enrolment.
 fn admit_refresh(
     keystore: &KeyStore,
     me: NodeId,
     start: &DkgStart,
     refresh: &RefreshOf,
+    repair: Option<&RepairOf>,
 ) -> Result<(), Refusal> {
     let key_id = &start.key_id;
     let Some(key) = keystore.get(key_id) else {
@@ -144,6 +161,9 @@ fn admit_refresh(
             ),
         ));
     }
+    if let Some(repair) = repair {
+        return admit_repair(key, me, start, repair);
+    }
     let strangers: Vec<NodeId> = start
         .participants
         .iter()
@@ -157,6 +177,49 @@ fn admit_refresh(
                 "nodes {strangers:?} hold no share of {key_id:?} (its participants are {:?}): a refresh renews existing shares; enrol new nodes",
                 key.participants
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// A repair rebuilds a current participant's share, an enrolment makes one for a new node;
+/// every current participant takes part either way.
+fn admit_repair(
+    key: &StoredKey,
+    me: NodeId,
+    start: &DkgStart,
+    repair: &RepairOf,
+) -> Result<(), Refusal> {
+    let bad = |reason: String| Err(Refusal::new(ErrorKind::BadRequest, reason));
+    let key_id = &start.key_id;
+    let member = key.participants.contains(&repair.target);
+    if repair.enrol && member {
+        return bad(format!(
+            "node {} already holds a share of {key_id:?} (repair it instead)",
+            repair.target
+        ));
+    }
+    if !repair.enrol && !member {
+        return bad(format!(
+            "node {} holds no share of {key_id:?} to repair (enrol it instead)",
+            repair.target
+        ));
+    }
+    let mut expected = key.participants.clone();
+    if repair.enrol {
+        expected.push(repair.target);
+        expected.sort_unstable();
+        if key.group_commitment.is_empty() {
+            return bad(format!(
+                "key {key_id:?} was made before group commitments were kept: no new share can be checked"
+            ));
+        }
+    }
+    if start.participants != expected {
+        return bad(format!(
+            "a {} of {key_id:?} on node {me} involves nodes {expected:?}, not {:?}",
+            if repair.enrol { "enrolment" } else { "repair" },
+            start.participants
         ));
     }
     Ok(())

@@ -193,15 +193,15 @@ impl Ctx<'_> {
         self.culprits.count(culprits, self.metrics);
     }
 
-    /// Writes a new key file, or a key's next epoch over its current one, on a blocking thread
-    /// (fsync must not stall the node); the outcome comes back as [`Stored`]. Fails at once if
-    /// the key cannot be encoded, its id is taken (a new key) or it does not follow the
-    /// current epoch (a refresh).
+    /// Writes a new key file (a DKG's, or a repaired or enrolled node's first share), or a
+    /// held key's next epoch over its current one, on a blocking thread (fsync must not stall
+    /// the node); the outcome comes back as [`Stored`]. Fails at once if the key cannot be
+    /// encoded or a next epoch does not follow the current one.
     pub fn persist(&mut self, session: SessionId, key: StoredKey) -> Result<(), String> {
-        let write = if key.epoch == 0 {
-            self.keystore.prepare(&key)
-        } else {
+        let write = if self.keystore.contains(&key.key_id) {
             self.keystore.prepare_next(&key)
+        } else {
+            self.keystore.prepare(&key)
         };
         let write = write.map_err(|e| e.to_string())?;
         let tx = self.stored.clone();

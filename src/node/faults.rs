@@ -32,6 +32,8 @@ pub struct DkgFaults {
     pub equivocate_pulls: bool,
     /// Drops this share (in percent) of the DKG broadcasts arriving at this node, at random.
     pub drop_gossip_percent: u8,
+    /// As a repair helper, sends the target a wrong (well-formed) sum.
+    pub corrupt_repair: bool,
 }
 
 /// What a node is told to do wrong.
@@ -101,6 +103,18 @@ impl Interceptor for Faults {
                     .map(|s| s.serialize())
                     .unwrap_or_default();
                 vec![Body::Share { attempt, share }]
+            }
+            Body::DkgRound2 { package } if s.dkg.corrupt_repair => {
+                let wrong = crate::wire::RepairSigma::decode(&package.0)
+                    .ok()
+                    .and_then(|mut r| {
+                        let sigma = frost_ed25519::keys::repairable::Sigma::deserialize(&[7u8; 32]);
+                        r.sigma = sigma.ok()?.serialize();
+                        r.encode().ok()
+                    });
+                vec![Body::DkgRound2 {
+                    package: wrong.map_or(package, SecretBytes),
+                }]
             }
             Body::DkgRound2 { package }
                 if s.dkg.corrupt_round2 && s.dkg.only_to.is_none_or(|t| Some(t) == to) =>

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::NodeError;
 use super::forwarder::SignInput;
-use super::requests::{KeygenRequest, RefreshRequest, SignResponse, StatusInfo};
+use super::requests::{KeygenRequest, RefreshRequest, RepairRequest, SignResponse, StatusInfo};
 use crate::keystore::KeyInfo;
 use crate::wire::{NodeId, SessionId};
 
@@ -27,6 +27,13 @@ pub enum Input {
     Refresh {
         /// The request.
         req: RefreshRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
+    },
+    /// Repair or enrol a node with this node as initiator.
+    Repair {
+        /// The request.
+        req: RepairRequest,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
     },
@@ -150,6 +157,12 @@ impl NodeHandle {
     /// group key); answers once every participant stored the new epoch or the session failed.
     pub async fn refresh(&self, req: RefreshRequest) -> Result<KeyInfo, NodeError> {
         self.ask(|reply| Input::Refresh { req, reply }).await?
+    }
+
+    /// Rebuilds (repair) or makes (enrolment) a node's share of a key, with this node as
+    /// initiator; answers once every participant stored the key's next epoch or it failed.
+    pub async fn repair(&self, req: RepairRequest) -> Result<KeyInfo, NodeError> {
+        self.ask(|reply| Input::Repair { req, reply }).await?
     }
 
     /// Signs `message` with key `key_id` through the coordinator elected for this request,

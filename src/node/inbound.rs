@@ -123,9 +123,11 @@ fn on_request(
             Body::Ack
         }
         // Confirmations and certificates are signed statements: they count however they come.
-        Body::DkgRound2 { .. } | Body::DkgConfirm(_) | Body::DkgCertificate(_) => match dkg
-            .on_message(ctx, env)
-        {
+        // So are aborts: an initiator calls off a session it cannot begin directly.
+        Body::DkgRound2 { .. }
+        | Body::DkgConfirm(_)
+        | Body::DkgCertificate(_)
+        | Body::DkgAbort { .. } => match dkg.on_message(ctx, env) {
             MessageAcceptance::Reject => Body::refused(ErrorKind::BadRequest, "message refused"),
             _ => Body::Ack,
         },

@@ -32,13 +32,18 @@ pub enum StartProgress {
     Waiting,
     /// Every participant joined: begin round 1 with these contributions (participant order).
     Begin(Vec<(NodeId, [u8; 32])>),
-    /// A participant refused or failed: the session is off (the caller has its answer).
-    Off(NodeError),
+    /// A participant refused or failed: the session is off (the caller has its answer); the
+    /// participants that had joined must be told.
+    Off(NodeError, Vec<NodeId>),
+    /// A participant joined a session this node no longer runs: it must be told.
+    Stale,
 }
 
 /// One DKG this node started.
 struct Initiation {
     me: NodeId,
+    /// "DKG", "refresh", "repair" or "enrolment".
+    kind: &'static str,
     key_id: String,
     participants: Vec<NodeId>,
     /// Every participant's contribution to the round id so far, this node's own included.
@@ -74,6 +79,16 @@ pub fn resolve(req: &KeygenRequest, all: Vec<NodeId>) -> DkgStart {
     }
 }
 
+/// What a session does, for logs and answers: "DKG", "refresh", "repair" or "enrolment".
+pub fn kind_name(params: &DkgParams) -> &'static str {
+    match (&params.refresh, &params.repair) {
+        (None, _) => "DKG",
+        (Some(_), None) => "refresh",
+        (Some(_), Some(r)) if r.enrol => "enrolment",
+        (Some(_), Some(_)) => "repair",
+    }
+}
+
 /// A fresh session id for `start` initiated by `me`.
 pub fn session_id(start: &DkgStart, me: NodeId, rng: &mut dyn SecureRng) -> SessionId {
     let mut nonce = [0u8; 32];
@@ -105,6 +120,7 @@ impl Initiations {
             params.session,
             Initiation {
                 me,
+                kind: kind_name(params),
                 key_id: params.key_id.clone(),
                 participants: params.participants.clone(),
                 joined: BTreeMap::from([(me, own)]),
@@ -135,6 +151,9 @@ impl Initiations {
         result: Result<Body, String>,
     ) -> StartProgress {
         let Some(init) = self.map.get_mut(&session) else {
+            if matches!(result, Ok(Body::DkgJoin { .. })) {
+                return StartProgress::Stale;
+            }
             return StartProgress::Waiting;
         };
         if init.begun {
@@ -176,12 +195,19 @@ impl Initiations {
             },
         };
         warn!(%session, error = %refusal, "DKG not started");
+        let mut joined = Vec::new();
         if let Some(mut init) = self.map.remove(&session) {
             if let Some(reply) = init.reply.take() {
                 let _ = reply.send(Err(refusal.clone()));
             }
+            joined = init
+                .joined
+                .keys()
+                .copied()
+                .filter(|&id| id != init.me)
+                .collect();
         }
-        StartProgress::Off(refusal)
+        StartProgress::Off(refusal, joined)
     }
 
     /// This node's own session ended; answers the caller if nothing else is needed.
@@ -269,8 +295,12 @@ impl Initiations {
         };
         let result = conclude(&init, keystore, all_in);
         match &result {
-            Ok(_) => info!(%session, key_id = %init.key_id, "DKG answered: key stored"),
-            Err(e) => warn!(%session, key_id = %init.key_id, error = %e, "DKG answered: failed"),
+            Ok(_) => {
+                info!(%session, key_id = %init.key_id, kind = init.kind, "answered: key stored")
+            }
+            Err(e) => {
+                warn!(%session, key_id = %init.key_id, kind = init.kind, error = %e, "answered: failed")
+            }
         }
         if let Some(reply) = init.reply.take() {
             let _ = reply.send(result);
@@ -307,8 +337,8 @@ fn conclude(init: &Initiation, keystore: &KeyStore, all_in: bool) -> Result<KeyI
             holders.sort_unstable();
             Err(NodeError::Timeout {
                 message: format!(
-                    "DKG for key {:?}: every participant confirmed it; nodes {holders:?} hold it, nodes {missing:?} did not report storing it in time",
-                    init.key_id
+                    "{} of key {:?}: every participant confirmed it; nodes {holders:?} hold it, nodes {missing:?} did not report storing it in time",
+                    init.kind, init.key_id
                 ),
                 missing,
             })
@@ -335,7 +365,13 @@ fn conclude(init: &Initiation, keystore: &KeyStore, all_in: bool) -> Result<KeyI
                     reported_by.entry(*by).or_insert_with(|| culprits.clone());
                 }
             }
-            let message = format!("DKG for key {:?} failed: {own}", init.key_id);
+            let mut message = format!("{} of key {:?} failed: {own}", init.kind, init.key_id);
+            // A participant this node waited for may say why it never confirmed.
+            for id in own.missing() {
+                if let Some(DkgOutcome::Failed { reason, .. }) = init.reports.get(&id) {
+                    message.push_str(&format!("; node {id} reports: {reason}"));
+                }
+            }
             let culprits = own.culprits();
             let missing = own.missing();
             // A timeout with nobody accused is a timeout; when a participant reported whom it
@@ -361,8 +397,8 @@ fn conclude(init: &Initiation, keystore: &KeyStore, all_in: bool) -> Result<KeyI
             let missing: Vec<NodeId> = missing.into_iter().filter(|&id| id != init.me).collect();
             Err(NodeError::Timeout {
                 message: format!(
-                    "DKG for key {:?} timed out waiting for results from nodes {missing:?}",
-                    init.key_id
+                    "{} of key {:?} timed out waiting for results from nodes {missing:?}",
+                    init.kind, init.key_id
                 ),
                 missing,
             })

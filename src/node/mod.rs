@@ -65,7 +65,8 @@ pub use faults::DkgFaults;
 pub use forwarder::SignInput;
 pub use handle::NodeHandle;
 pub use requests::{
-    default_threshold, KeygenRequest, RefreshRequest, SignResponse, StatusInfo, MAX_SIGN_MESSAGE,
+    default_threshold, KeygenRequest, RefreshRequest, RepairRequest, SignResponse, StatusInfo,
+    MAX_SIGN_MESSAGE,
 };
 
 /// Capacity of the queues into the node.
@@ -319,6 +320,7 @@ fn on_input(
     match input {
         Input::Keygen { req, reply } => dkg.start_keygen(ctx, req, reply),
         Input::Refresh { req, reply } => dkg.start_refresh(ctx, req, reply),
+        Input::Repair { req, reply } => dkg.start_repair(ctx, req, reply),
         Input::Status { reply } => {
             let _ = reply.send(StatusInfo {
                 id: ctx.me(),

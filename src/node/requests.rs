@@ -43,6 +43,24 @@ pub struct RefreshRequest {
     pub token: Option<String>,
 }
 
+/// A request to rebuild a node's share (repair: it lost it) or make one for a new node
+/// (enrolment), on the key's polynomial; answered with the key's next epoch.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRequest {
+    /// The key.
+    #[serde(skip)]
+    pub key_id: String,
+    /// The node whose share is rebuilt or made.
+    pub node: NodeId,
+    /// `true` for a new participant (set by the endpoint, not the body).
+    #[serde(skip)]
+    pub enrol: bool,
+    /// The client's token (from the `Authorization` header, not the body).
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
 /// Answer of a signing request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignResponse {

@@ -1,8 +1,9 @@
-//! Refreshing a key (new shares of the same group key, the next epoch) is a DKG session of
-//! another kind: this file holds what differs for the driver. The initiator fills the session
-//! from the stored key, each participant hands its session the shares it renews, and the epoch
-//! a completed refresh replaced is retired from memory once the signing sessions that may
-//! still use it are over (its file is already gone: the new epoch's write replaced it).
+//! Refreshing a key (new shares of the same group key, the next epoch), repairing a lost share
+//! and enrolling a new node are DKG sessions of other kinds: this file holds what differs for
+//! the driver. The initiator fills the session from the stored key (and, for a repair, picks
+//! the helpers), each participant hands its session the shares it starts from, and the epoch a
+//! completed session replaced is retired from memory once the signing sessions that may still
+//! use it are over (its file is already gone: the new epoch's write replaced it).
 
 use tracing::info;
 
@@ -12,9 +13,10 @@ use crate::keystore::KeyStore;
 use crate::node::context::Ctx;
 use crate::node::error::NodeError;
 use crate::node::initiator::KeygenReply;
-use crate::node::requests::RefreshRequest;
+use crate::node::requests::{RefreshRequest, RepairRequest};
 use crate::node::timers::Timer;
-use crate::wire::{DkgStart, NodeId, RefreshOf};
+use crate::signing::election;
+use crate::wire::{DkgStart, NodeId, RefreshOf, RepairOf};
 
 /// The shares a refresh session starts from: this node's share of the epoch it names.
 pub(super) fn prior_key(keystore: &KeyStore, params: &DkgParams) -> Result<PriorKey, DkgError> {
@@ -66,6 +68,86 @@ impl DkgDriver {
                 epoch: key.epoch,
             }),
             repair: None,
+        };
+        self.initiate(ctx, start, reply);
+    }
+
+    /// Starts rebuilding (repair) or making (enrolment) node `req.node`'s share of a key held
+    /// here, with this node as initiator; `reply` gets the key's next epoch.
+    pub fn start_repair(&mut self, ctx: &mut Ctx<'_>, req: RepairRequest, reply: KeygenReply) {
+        let me = ctx.me();
+        let refuse = |reply: KeygenReply, e: NodeError| {
+            let _ = reply.send(Err(e));
+        };
+        let Some(key) = ctx.keystore.get(&req.key_id) else {
+            let message = format!("no key {:?} on node {me}", req.key_id);
+            return refuse(reply, NodeError::NotFound(message));
+        };
+        let Some(group_public_key) = super::checks::group_key_bytes(&key.group_public_key) else {
+            return refuse(
+                reply,
+                NodeError::Internal("stored group key is corrupt".into()),
+            );
+        };
+        if req.node == me {
+            let message = format!(
+                "node {me} holds its share: ask another participant to {} it",
+                if req.enrol { "enrol" } else { "repair" }
+            );
+            return refuse(reply, NodeError::BadRequest(message));
+        }
+        // Helpers: the first t reachable current participants (this node among them) in an
+        // order drawn from the request, so repeated repairs spread the work.
+        let mut seed = [0u8; 32];
+        ctx.rng.fill_bytes(&mut seed);
+        let candidates: Vec<NodeId> = key
+            .participants
+            .iter()
+            .copied()
+            .filter(|&id| id != req.node && (id == me || ctx.peers.not_ready(&[id]).is_empty()))
+            .collect();
+        let t = usize::from(key.threshold);
+        let mut helpers: Vec<NodeId> = std::iter::once(me)
+            .chain(
+                election::rank(&seed, &candidates)
+                    .into_iter()
+                    .filter(|&id| id != me),
+            )
+            .take(t)
+            .collect();
+        if helpers.len() < t || !candidates.contains(&me) {
+            let message = format!(
+                "a {} needs {t} reachable participants holding the key; reachable: {candidates:?}",
+                if req.enrol { "enrolment" } else { "repair" }
+            );
+            return refuse(
+                reply,
+                NodeError::Unavailable {
+                    message,
+                    missing: Vec::new(),
+                },
+            );
+        }
+        helpers.sort_unstable();
+        let mut participants = key.participants.clone();
+        if req.enrol && !participants.contains(&req.node) {
+            participants.push(req.node);
+            participants.sort_unstable();
+        }
+        let start = DkgStart {
+            key_id: req.key_id,
+            participants,
+            threshold: key.threshold,
+            token: req.token,
+            refresh: Some(RefreshOf {
+                group_public_key,
+                epoch: key.epoch,
+            }),
+            repair: Some(RepairOf {
+                target: req.node,
+                helpers,
+                enrol: req.enrol,
+            }),
         };
         self.initiate(ctx, start, reply);
     }

@@ -12,9 +12,9 @@ use std::time::Instant;
 use libp2p::gossipsub::MessageAcceptance;
 use tracing::{debug, info, warn};
 
+mod lifecycle;
 mod memory;
 mod pulls;
-mod lifecycle;
 mod work;
 
 use memory::{Early, Finished, FINISHED_MEMORY};
@@ -23,22 +23,13 @@ pub use pulls::pull_after;
 use super::checks;
 use super::context::{Ctx, Stored};
 use super::error::NodeError;
-use super::initiator::{self, Initiations, KeygenReply, StartProgress};
+use super::initiator::{self, kind_name, Initiations, KeygenReply, StartProgress};
 use super::outbox::ReplyTag;
 use super::requests::KeygenRequest;
 use super::timers::Timer;
 use crate::dkg::{ConfirmationKeys, DkgError, DkgOutput, DkgParams, DkgSession, Effect};
 use crate::keystore::{self, StoredConfirmation, StoredKey};
 use crate::wire::{Body, DkgOutcome, DkgStart, Envelope, ErrorKind, NodeId, SessionId};
-
-/// "DKG" or "refresh", for logs.
-fn kind_name(params: &DkgParams) -> &'static str {
-    if params.refresh.is_some() {
-        "refresh"
-    } else {
-        "DKG"
-    }
-}
 
 /// How long a participant whose confirmation is out keeps waiting for a certificate after
 /// another participant aborted.
@@ -113,9 +104,12 @@ impl DkgDriver {
     fn open(&mut self, ctx: &mut Ctx<'_>, params: DkgParams) -> Result<[u8; 32], DkgError> {
         let deadline = ctx.now + ctx.config.dkg_timeout;
         let sid = params.session;
+        // The target of a repair or enrolment holds nothing yet; everyone else in a session that
+        // starts from a key hands it its shares.
+        let target = params.repair.as_ref().is_some_and(|r| r.target == ctx.me());
         let prior = match params.refresh {
-            Some(_) => Some(lifecycle::prior_key(ctx.keystore, &params)?),
-            None => None,
+            Some(_) if !target => Some(lifecycle::prior_key(ctx.keystore, &params)?),
+            _ => None,
         };
         let mut session = DkgSession::new(params, ctx.me(), self.keys.clone(), deadline)?;
         if let Some(prior) = prior {
@@ -217,13 +211,28 @@ impl DkgDriver {
                     }
                 }
             }
-            StartProgress::Off(err) => {
+            StartProgress::Stale => self.call_off(ctx, sid, &[from], "the session was called off"),
+            StartProgress::Off(err, joined) => {
+                // Those that joined would otherwise wait for `DkgBegin` until their deadline,
+                // holding the key id busy.
+                self.call_off(ctx, sid, &joined, &err.to_string());
                 ctx.timers.set(Timer::Initiation(sid), None);
                 if let Some(run) = self.sessions.get_mut(&sid) {
                     let effects = run.session.abort(DkgError::InvalidParams(err.to_string()));
                     self.apply(ctx, sid, effects);
                 }
             }
+        }
+    }
+
+    /// Tells `nodes` directly that the session `sid` they joined will not begin.
+    fn call_off(&mut self, ctx: &mut Ctx<'_>, sid: SessionId, nodes: &[NodeId], reason: &str) {
+        for &to in nodes {
+            let body = Body::DkgAbort {
+                reason: format!("the initiator called the session off: {reason}"),
+                culprits: Vec::new(),
+            };
+            ctx.outbox.send(sid, to, body);
         }
     }
 
@@ -513,19 +522,30 @@ impl DkgDriver {
         let key_id = stored.key.key_id.clone();
         let group_key = checks::group_key_bytes(&stored.key.group_public_key);
         let epoch = stored.key.epoch;
+        // A next epoch replaces a held one; a new key, or the first share of a repaired or
+        // enrolled node, is new here.
+        let next = ctx.keystore.contains(&key_id);
         let result = stored.result.and_then(|()| {
             let key = *stored.key;
-            let adopted = if epoch == 0 {
-                ctx.keystore.adopt(key)
-            } else {
+            let adopted = if next {
                 ctx.keystore.adopt_next(key)
+            } else {
+                ctx.keystore.adopt(key)
             };
             adopted.map_err(|e| e.to_string())
         });
         match (result, group_key) {
             (Ok(()), Some(gpk)) if epoch > 0 => {
-                info!(session = %sid, key_id = %key_id, epoch, group_public_key = %hex::encode(gpk), "refresh complete; new shares stored, the old ones deleted from disk");
-                self.retire_later(ctx, key_id, epoch - 1);
+                let kind = self
+                    .sessions
+                    .get(&sid)
+                    .map_or("refresh", |r| kind_name(r.session.params()));
+                if next {
+                    info!(session = %sid, key_id = %key_id, epoch, group_public_key = %hex::encode(gpk), "{kind} complete; epoch {epoch} stored, the old one deleted from disk");
+                    self.retire_later(ctx, key_id, epoch - 1);
+                } else {
+                    info!(session = %sid, key_id = %key_id, epoch, group_public_key = %hex::encode(gpk), "{kind} complete; this node holds a share of the key (epoch {epoch})");
+                }
                 self.end_session(ctx, sid, Ok(gpk));
             }
             (Ok(()), Some(gpk)) => {
