@@ -236,6 +236,7 @@ pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> 
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{key_id}", get(get_key))
         .route("/v1/keys/{key_id}/sign", post(sign))
+        .route("/v1/reload", post(reload))
         .route("/v1/keys/{key_id}/refresh", post(refresh_key))
         .route("/v1/keys/{key_id}/repair", post(repair_key))
         .route("/v1/keys/{key_id}/enrol", post(enrol_node))
@@ -366,6 +367,12 @@ async fn create_key(
         threshold: info.threshold,
         participants: info.participants,
     }))
+}
+
+/// `POST /v1/reload`: the node reads its config file again and takes its `[[peers]]` and
+/// `[[clients]]` (as on `SIGHUP`).
+async fn reload(State(node): State<NodeHandle>) -> ApiResult<crate::node::ReloadReport> {
+    Ok(Json(node.reload(None).await?))
 }
 
 /// `POST /v1/keys/{key_id}/refresh`: new shares of the same key (optionally for fewer

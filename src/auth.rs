@@ -410,6 +410,14 @@ impl fmt::Debug for Authorizer {
 }
 
 impl Authorizer {
+    /// Replaces the clients served (a config reload); tokens already seen stay remembered, so
+    /// none can be replayed across the reload.
+    pub fn set_clients(&mut self, clients: Vec<Client>) {
+        let replays = std::mem::take(&mut self.replays);
+        *self = Authorizer::new(clients);
+        self.replays = replays;
+    }
+
     /// An authorizer for `clients`.
     pub fn new(clients: Vec<Client>) -> Self {
         let clients = clients

@@ -196,6 +196,13 @@ impl BoundNode {
 
     /// Overrides where a configured peer is dialled (its port may only be known now).
     pub fn set_peer_address(&mut self, peer: PeerId, addr: Multiaddr) {
+        if let Some(p) = Arc::make_mut(&mut self.config)
+            .peers
+            .iter_mut()
+            .find(|p| p.peer_id == peer)
+        {
+            p.addr = addr.clone();
+        }
         self.event_loop.set_peer_address(peer, addr);
     }
 

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -183,6 +183,7 @@ pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::
         peer_requests_per_second: crate::config::DEFAULT_PEER_REQUESTS_PER_SECOND,
         gossip: Default::default(),
         seal_plaintext_keys: false,
+        source: None,
     }
 }
 
@@ -251,7 +252,8 @@ impl LocalCluster {
         for (b, (config, _)) in bound.iter_mut().zip(configs.iter_mut()) {
             config.listen = b.p2p_addr().clone();
             for (pid, addr) in &addrs {
-                if *pid != b.peer_id() {
+                // Only the peers this node's config lists (a test may leave some out).
+                if config.peers.iter().any(|p| p.peer_id == *pid) {
                     b.set_peer_address(*pid, addr.clone());
                 }
             }
@@ -268,6 +270,11 @@ impl LocalCluster {
             base_dir: base_dir.to_path_buf(),
             admin,
         })
+    }
+
+    /// Node `id`'s config as it runs (its peers at their real addresses).
+    pub fn config(&self, id: NodeId) -> &Config {
+        &self.configs[usize::from(id - 1)].0
     }
 
     /// Starts node `id` again (after [`LocalCluster::stop`]) with its config, identity and

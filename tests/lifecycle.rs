@@ -12,6 +12,7 @@ use std::sync::Arc;
 use common::Cluster;
 use frost_ed25519 as frost;
 use frostnode::keystore::StoredKey;
+use frostnode::localnet::LocalCluster;
 use frostnode::node::NodeError;
 use frostnode::wire::{ErrorKind, NodeId};
 
@@ -208,8 +209,15 @@ async fn a_lost_key_file_is_repaired_and_its_node_signs_again() {
     // share cannot be rebuilt while node 3 holds none.
     let err = cluster.repair(3, "k", 3, false).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    let err = cluster.repair(1, "k", 2, false).await.unwrap_err();
-    assert!(err.to_string().contains("no key \"k\" on node 3"), "{err}");
+    let err = cluster
+        .repair(1, "k", 2, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no key \"k\" on node 3") || err.contains("node 2 holds a share"),
+        "{err}"
+    );
 
     let info = cluster.repair(1, "k", 3, false).await.unwrap();
     assert_eq!(info.epoch, 1);
@@ -239,17 +247,51 @@ async fn a_lost_key_file_is_repaired_and_its_node_signs_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_node_is_enrolled_and_signs_with_two_old_ones() {
-    let cluster = Cluster::start(6).await;
+async fn a_node_configured_later_is_picked_up_by_reload_enrolled_and_signs() {
+    // Nodes 1-5 do not know node 6 yet; node 6 knows them (and is refused until they do).
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start_with(6, dir.path(), |c| {
+        if c.id <= 5 {
+            c.peers.retain(|p| p.id != 6);
+        }
+    })
+    .await
+    .unwrap();
+    for id in 1..=5 {
+        let others: Vec<NodeId> = (1..=5).filter(|&o| o != id).collect();
+        cluster
+            .handle(id)
+            .wait_ready_where(|r| others.iter().all(|o| r.contains(o)), common::WAIT)
+            .await
+            .unwrap();
+    }
     let gpk = cluster
         .keygen(1, "k", Some(3), Some(vec![1, 2, 3, 4, 5]))
         .await
         .unwrap()
         .group_public_key;
+    // An enrolment before the others know node 6 is refused.
+    let err = cluster.repair(2, "k", 6, true).await.unwrap_err();
+    assert!(err.to_string().contains('6'), "{err}");
+
+    let six = frostnode::config::Peer {
+        id: 6,
+        peer_id: cluster.handle(6).peer_id(),
+        addr: cluster.p2p_addrs()[5].clone(),
+    };
+    for id in 1..=5 {
+        let mut config = cluster.config(id).clone();
+        config.peers.push(six.clone());
+        let report = cluster.handle(id).reload(Some(config)).await.unwrap();
+        assert_eq!(report.added, vec![6], "node {id}");
+        assert!(report.removed.is_empty() && report.changed.is_empty());
+    }
+    cluster.wait_connected(common::WAIT).await.unwrap();
+
     let info = cluster.repair(2, "k", 6, true).await.unwrap();
     assert_eq!(info.participants, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(info.group_public_key, gpk);
-    let six = info
+    let share = info
         .verifying_shares
         .get(&6)
         .expect("node 6's verifying share")
@@ -257,9 +299,8 @@ async fn a_new_node_is_enrolled_and_signs_with_two_old_ones() {
     for id in 1..=6 {
         let k = cluster.handle(id).get_key("k").await.unwrap().unwrap();
         assert_eq!(k.epoch, 1, "node {id}");
-        assert_eq!(k.verifying_shares.get(&6), Some(&six), "node {id}");
+        assert_eq!(k.verifying_shares.get(&6), Some(&share), "node {id}");
     }
-    let mut cluster = cluster;
     for id in [3, 4, 5] {
         cluster.stop(id).await;
     }
@@ -267,6 +308,15 @@ async fn a_new_node_is_enrolled_and_signs_with_two_old_ones() {
     let r = cluster.sign(6, "k", message).await.unwrap();
     common::check_signature(&gpk, message, &r);
     assert_eq!(r.signers, vec![1, 2, 6]);
+
+    // A peer removed by a reload is disconnected and refused.
+    let mut config = cluster.config(1).clone();
+    config.peers.retain(|p| p.id != 2);
+    config.peers.push(six);
+    let report = cluster.handle(1).reload(Some(config)).await.unwrap();
+    assert_eq!(report.removed, vec![2]);
+    common::wait_gone(&cluster.handle(1), &[2]).await;
+    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -197,6 +197,9 @@ pub struct Config {
     /// Seal key files found in clear in a store with a passphrase, once (`run
     /// --seal-plaintext-keys`; not a file setting).
     pub seal_plaintext_keys: bool,
+    /// The file this config was read from: a reload (`SIGHUP`, `POST /v1/reload`) reads it
+    /// again.
+    pub source: Option<PathBuf>,
 }
 
 impl Config {
@@ -211,6 +214,7 @@ impl Config {
             message: e.to_string().trim().replace('\n', " "),
         })?;
         let mut config = Config::from_raw(raw)?;
+        config.source = Some(path.to_path_buf());
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
@@ -377,6 +381,7 @@ impl Config {
             peer_requests_per_second: raw.limits.peer_requests_per_second,
             gossip: raw.gossip.settings()?,
             seal_plaintext_keys: false,
+            source: None,
         })
     }
 

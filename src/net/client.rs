@@ -87,6 +87,11 @@ impl Client {
         self.send(Command::SetPeerAddress { peer, addr })
     }
 
+    /// Replaces the allow-listed peers and their addresses (see [`Command::SetPeers`]).
+    pub fn set_peers(&self, peers: Vec<(PeerId, Multiaddr)>) -> Result<(), NetError> {
+        self.send(Command::SetPeers { peers })
+    }
+
     /// Stops the event loop; connections are closed.
     pub fn shutdown(&self) {
         if let Err(TrySendError::Full(cmd)) = self.tx.try_send(Command::Shutdown) {

@@ -1,11 +1,12 @@
 //! Keeping every configured peer dialled: a peer that is not connected is dialled again with
 //! a growing delay (250 ms up to 5 s), and of two peers the one with the lower PeerId dials
-//! first, so that a pair has one connection rather than two.
+//! first, so that a pair has one connection rather than two. A config reload replaces the
+//! allow-list: removed peers are disconnected, new ones dialled.
 
 use tokio::time::{Duration, Instant};
 
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 
 use super::event_loop::EventLoop;
 
@@ -54,6 +55,31 @@ impl EventLoop {
                 .build();
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%peer, %addr, error = %e, "dial not started");
+            }
+        }
+    }
+
+    /// Replaces the allow-list: peers no longer listed are disconnected and refused, new ones
+    /// (and ones whose address changed) dialled.
+    pub(super) fn set_peers(&mut self, peers: Vec<(PeerId, Multiaddr)>) {
+        let listed: std::collections::HashSet<PeerId> = peers.iter().map(|(p, _)| *p).collect();
+        let gone: Vec<PeerId> = self
+            .peers
+            .keys()
+            .copied()
+            .filter(|p| !listed.contains(p))
+            .collect();
+        for peer in gone {
+            tracing::info!(%peer, "peer removed from the configuration: disconnected and refused");
+            self.peers.remove(&peer);
+            self.redial.remove(&peer);
+            self.swarm.behaviour_mut().allow.disallow_peer(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        for (peer, addr) in peers {
+            if self.peers.get(&peer) != Some(&addr) {
+                tracing::info!(%peer, %addr, "peer added to the configuration (or moved): dialling");
+                self.set_peer_address(peer, addr);
             }
         }
     }

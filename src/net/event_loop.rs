@@ -300,6 +300,10 @@ impl EventLoop {
                 self.set_peer_address(peer, addr);
                 self.dial_due();
             }
+            Command::SetPeers { peers } => {
+                self.set_peers(peers);
+                self.dial_due();
+            }
             Command::Shutdown => {}
         }
     }

@@ -73,6 +73,12 @@ pub enum Command {
         /// Address without `/p2p`.
         addr: Multiaddr,
     },
+    /// Replace the allow-listed peers (a config reload): new ones are dialled, removed ones
+    /// disconnected and refused from now on; a peer whose address changed is dialled there.
+    SetPeers {
+        /// Every allow-listed peer and its dial address.
+        peers: Vec<(PeerId, Multiaddr)>,
+    },
     /// Stop.
     Shutdown,
 }
@@ -120,6 +126,7 @@ impl std::fmt::Debug for Command {
             Command::Respond { data, .. } => write!(f, "Respond({} bytes)", data.len()),
             Command::Validate { message_id, .. } => write!(f, "Validate({message_id})"),
             Command::SetPeerAddress { peer, addr } => write!(f, "SetPeerAddress({peer}, {addr})"),
+            Command::SetPeers { peers } => write!(f, "SetPeers({} peers)", peers.len()),
             Command::Shutdown => f.write_str("Shutdown"),
         }
     }

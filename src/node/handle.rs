@@ -37,6 +37,13 @@ pub enum Input {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
     },
+    /// Re-read the peers and clients: from this config, or from the node's config file.
+    Reload {
+        /// The new config (tests and tools), or `None` to read the file again.
+        config: Option<Box<crate::config::Config>>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<super::ReloadReport, NodeError>>,
+    },
     /// Report status.
     Status {
         /// Where the answer goes.
@@ -163,6 +170,17 @@ impl NodeHandle {
     /// initiator; answers once every participant stored the key's next epoch or it failed.
     pub async fn repair(&self, req: RepairRequest) -> Result<KeyInfo, NodeError> {
         self.ask(|reply| Input::Repair { req, reply }).await?
+    }
+
+    /// Takes the `[[peers]]` and `[[clients]]` of `config` (or, with `None`, of the node's
+    /// config file read again): new peers are dialled and allowed, removed ones disconnected
+    /// and refused, clients replaced. Other settings need a restart.
+    pub async fn reload(
+        &self,
+        config: Option<crate::config::Config>,
+    ) -> Result<super::ReloadReport, NodeError> {
+        let config = config.map(Box::new);
+        self.ask(|reply| Input::Reload { config, reply }).await?
     }
 
     /// Signs `message` with key `key_id` through the coordinator elected for this request,

@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod peers;
 pub mod policy;
 pub mod ratelimit;
+mod reload;
 pub mod requests;
 mod roles;
 pub mod signer;
@@ -64,6 +65,7 @@ pub use error::{NodeError, Refusal};
 pub use faults::DkgFaults;
 pub use forwarder::SignInput;
 pub use handle::NodeHandle;
+pub use reload::ReloadReport;
 pub use requests::{
     default_threshold, KeygenRequest, RefreshRequest, RepairRequest, SignResponse, StatusInfo,
     MAX_SIGN_MESSAGE,
@@ -101,6 +103,8 @@ pub struct NodeParts {
 
 struct Node {
     peer_id: PeerId,
+    /// This node's identity (a reload builds the DKG's confirmation keys with it).
+    keypair: libp2p::identity::Keypair,
     shared: Shared,
     dkg: DkgDriver,
     forwarder: Forwarder,
@@ -191,6 +195,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
     };
     let node = Node {
         peer_id,
+        keypair: parts.keypair.clone(),
         shared,
         dkg: DkgDriver::new(parts.confirmation_keys),
         forwarder: Forwarder::default(),
@@ -238,6 +243,13 @@ impl Node {
 
     /// Handles one event at one moment.
     fn handle(&mut self, event: Event) {
+        let event = match event {
+            Event::Input(handle::Input::Reload { config, reply }) => {
+                let _ = reply.send(self.reload(config.map(|c| *c)));
+                return;
+            }
+            other => other,
+        };
         let now = std::time::Instant::now();
         let change = match &event {
             Event::Net(e) => {
@@ -321,6 +333,10 @@ fn on_input(
         Input::Keygen { req, reply } => dkg.start_keygen(ctx, req, reply),
         Input::Refresh { req, reply } => dkg.start_refresh(ctx, req, reply),
         Input::Repair { req, reply } => dkg.start_repair(ctx, req, reply),
+        // Handled by the node itself, before any component borrows the shared state.
+        Input::Reload { reply, .. } => {
+            let _ = reply.send(Err(NodeError::Internal("reload not handled".into())));
+        }
         Input::Status { reply } => {
             let _ = reply.send(StatusInfo {
                 id: ctx.me(),

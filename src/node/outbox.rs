@@ -80,6 +80,16 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Takes the peers of a reloaded config.
+    pub fn set_peers(&mut self, peers: HashMap<NodeId, PeerId>) {
+        self.peers = peers;
+    }
+
+    /// The network layer's handle.
+    pub fn net(&self) -> &Client {
+        &self.net
+    }
+
     /// An outbox for node `me`, sending through `net` to `peers`; answers to requests go to
     /// `replies`.
     pub fn new(

@@ -69,6 +69,17 @@ impl PeerBook {
         (book, ready_rx)
     }
 
+    /// Takes the peers of a reloaded `config`: removed peers (and the old identity of a peer
+    /// whose PeerId changed) are forgotten, with their connection state.
+    pub fn set_peers(&mut self, config: &Config) {
+        self.by_pid = config.peers.iter().map(|p| (p.peer_id, p.id)).collect();
+        let listed: BTreeSet<NodeId> = self.by_pid.values().copied().collect();
+        self.connected.retain(|id| listed.contains(id));
+        self.subscribed.retain(|id| listed.contains(id));
+        let ready = self.ready();
+        self.ready_tx.send_replace(ready);
+    }
+
     /// This node's id.
     pub fn me(&self) -> NodeId {
         self.me

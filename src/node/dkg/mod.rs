@@ -88,6 +88,12 @@ impl DkgDriver {
         }
     }
 
+    /// Checks confirmations of sessions opened from now on with `keys` (a config reload may
+    /// add peers or change their identity; running sessions keep the keys they began with).
+    pub fn set_keys(&mut self, keys: Arc<dyn ConfirmationKeys>) {
+        self.keys = keys;
+    }
+
     /// Sessions running now.
     pub fn active(&self) -> usize {
         self.sessions.len()
