@@ -255,6 +255,26 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// The node's key store, with the node stopped.
+    Keys {
+        #[command(subcommand)]
+        what: KeysCommand,
+    },
+}
+
+/// What `keys` does.
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Declare a key's share on this node lost (its file is gone or damaged): deletes what is
+    /// left of the file and records the loss in the sealed manifest, so the node starts
+    /// without it; then ask another participant to repair it (`frostnode repair`).
+    Forget {
+        /// The key.
+        key_id: String,
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// What `bench` measures.

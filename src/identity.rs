@@ -196,6 +196,10 @@ impl crate::dkg::ConfirmationKeys for NodeKeys {
     fn knows(&self, node: crate::wire::NodeId) -> bool {
         self.peers.contains_key(&node)
     }
+
+    fn identity(&self, node: crate::wire::NodeId) -> Option<String> {
+        self.peers.get(&node).map(|k| k.to_peer_id().to_string())
+    }
 }
 
 /// The Ed25519 public key embedded in an Ed25519 PeerId.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::{json, Value};
 
-use frostnode::cli::{BenchCommand, Cli, Command, LogFormat, NodeOfKey};
+use frostnode::cli::{BenchCommand, Cli, Command, KeysCommand, LogFormat, NodeOfKey};
 use frostnode::client::{
     http, load_client_key, make_token, post_authorized, verify_hex, write_client_key, TokenFor,
 };
@@ -286,6 +286,35 @@ async fn dispatch(command: Command) -> Result<(), String> {
             message,
             signature,
         } => verify_hex(&public_key, &message, &signature).map(|()| println!("valid")),
+        Command::Keys {
+            what: KeysCommand::Forget { key_id, config },
+        } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            let passphrase = config.read_passphrase().map_err(|e| e.to_string())?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let done = frostnode::keystore::KeyStore::forget(
+                &config.data_dir,
+                passphrase.as_ref().map(|p| p.as_slice()),
+                &key_id,
+                now,
+            )
+            .map_err(|e| e.to_string())?;
+            if !done.file_deleted && !done.was_listed {
+                return Err(format!(
+                    "node {} holds no key {key_id:?}: nothing to forget",
+                    config.id
+                ));
+            }
+            println!(
+                "key {key_id:?} forgotten on node {}{}; once the node runs again, repair it from another participant: frostnode repair --api URL --key-id {key_id} --node {}",
+                config.id,
+                done.epoch.map(|e| format!(" (epoch {e} recorded as lost)")).unwrap_or_default(),
+                config.id
+            );
+            Ok(())
+        }
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");
             match what {

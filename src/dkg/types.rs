@@ -19,6 +19,11 @@ pub trait ConfirmationKeys: Send + Sync {
     fn verify(&self, node: NodeId, message: &[u8], signature: &[u8]) -> bool;
     /// Whether `node`'s identity key is known.
     fn knows(&self, node: NodeId) -> bool;
+    /// `node`'s identity as a libp2p PeerId string (kept with a stored confirmation, so that a
+    /// certificate still reads after a participant's identity changed).
+    fn identity(&self, _node: NodeId) -> Option<String> {
+        None
+    }
 }
 
 /// Parameters every participant of one DKG agrees on.

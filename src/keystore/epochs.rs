@@ -1,8 +1,25 @@
 //! A key's epochs in the store: the next epoch replaces the current one's file in one atomic
 //! write (the old share is gone from disk the moment the new one is there), and the epoch it
 //! replaced stays in memory until the node retires it, for signing sessions that began on it.
+//! Also the operator's acknowledgement that a key file is lost ([`KeyStore::forget`]), which
+//! a store with a manifest needs before the node starts without it (and is repaired).
 
-use super::{KeyStore, KeyStoreError, KeyWrite, StoredKey};
+use std::path::Path;
+
+use super::manifest::Manifest;
+use super::{validate_key_id, KeyStore, KeyStoreError, KeyWrite, StoredKey};
+use crate::sealing::Sealer;
+
+/// What [`KeyStore::forget`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The key file existed and was deleted.
+    pub file_deleted: bool,
+    /// The manifest listed the key (and now records it as forgotten).
+    pub was_listed: bool,
+    /// The epoch the manifest recorded, if it listed the key.
+    pub epoch: Option<u64>,
+}
 
 impl KeyStore {
     /// `key_id` at `epoch`: the current epoch, or the one before it while it is kept.
@@ -67,5 +84,53 @@ impl KeyStore {
             return true;
         }
         false
+    }
+
+    /// Declares `key_id`'s share on this node lost, with the node stopped: deletes its key
+    /// file if one is left, and in a store with a manifest moves the key's entry to the
+    /// manifest's record of forgotten keys, so the node starts without it (and can then be
+    /// repaired). `now` (seconds since the Unix epoch) dates the record.
+    pub fn forget(
+        data_dir: &Path,
+        passphrase: Option<&[u8]>,
+        key_id: &str,
+        now: u64,
+    ) -> Result<Forgotten, KeyStoreError> {
+        validate_key_id(key_id)?;
+        let dir = data_dir.join("keys");
+        let file = dir.join(format!("{key_id}.json"));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KeyStoreError::Io { path, source }
+        };
+        let sealer = if dir.join(crate::sealing::META_FILE).exists() {
+            Sealer::open(&dir, passphrase)?
+        } else {
+            None
+        };
+        let manifest = match &sealer {
+            Some(s) => Manifest::read(&dir, s)?,
+            None => None,
+        };
+        let file_deleted = match std::fs::remove_file(&file) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io(&file)(e)),
+        };
+        let mut result = Forgotten {
+            file_deleted,
+            was_listed: false,
+            epoch: None,
+        };
+        if let (Some(sealer), Some(mut manifest)) = (sealer, manifest) {
+            if let Some(entry) = manifest.keys.remove(key_id) {
+                result.was_listed = true;
+                result.epoch = Some(entry.epoch);
+                manifest.forgotten.insert(key_id.to_string(), (now, entry));
+                manifest.counter += 1;
+                manifest.write(&dir, &sealer)?;
+            }
+        }
+        Ok(result)
     }
 }

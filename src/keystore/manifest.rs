@@ -35,6 +35,10 @@ pub struct Manifest {
     pub counter: u64,
     /// Keys by id.
     pub keys: BTreeMap<String, Entry>,
+    /// Keys the operator declared lost (`frostnode keys forget`), with when: the entry they
+    /// had, kept for the record.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forgotten: BTreeMap<String, (u64, Entry)>,
 }
 
 /// SHA-256 of a key file's bytes, hex.

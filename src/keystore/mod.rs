@@ -20,6 +20,7 @@ mod epochs;
 pub mod manifest;
 mod types;
 
+pub use epochs::Forgotten;
 pub use types::{KeyInfo, StoredConfirmation, StoredKey};
 
 use crate::securefile;
@@ -282,10 +283,12 @@ impl KeyStore {
                 }
             }
             if let Some(keys) = checks.certificates {
-                certificate::verify(&key, keys).map_err(|message| KeyStoreError::Tampered {
-                    path: path.clone(),
-                    message: format!("its certificate does not verify: {message}"),
-                })?;
+                certificate::verify(&key, keys, checks.node_id.unwrap_or(0)).map_err(
+                    |message| KeyStoreError::Tampered {
+                        path: path.clone(),
+                        message: format!("its certificate does not verify: {message}"),
+                    },
+                )?;
             }
             if let Some(other) = store
                 .keys

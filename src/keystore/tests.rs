@@ -291,3 +291,48 @@ fn sealed_files_of_earlier_releases_still_open() {
         key.group_public_key
     );
 }
+
+#[test]
+fn a_lost_key_file_is_refused_until_the_operator_forgets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = Some(&b"correct horse"[..]);
+    let mut store = KeyStore::open_with(dir.path(), pass).unwrap();
+    store.insert(sample_key("lost")).unwrap();
+    store.insert(sample_key("kept")).unwrap();
+    drop(store);
+    std::fs::remove_file(dir.path().join("keys/lost.json")).unwrap();
+    let err = KeyStore::open_with(dir.path(), pass).unwrap_err();
+    assert!(matches!(err, KeyStoreError::Tampered { .. }), "{err}");
+
+    // A wrong passphrase cannot forget anything.
+    assert!(KeyStore::forget(dir.path(), Some(b"wrong"), "lost", 7).is_err());
+    let done = KeyStore::forget(dir.path(), pass, "lost", 7).unwrap();
+    assert_eq!(
+        done,
+        Forgotten {
+            file_deleted: false,
+            was_listed: true,
+            epoch: Some(0)
+        }
+    );
+    let store = KeyStore::open_with(dir.path(), pass).unwrap();
+    assert!(store.get("lost").is_none());
+    assert!(store.get("kept").is_some());
+    let sealer = crate::sealing::Sealer::open(&dir.path().join("keys"), pass)
+        .unwrap()
+        .unwrap();
+    let manifest = manifest::Manifest::read(&dir.path().join("keys"), &sealer)
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest.forgotten.get("lost").map(|(at, _)| *at), Some(7));
+    assert!(!manifest.keys.contains_key("lost"));
+
+    // A damaged file is deleted by the same command.
+    std::fs::write(dir.path().join("keys/kept.json"), b"{ damaged").unwrap();
+    let done = KeyStore::forget(dir.path(), pass, "kept", 8).unwrap();
+    assert!(done.file_deleted && done.was_listed);
+    assert!(KeyStore::open_with(dir.path(), pass)
+        .unwrap()
+        .get("kept")
+        .is_none());
+}

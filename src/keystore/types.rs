@@ -21,6 +21,10 @@ pub struct StoredConfirmation {
     pub public_key_package_hash: String,
     /// Signature by the node's identity key, hex.
     pub signature: String,
+    /// The signer's identity (PeerId) when it signed, for another participant's confirmation:
+    /// if that participant's identity changes later (a new disk), the certificate still reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
 }
 
 /// A key share and its public data, as held on disk.

@@ -511,6 +511,7 @@ impl DkgDriver {
                     transcript: hex::encode(c.transcript),
                     public_key_package_hash: hex::encode(c.public_key_package_hash),
                     signature: hex::encode(&c.signature),
+                    peer_id: self.keys.identity(node_id),
                 })
                 .collect(),
             epoch: out.epoch,
