@@ -54,6 +54,15 @@ impl ProcessCluster {
 
     /// Like [`ProcessCluster::new`], with each node's config file edited before it starts.
     pub fn with_config(edit: impl Fn(u16, &mut String)) -> ProcessCluster {
+        Self::with_setup(edit, |_| {})
+    }
+
+    /// Like [`ProcessCluster::with_config`]; `prepare` gets the cluster's directory before the
+    /// nodes start (to write files their configs name).
+    pub fn with_setup(
+        edit: impl Fn(u16, &mut String),
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> ProcessCluster {
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_base_port();
         let out = Command::new(BIN)
@@ -74,6 +83,7 @@ impl ProcessCluster {
             edit(k, &mut text);
             std::fs::write(&path, text).unwrap();
         }
+        prepare(dir.path());
         let admin = ClientKey::new(
             ADMIN_CLIENT,
             frostnode::client::load_client_key(&dir.path().join(CLIENT_KEY_FILE)).unwrap(),
@@ -111,6 +121,14 @@ impl ProcessCluster {
             .spawn()
             .unwrap();
         self.children[usize::from(k - 1)] = Some(child);
+    }
+
+    /// Node k's process id.
+    pub fn pid(&self, k: u16) -> u32 {
+        self.children[usize::from(k - 1)]
+            .as_ref()
+            .expect("node is running")
+            .id()
     }
 
     /// SIGKILL: no chance to clean up.
@@ -184,6 +202,13 @@ impl ProcessCluster {
                 body["threshold"].as_u64().map(|t| t as u16),
                 participants,
             )
+        } else if let Some((key_id, action)) = path
+            .strip_prefix("/v1/keys/")
+            .and_then(|p| p.rsplit_once('/'))
+            .filter(|(_, a)| ["repair", "enrol"].contains(a))
+        {
+            let node = body["node"].as_u64().unwrap_or_default() as u16;
+            self.admin.repair_token(key_id, node, action == "enrol")
         } else {
             let key_id = path
                 .strip_prefix("/v1/keys/")
