@@ -292,6 +292,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// Time refreshes of one key (against the DKG that made it).
+    Refresh {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 5)]
+        nodes: u16,
+        /// Threshold (default floor(2n/3)+1).
+        #[arg(long)]
+        threshold: Option<u16>,
+        /// Number of refreshes to time.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Time repairs of a node that lost its key file (against the DKG that made the key).
+    Repair {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 5)]
+        nodes: u16,
+        /// Threshold (default floor(2n/3)+1).
+        #[arg(long)]
+        threshold: Option<u16>,
+        /// Number of repairs to time.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Time signing requests through random nodes.
     Sign {
         /// Number of nodes.

@@ -323,6 +323,16 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     threshold,
                     runs,
                 } => frostnode::bench::dkg(nodes, threshold, runs).await,
+                BenchCommand::Refresh {
+                    nodes,
+                    threshold,
+                    runs,
+                } => frostnode::bench::refresh(nodes, threshold, runs).await,
+                BenchCommand::Repair {
+                    nodes,
+                    threshold,
+                    runs,
+                } => frostnode::bench::repair(nodes, threshold, runs).await,
                 BenchCommand::Sign {
                     nodes,
                     threshold,

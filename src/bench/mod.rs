@@ -10,6 +10,9 @@ use rand::Rng;
 use crate::localnet::LocalCluster;
 
 pub mod floor;
+mod lifecycle;
+
+pub use lifecycle::{refresh, repair};
 
 fn raise_fd_limit() {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
