@@ -627,3 +627,64 @@ proptest! {
         prop_assert!(verifies(refresh.group_public_key, b"m", &signature));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Any key (2 <= t <= n <= 6): any participant's share, rebuilt by any t others, is the
+    /// share it had; a new participant enrolled by any t of them signs with any t-1 others.
+    #[test]
+    fn any_repair_or_enrolment_rebuilds_a_share_that_signs(
+        n in 3u16..=6,
+        t_pick in any::<u16>(),
+        target_pick in any::<u16>(),
+        helper_seed in any::<u64>(),
+        enrol in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let t = 2 + t_pick % (n - 1);
+        let t = t.min(n - 1).max(2);
+        let ids = identities(n + 1);
+        let old: Vec<NodeId> = (1..=n).collect();
+        let dkg = completed(run(&ids, &old, t, None, BTreeMap::new(), &mut keep, seed));
+        let target = if enrol { n + 1 } else { 1 + target_pick % n };
+        let mut pool: Vec<NodeId> = old.iter().copied().filter(|&id| id != target).collect();
+        let mut r = StdRng::seed_from_u64(helper_seed);
+        rand::seq::SliceRandom::shuffle(&mut pool[..], &mut r);
+        let mut helpers: Vec<NodeId> = pool.into_iter().take(usize::from(t)).collect();
+        helpers.sort_unstable();
+        let holders: Vec<NodeId> = old.iter().copied().filter(|&id| id != target).collect();
+        let mut participants = old.clone();
+        if enrol {
+            participants.push(target);
+        }
+        let next = completed(run_with(
+            &ids,
+            &participants,
+            t,
+            Some(refresh_of(&dkg)),
+            repair_of(target, &helpers, enrol),
+            priors(&dkg, &holders),
+            &mut keep,
+            seed ^ 2,
+        ));
+        prop_assert_eq!(next.len(), participants.len());
+        let rebuilt = &next[&target];
+        if !enrol {
+            prop_assert_eq!(rebuilt.key_package.signing_share(), dkg[&target].key_package.signing_share());
+        }
+        let mut signers: Vec<&KeyPackage> = vec![&rebuilt.key_package];
+        signers.extend(holders.iter().take(usize::from(t) - 1).map(|id| &next[id].key_package));
+        let signature = sign(&signers, &rebuilt.public_key_package, b"m").unwrap();
+        prop_assert!(verifies(dkg[&1].group_public_key, b"m", &signature));
+    }
+
+    /// A helper's repair sum decodes from its own encoding and from nothing else silently:
+    /// arbitrary bytes are refused or decode to a value that encodes back to them.
+    #[test]
+    fn repair_sums_decode_exactly(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Ok(sum) = RepairSigma::decode(&bytes) {
+            prop_assert_eq!(sum.encode().unwrap(), bytes);
+        }
+    }
+}
