@@ -189,7 +189,7 @@ pub enum Command {
         /// Client name.
         #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
         client: String,
-        /// `sign`, `keygen` or `refresh`.
+        /// `sign`, `keygen`, `refresh`, `repair` or `enrol`.
         #[arg(long)]
         act: String,
         /// The key.
@@ -201,9 +201,12 @@ pub enum Command {
         /// For `keygen`: fix the threshold.
         #[arg(long)]
         threshold: Option<u16>,
-        /// For `keygen`: fix the participants (comma separated).
+        /// For `keygen` and `refresh`: fix the participants (comma separated).
         #[arg(long, value_delimiter = ',')]
         participants: Option<Vec<NodeId>>,
+        /// For `repair` and `enrol`: the node.
+        #[arg(long)]
+        node: Option<NodeId>,
         /// Lifetime in seconds (at most 300).
         #[arg(long, default_value_t = 120)]
         ttl: u64,

@@ -222,6 +222,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
             message,
             threshold,
             participants,
+            node,
             ttl,
         } => {
             let key = load_client_key(&client_key)?;
@@ -240,9 +241,14 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     key_id,
                     participants,
                 },
+                act @ ("repair" | "enrol") => TokenFor::Repair {
+                    key_id,
+                    node: node.ok_or("--act repair and enrol need --node")?,
+                    enrol: act == "enrol",
+                },
                 other => {
                     return Err(format!(
-                        "--act must be sign, keygen or refresh, not {other:?}"
+                        "--act must be sign, keygen, refresh, repair or enrol, not {other:?}"
                     ))
                 }
             };

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The container cluster test: builds the image without pulling anything, starts the
 # docker-compose cluster, and checks key generation, signing (verified by OpenSSL on the host),
-# two killed nodes, a third cut off the network, its return, and a full restart with the keys
-# kept. Everything it creates is removed at exit, pass or fail.
+# two killed nodes, a third cut off the network, its return, a full restart with the keys kept,
+# a node whose volume is wiped and repaired, and a sixth container that joins the running
+# cluster (the others reload their configs on SIGHUP), is enrolled and signs. Everything it
+# creates is removed at exit, pass or fail.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,24 +33,58 @@ export FROSTNODE_GID="$(id -g)"
 chmod 0640 config/node*/identity.key   # as cluster-config --docker writes them
 export FROSTNODE_IMAGE="frostnode:test-$$"
 WORK="$(mktemp -d)"
-dc() { "${COMPOSE[@]}" -p "$PROJECT" "$@"; }
+# The nodes read their configs from copies in $WORK (edited in place and reloaded when the
+# sixth node joins); node6 is defined there too, under a profile, started only when asked.
+export WORK
+OVERRIDE="$WORK/override.yml"
+dc() { "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml -f "$OVERRIDE" "$@"; }
+dc6() { dc --profile join "$@"; }
 cleanup() {
   status=$?
   if [ "$status" -ne 0 ]; then
     echo "--- docker test failed; last node logs:"
-    dc logs --tail 30 2>/dev/null || true
+    dc6 logs --tail 30 2>/dev/null || true
   fi
-  dc down -v --remove-orphans >/dev/null 2>&1 || true
+  dc6 down -v --remove-orphans >/dev/null 2>&1 || true
   docker rmi -f "$FROSTNODE_IMAGE" >/dev/null 2>&1 || true
   rm -rf "$WORK"
   exit "$status"
 }
 trap cleanup EXIT
 
-# Free host ports for the five APIs.
+mkdir -p "$WORK/conf"
+cp config/node?.toml "$WORK/conf/"
+python3 - "$OVERRIDE" <<'PY'
+import sys
+nodes = "".join(
+    f"  node{k}:\n    volumes:\n      - ${{WORK}}/conf/node{k}.toml:/etc/frostnode/node.toml:ro\n"
+    for k in range(1, 6)
+)
+node6 = """  node6:
+    image: ${FROSTNODE_IMAGE}
+    profiles: ["join"]
+    hostname: node6
+    environment:
+      RUST_LOG: info
+      FROSTNODE_PASSPHRASE: local-test-passphrase-change-me
+    group_add:
+      - "${FROSTNODE_GID}"
+    ports:
+      - "127.0.0.1:${NODE6_API_PORT}:8080"
+    volumes:
+      - ${WORK}/conf/node6.toml:/etc/frostnode/node.toml:ro
+      - ${WORK}/node6/identity.key:/etc/frostnode/identity.key:ro
+      - node6-data:/data
+volumes:
+  node6-data:
+"""
+open(sys.argv[1], "w").write("services:\n" + nodes + node6)
+PY
+
+# Free host ports for the six APIs.
 read -r -a PORTS <<<"$(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -56,7 +92,7 @@ for s in socks:
     s.close()
 PY
 )"
-for k in 1 2 3 4 5; do export "NODE${k}_API_PORT=${PORTS[$((k - 1))]}"; done
+for k in 1 2 3 4 5 6; do export "NODE${k}_API_PORT=${PORTS[$((k - 1))]}"; done
 api() { echo "http://127.0.0.1:${PORTS[$(($1 - 1))]}"; }
 
 step() { echo "== docker: $*"; }
@@ -182,5 +218,62 @@ step "metrics"
 curl -sf "$(api 5)/metrics" >"$WORK/metrics.txt" || fail "no /metrics"
 grep -q 'frostnode_sign_requests_total{outcome="succeeded",reason=""} 1' "$WORK/metrics.txt" \
   || fail "signing metrics missing: $(grep frostnode_sign "$WORK/metrics.txt")"
+
+step "node 3's volume wiped: it starts empty and is repaired"
+dc stop node3 >/dev/null
+dc rm -f node3 >/dev/null
+docker volume rm "${PROJECT}_node3-data" >/dev/null
+dc up -d --no-build node3 >/dev/null 2>&1
+wait_for "node 3 health after the wipe" 120 curl -sf "$(api 3)/v1/health"
+wait_for "node 3 sees every peer" 120 ready_peers_are 3 "[1, 2, 4, 5]"
+wait_for "node 1 sees node 3 again" 120 ready_peers_are 1 "[2, 3, 4, 5]"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$(api 3)/v1/keys/ci")
+[ "$code" = 404 ] || fail "node 3 should hold no key after the wipe, got $code"
+curl -sf -X POST "$(api 1)/v1/keys/ci/repair" -H 'content-type: application/json' \
+  -H "$(bearer --act repair --key-id ci --node 3)" -d '{"node": 3}' >"$WORK/repair.json" \
+  || fail "repair of node 3 failed: $(cat "$WORK/repair.json")"
+[ "$(json "v['epoch']" <"$WORK/repair.json")" = 1 ] || fail "repair: $(cat "$WORK/repair.json")"
+got=$(curl -sf "$(api 3)/v1/keys/ci" | json "v['group_public_key']")
+[ "$got" = "$GPK" ] || fail "node 3 holds group key $got after its repair, not $GPK"
+docker kill "$(dc ps -q node4)" "$(dc ps -q node5)" >/dev/null
+wait_for "node 1 to see node 4 and 5 gone" 60 ready_peers_are 1 "[2, 3]"
+sign_and_verify 3 "node 3 repaired, signing with 1 and 2"
+dc start node4 node5 >/dev/null
+wait_for "node 1 sees every peer" 120 ready_peers_are 1 "[2, 3, 4, 5]"
+
+step "a sixth container joins the running cluster"
+NODE6_ID=$("$BIN" init --data-dir "$WORK/node6")
+chmod 0640 "$WORK/node6/identity.key"
+python3 - "$WORK/conf" "$NODE6_ID" <<'PY'
+import re, sys, pathlib
+conf, peer_id = pathlib.Path(sys.argv[1]), sys.argv[2]
+entry = lambda k, pid: f'\n[[peers]]\nid = {k}\npeer_id = "{pid}"\naddr = "/dns4/node{k}/tcp/7000"\n'
+five = re.search(r'id = 5\npeer_id = "([^"]+)"', (conf / "node1.toml").read_text()).group(1)
+six = (conf / "node5.toml").read_text().replace("id = 5\n", "id = 6\n", 1) + entry(5, five)
+(conf / "node6.toml").write_text(six)
+for k in range(1, 6):
+    path = conf / f"node{k}.toml"
+    with open(path, "a") as f:  # appended in place: the file mounted in the container
+        f.write(entry(6, peer_id))
+PY
+for k in 1 2 3 4 5; do
+  docker kill -s HUP "$(dc ps -q "node$k")" >/dev/null
+done
+dc6 up -d --no-build node6 >/dev/null 2>&1
+wait_for "node 6 health" 120 curl -sf "$(api 6)/v1/health"
+for k in 1 2 3 4 5; do
+  others=$(python3 -c "print([i for i in range(1, 7) if i != $k])")
+  wait_for "node $k sees node 6 (reloaded on SIGHUP)" 120 ready_peers_are "$k" "$others"
+done
+curl -sf -X POST "$(api 2)/v1/keys/ci/enrol" -H 'content-type: application/json' \
+  -H "$(bearer --act enrol --key-id ci --node 6)" -d '{"node": 6}' >"$WORK/enrol.json" \
+  || fail "enrolment of node 6 failed: $(cat "$WORK/enrol.json")"
+[ "$(json "v['participants']" <"$WORK/enrol.json")" = "[1, 2, 3, 4, 5, 6]" ] \
+  || fail "enrolment: $(cat "$WORK/enrol.json")"
+got=$(curl -sf "$(api 6)/v1/keys/ci" | json "v['group_public_key']")
+[ "$got" = "$GPK" ] || fail "node 6 holds group key $got, not $GPK"
+docker kill "$(dc ps -q node3)" "$(dc ps -q node4)" "$(dc ps -q node5)" >/dev/null
+wait_for "node 6 to see 3, 4 and 5 gone" 60 ready_peers_are 6 "[1, 2]"
+sign_and_verify 6 "node 6 signs with two old nodes"
 
 echo "docker: 1 passed, 0 failed"
