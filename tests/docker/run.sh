@@ -134,7 +134,9 @@ for k in 1 2 3 4 5; do
   wait_for "node $k sees every peer" 120 ready_peers_are "$k" "$others"
 done
 
-dc logs node1 2>&1 | grep -q "encrypted at rest" || fail "node 1's key store is not encrypted"
+# (Read whole before searching: with pipefail, `grep -q` leaving early would fail the pipe.)
+node1_log=$(dc logs node1 2>&1)
+grep -q "encrypted at rest" <<<"$node1_log" || fail "node 1's key store is not encrypted"
 
 step "no client token: 401"
 code=$(curl -s -o "$WORK/err.json" -w '%{http_code}' -X POST "$(api 1)/v1/keys" \

@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::DkgDriver;
 use crate::dkg::{DkgError, DkgParams, PriorKey};
-use crate::keystore::KeyStore;
+use crate::keystore::{KeyStore, StoredKey};
 use crate::node::context::Ctx;
 use crate::node::error::NodeError;
 use crate::node::initiator::KeygenReply;
@@ -38,22 +38,33 @@ pub(super) fn prior_key(keystore: &KeyStore, params: &DkgParams) -> Result<Prior
     })
 }
 
+/// The key `key_id` as this node holds it, and the epoch a session starting from it names.
+fn current<'k>(
+    keystore: &'k KeyStore,
+    me: NodeId,
+    key_id: &str,
+) -> Result<(&'k StoredKey, RefreshOf), NodeError> {
+    let key = keystore
+        .get(key_id)
+        .ok_or_else(|| NodeError::NotFound(format!("no key {key_id:?} on node {me}")))?;
+    let group_public_key = super::checks::group_key_bytes(&key.group_public_key)
+        .ok_or_else(|| NodeError::Internal("stored group key is corrupt".into()))?;
+    let epoch = RefreshOf {
+        group_public_key,
+        epoch: key.epoch,
+    };
+    Ok((key, epoch))
+}
+
 impl DkgDriver {
     /// Starts refreshing a key with this node as initiator; `reply` gets the key's new info.
     pub fn start_refresh(&mut self, ctx: &mut Ctx<'_>, req: RefreshRequest, reply: KeygenReply) {
-        let me = ctx.me();
-        let Some(key) = ctx.keystore.get(&req.key_id) else {
-            let _ = reply.send(Err(NodeError::NotFound(format!(
-                "no key {:?} on node {me}",
-                req.key_id
-            ))));
-            return;
-        };
-        let Some(group_public_key) = super::checks::group_key_bytes(&key.group_public_key) else {
-            let _ = reply.send(Err(NodeError::Internal(
-                "stored group key is corrupt".into(),
-            )));
-            return;
+        let (key, of) = match current(ctx.keystore, ctx.me(), &req.key_id) {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
         let mut participants: Vec<NodeId> =
             req.participants.unwrap_or_else(|| key.participants.clone());
@@ -63,10 +74,7 @@ impl DkgDriver {
             participants,
             threshold: key.threshold,
             token: req.token,
-            refresh: Some(RefreshOf {
-                group_public_key,
-                epoch: key.epoch,
-            }),
+            refresh: Some(of),
             repair: None,
         };
         self.initiate(ctx, start, reply);
@@ -79,15 +87,9 @@ impl DkgDriver {
         let refuse = |reply: KeygenReply, e: NodeError| {
             let _ = reply.send(Err(e));
         };
-        let Some(key) = ctx.keystore.get(&req.key_id) else {
-            let message = format!("no key {:?} on node {me}", req.key_id);
-            return refuse(reply, NodeError::NotFound(message));
-        };
-        let Some(group_public_key) = super::checks::group_key_bytes(&key.group_public_key) else {
-            return refuse(
-                reply,
-                NodeError::Internal("stored group key is corrupt".into()),
-            );
+        let (key, of) = match current(ctx.keystore, me, &req.key_id) {
+            Ok(k) => k,
+            Err(e) => return refuse(reply, e),
         };
         if req.node == me {
             let message = format!(
@@ -139,10 +141,7 @@ impl DkgDriver {
             participants,
             threshold: key.threshold,
             token: req.token,
-            refresh: Some(RefreshOf {
-                group_public_key,
-                epoch: key.epoch,
-            }),
+            refresh: Some(of),
             repair: Some(RepairOf {
                 target: req.node,
                 helpers,
