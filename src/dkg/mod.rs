@@ -34,6 +34,7 @@
 mod commitment;
 mod confirm;
 mod error;
+mod intake;
 mod phase;
 mod pulls;
 mod repair;

@@ -1,5 +1,6 @@
-//! One participant's [`DkgSession`]: its state, construction, message intake and aborts. The
-//! protocol steps that run once a phase's inputs are complete are in `rounds.rs`.
+//! One participant's [`DkgSession`]: its state, construction, the routing of each message
+//! and aborts. Round messages are taken in by `intake.rs`; the protocol steps that run once a
+//! phase's inputs are complete are in `rounds.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -15,7 +16,7 @@ use super::error::DkgError;
 use super::error::Rejection;
 use super::phase::Phase;
 use super::types::{round_id, sha256, ConfirmationKeys, DkgParams, Effect, PriorKey};
-use super::work::{Pending, Work};
+use super::work::Pending;
 use crate::wire::{Body, Confirmation, Envelope, NodeId, SecretBytes, SessionId};
 
 /// One participant's DKG session.
@@ -519,108 +520,6 @@ impl DkgSession {
         }
         effects.push(Effect::Failed(error));
         effects
-    }
-
-    fn on_round1(&mut self, from: NodeId, bytes: Vec<u8>) -> Vec<Effect> {
-        let hash = sha256(&bytes);
-        if let Some(existing) = self.round1_hashes.get(&from) {
-            if *existing == hash {
-                return Vec::new();
-            }
-            return self.fail(
-                DkgError::Equivocation {
-                    culprit: from,
-                    what: "round-1 packages",
-                    reported_by: self.me,
-                },
-                true,
-            );
-        }
-        // Decoding checks every point (the costly part of round 1: it runs as work off the
-        // message path, see [`DkgSession::round1_decoded`]); the commitment length is checked
-        // by `part2`, which names no culprit, so `part2_done` finds it.
-        self.round1_hashes.insert(from, hash);
-        vec![Effect::Compute(Work::decode(
-            from,
-            bytes,
-            self.commitment_len(),
-        ))]
-    }
-
-    /// A round-1 package came back decoded (or not: its sender is named).
-    pub(super) fn round1_decoded(
-        &mut self,
-        from: NodeId,
-        package: Option<round1::Package>,
-    ) -> Vec<Effect> {
-        if self.phase != Phase::Round1 || self.pending.is_some() {
-            return Vec::new();
-        }
-        let Some(package) = package else {
-            return self.fail(
-                DkgError::Malformed {
-                    culprit: from,
-                    what: "round-1 package",
-                },
-                true,
-            );
-        };
-        self.round1_packages.insert(from, package);
-        self.progress()
-    }
-
-    fn on_round2(&mut self, from: NodeId, bytes: SecretBytes) -> Vec<Effect> {
-        if let Some(existing) = self.round2_raw.get(&from) {
-            if *existing == bytes {
-                return Vec::new();
-            }
-            return self.fail(
-                DkgError::Equivocation {
-                    culprit: from,
-                    what: "round-2 packages",
-                    reported_by: self.me,
-                },
-                true,
-            );
-        }
-        if self.phase == Phase::Confirming {
-            // Part 3 already ran with a package from this sender.
-            return Vec::new();
-        }
-        if self.params.repair.is_some() && !self.unicast_senders().contains(&from) {
-            // In a repair only helpers send, and only to helpers and the target.
-            return Vec::new();
-        }
-        self.round2_raw.insert(from, bytes);
-        self.progress()
-    }
-
-    fn on_echo(&mut self, from: NodeId, hashes: Vec<(NodeId, [u8; 32])>) -> Vec<Effect> {
-        let ids: Vec<NodeId> = hashes.iter().map(|(id, _)| *id).collect();
-        if ids != self.params.participants {
-            return self.fail(
-                DkgError::Malformed {
-                    culprit: from,
-                    what: "echo",
-                },
-                true,
-            );
-        }
-        if let Some(existing) = self.echoes.get(&from) {
-            if *existing == hashes {
-                return Vec::new();
-            }
-            return self.fail(
-                DkgError::Equivocation {
-                    culprit: from,
-                    what: "echoes",
-                    reported_by: self.me,
-                },
-                true,
-            );
-        }
-        self.echoes.insert(from, hashes);
-        self.progress()
     }
 
     /// How many coefficients every round-1 commitment has: `t`, or `t - 1` in a refresh (its

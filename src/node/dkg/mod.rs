@@ -12,6 +12,7 @@ use std::time::Instant;
 use libp2p::gossipsub::MessageAcceptance;
 use tracing::{debug, info, warn};
 
+mod ending;
 mod lifecycle;
 mod memory;
 mod pulls;
@@ -21,14 +22,13 @@ use memory::{Early, Finished, FINISHED_MEMORY};
 pub use pulls::pull_after;
 
 use super::checks;
-use super::context::{Ctx, Stored};
+use super::context::Ctx;
 use super::error::NodeError;
 use super::initiator::{self, kind_name, Initiations, KeygenReply, StartProgress};
 use super::outbox::ReplyTag;
 use super::requests::KeygenRequest;
 use super::timers::Timer;
-use crate::dkg::{ConfirmationKeys, DkgError, DkgOutput, DkgParams, DkgSession, Effect};
-use crate::keystore::{self, StoredConfirmation, StoredKey};
+use crate::dkg::{ConfirmationKeys, DkgError, DkgParams, DkgSession, Effect};
 use crate::wire::{Body, DkgOutcome, DkgStart, Envelope, ErrorKind, NodeId, SessionId};
 
 /// How long a participant whose confirmation is out keeps waiting for a certificate after
@@ -298,6 +298,7 @@ impl DkgDriver {
                 ),
             );
         }
+        self.supersede(ctx, from, &start.key_id);
         let busy = self.busy(&start.key_id);
         if let Err(refusal) = checks::admit_dkg(ctx, sid, &start, from, busy) {
             warn!(session = %sid, peer = from, kind = %refusal.kind, reason = %refusal.reason, "DkgStart refused");
@@ -370,6 +371,34 @@ impl DkgDriver {
             Err(rejection) => {
                 crate::peer_warn!(ctx.limits.nodes, from, ctx.now, session = %sid, peer = from, kind, reason = %rejection, "message refused");
                 MessageAcceptance::Reject
+            }
+        }
+    }
+
+    /// `from` asks this node to join a new session for `key_id`: a session of its for the same
+    /// key that has not begun here is dead (an initiator runs one session per key at a time;
+    /// its call-off may still be on its way, or lost), so it is aborted rather than holding
+    /// the key id busy until its deadline.
+    fn supersede(&mut self, ctx: &mut Ctx<'_>, from: NodeId, key_id: &str) {
+        let stale: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, r)| {
+                let p = r.session.params();
+                p.initiator == from
+                    && r.session.round_id().is_none()
+                    && p.key_id.eq_ignore_ascii_case(key_id)
+            })
+            .map(|(sid, _)| *sid)
+            .collect();
+        for sid in stale {
+            debug!(session = %sid, initiator = from, "superseded by a new session of its initiator");
+            if let Some(run) = self.sessions.get_mut(&sid) {
+                let error = DkgError::InvalidParams(
+                    "superseded: its initiator started another session for this key".into(),
+                );
+                let effects = run.session.abort(error);
+                self.apply(ctx, sid, effects);
             }
         }
     }
@@ -484,182 +513,5 @@ impl DkgDriver {
         let deadline = self.sessions.get(&sid).and_then(|r| r.session.deadline());
         ctx.timers.set(Timer::Dkg(sid), deadline);
         self.track_phase(ctx, sid);
-    }
-
-    /// Every participant confirmed: write the key (off the node task).
-    fn store(&mut self, ctx: &mut Ctx<'_>, sid: SessionId, out: DkgOutput) {
-        let Some(run) = self.sessions.get(&sid) else {
-            return;
-        };
-        let params = run.session.params();
-        let key = StoredKey {
-            format_version: keystore::KEY_FORMAT_VERSION,
-            key_id: params.key_id.clone(),
-            // The id the confirmations sign: the round id.
-            session: run.session.wire_session().to_hex(),
-            created_at: ctx.unix_seconds(),
-            threshold: params.threshold,
-            participants: params.participants.clone(),
-            group_public_key: hex::encode(out.group_public_key),
-            key_package: out.key_package,
-            public_key_package: out.public_key_package,
-            confirmations: out
-                .confirmations
-                .iter()
-                .map(|(&node_id, c)| StoredConfirmation {
-                    node_id,
-                    transcript: hex::encode(c.transcript),
-                    public_key_package_hash: hex::encode(c.public_key_package_hash),
-                    signature: hex::encode(&c.signature),
-                    peer_id: self.keys.identity(node_id),
-                })
-                .collect(),
-            epoch: out.epoch,
-            group_commitment: out.group_commitment.iter().map(hex::encode).collect(),
-        };
-        if let Err(e) = ctx.persist(sid, key) {
-            warn!(session = %sid, error = %e, "cannot store the new key");
-            self.end_session(ctx, sid, Err(DkgError::Storage(e)));
-        }
-    }
-
-    /// A key file was written (or not).
-    pub fn on_stored(&mut self, ctx: &mut Ctx<'_>, stored: Stored) {
-        let sid = stored.session;
-        let key_id = stored.key.key_id.clone();
-        let group_key = checks::group_key_bytes(&stored.key.group_public_key);
-        let epoch = stored.key.epoch;
-        // A next epoch replaces a held one; a new key, or the first share of a repaired or
-        // enrolled node, is new here.
-        let next = ctx.keystore.contains(&key_id);
-        let result = stored.result.and_then(|()| {
-            let key = *stored.key;
-            let adopted = if next {
-                ctx.keystore.adopt_next(key)
-            } else {
-                ctx.keystore.adopt(key)
-            };
-            adopted.map_err(|e| e.to_string())
-        });
-        match (result, group_key) {
-            (Ok(()), Some(gpk)) if epoch > 0 => {
-                let kind = self
-                    .sessions
-                    .get(&sid)
-                    .map_or("refresh", |r| kind_name(r.session.params()));
-                if next {
-                    info!(session = %sid, key_id = %key_id, epoch, group_public_key = %hex::encode(gpk), "{kind} complete; epoch {epoch} stored, the old one deleted from disk");
-                    self.retire_later(ctx, key_id, epoch - 1);
-                } else {
-                    info!(session = %sid, key_id = %key_id, epoch, group_public_key = %hex::encode(gpk), "{kind} complete; this node holds a share of the key (epoch {epoch})");
-                }
-                self.end_session(ctx, sid, Ok(gpk));
-            }
-            (Ok(()), Some(gpk)) => {
-                info!(session = %sid, key_id = %key_id, group_public_key = %hex::encode(gpk), "DKG complete; key stored");
-                self.end_session(ctx, sid, Ok(gpk));
-            }
-            (Err(e), _) => {
-                warn!(session = %sid, key_id = %key_id, error = %e, "cannot store the new key");
-                self.end_session(ctx, sid, Err(DkgError::Storage(e)));
-            }
-            (Ok(()), None) => {
-                self.end_session(ctx, sid, Err(DkgError::Storage("corrupt group key".into())));
-            }
-        }
-    }
-
-    fn end_session(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        sid: SessionId,
-        result: Result<[u8; 32], DkgError>,
-    ) {
-        let Some(run) = self.sessions.remove(&sid) else {
-            return;
-        };
-        ctx.timers.set(Timer::Dkg(sid), None);
-        if let Some(round) = run.session.round_id() {
-            self.rounds.remove(&round);
-            self.finished.insert(ctx.now, round);
-        }
-        let seconds = ctx.now.saturating_duration_since(run.started).as_secs_f64();
-        let failure = result.as_ref().err().map(|e| {
-            if !e.culprits().is_empty() {
-                "misbehaviour"
-            } else if !e.missing().is_empty() {
-                "timeout"
-            } else {
-                "aborted"
-            }
-        });
-        ctx.metrics.dkg_ended(failure, seconds);
-        self.finished.insert(ctx.now, sid);
-        ctx.timers.set(Timer::Finished, self.finished.next_expiry());
-        let initiator = run.session.params().initiator;
-        if initiator == ctx.me() {
-            self.initiations.on_own_end(sid, result, ctx.keystore);
-            // Participants already gone will never report: answer without waiting for them.
-            let gone: Vec<NodeId> = run
-                .session
-                .params()
-                .participants
-                .iter()
-                .copied()
-                .filter(|&id| id != ctx.me() && !ctx.peers.is_connected(id))
-                .collect();
-            for node in gone {
-                self.initiations.on_peer_lost(node, ctx.keystore);
-            }
-            self.initiation_timer(ctx, sid);
-        } else {
-            let outcome = match result {
-                Ok(group_public_key) => DkgOutcome::Stored { group_public_key },
-                Err(e) => DkgOutcome::Failed {
-                    reason: e.to_string(),
-                    culprits: e.culprits(),
-                    missing: e.missing(),
-                },
-            };
-            ctx.outbox.send(sid, initiator, Body::DkgResult(outcome));
-        }
-        if run.session.can_complete_late() {
-            if self.late.len() >= MAX_LATE {
-                self.late.pop_front();
-            }
-            self.late.push_back((ctx.now, sid, run));
-        }
-    }
-
-    /// A message for a session that timed out after this node confirmed: only a certificate
-    /// matters; if it proves everyone confirmed, the session completes after all.
-    fn on_late(&mut self, ctx: &mut Ctx<'_>, at: usize, env: Envelope) -> MessageAcceptance {
-        let from = env.from;
-        let Body::DkgCertificate(list) = env.body else {
-            return MessageAcceptance::Ignore;
-        };
-        let Some((_, sid, mut run)) = self.late.remove(at) else {
-            return MessageAcceptance::Ignore;
-        };
-        match run.session.late_certificate(from, list) {
-            Ok(effects) if effects.iter().any(|e| matches!(e, Effect::Completed(_))) => {
-                info!(session = %sid, peer = from, "a certificate arrived after this node's deadline; completing the key");
-                if let Some(round) = run.session.round_id() {
-                    self.rounds.insert(round, sid);
-                }
-                self.sessions.insert(sid, run);
-                self.apply(ctx, sid, effects);
-                MessageAcceptance::Accept
-            }
-            Ok(_) => {
-                self.late.push_back((ctx.now, sid, run));
-                MessageAcceptance::Ignore
-            }
-            Err(rejection) => {
-                crate::peer_warn!(ctx.limits.nodes, from, ctx.now, session = %sid, peer = from, reason = %rejection, "late certificate refused");
-                self.late.push_back((ctx.now, sid, run));
-                MessageAcceptance::Reject
-            }
-        }
     }
 }

@@ -1,0 +1,199 @@
+//! How a session ends on this node: a confirmed key (or epoch) is written off the node task
+//! and then kept, the end is counted and reported to the initiator (or, here, answers it),
+//! and a session that timed out after this node confirmed is kept a while for a late
+//! certificate that still completes it.
+
+use libp2p::gossipsub::MessageAcceptance;
+use tracing::{info, warn};
+
+use super::{kind_name, DkgDriver, MAX_LATE};
+use crate::dkg::{DkgError, DkgOutput, Effect};
+use crate::keystore::{self, StoredConfirmation, StoredKey};
+use crate::node::checks;
+use crate::node::context::{Ctx, Stored};
+use crate::node::timers::Timer;
+use crate::wire::{Body, DkgOutcome, Envelope, NodeId, SessionId};
+
+impl DkgDriver {
+    /// Every participant confirmed: write the key (off the node task).
+    pub(super) fn store(&mut self, ctx: &mut Ctx<'_>, sid: SessionId, out: DkgOutput) {
+        let Some(run) = self.sessions.get(&sid) else {
+            return;
+        };
+        let params = run.session.params();
+        let key = StoredKey {
+            format_version: keystore::KEY_FORMAT_VERSION,
+            key_id: params.key_id.clone(),
+            // The id the confirmations sign: the round id.
+            session: run.session.wire_session().to_hex(),
+            created_at: ctx.unix_seconds(),
+            threshold: params.threshold,
+            participants: params.participants.clone(),
+            group_public_key: hex::encode(out.group_public_key),
+            key_package: out.key_package,
+            public_key_package: out.public_key_package,
+            confirmations: out
+                .confirmations
+                .iter()
+                .map(|(&node_id, c)| StoredConfirmation {
+                    node_id,
+                    transcript: hex::encode(c.transcript),
+                    public_key_package_hash: hex::encode(c.public_key_package_hash),
+                    signature: hex::encode(&c.signature),
+                    peer_id: self.keys.identity(node_id),
+                })
+                .collect(),
+            epoch: out.epoch,
+            group_commitment: out.group_commitment.iter().map(hex::encode).collect(),
+        };
+        if let Err(e) = ctx.persist(sid, key) {
+            warn!(session = %sid, error = %e, "cannot store the new key");
+            self.end_session(ctx, sid, Err(DkgError::Storage(e)));
+        }
+    }
+
+    /// A key file was written (or not).
+    pub fn on_stored(&mut self, ctx: &mut Ctx<'_>, stored: Stored) {
+        let sid = stored.session;
+        let key_id = stored.key.key_id.clone();
+        let group_key = checks::group_key_bytes(&stored.key.group_public_key);
+        let epoch = stored.key.epoch;
+        // A next epoch replaces a held one; a new key, or the first share of a repaired or
+        // enrolled node, is new here.
+        let next = ctx.keystore.contains(&key_id);
+        let result = stored.result.and_then(|()| {
+            let key = *stored.key;
+            let adopted = if next {
+                ctx.keystore.adopt_next(key)
+            } else {
+                ctx.keystore.adopt(key)
+            };
+            adopted.map_err(|e| e.to_string())
+        });
+        match (result, group_key) {
+            (Ok(()), Some(gpk)) if epoch > 0 => {
+                let kind = self
+                    .sessions
+                    .get(&sid)
+                    .map_or("refresh", |r| kind_name(r.session.params()));
+                if next {
+                    info!(session = %sid, key_id = %key_id, epoch, group_public_key = %hex::encode(gpk), "{kind} complete; epoch {epoch} stored, the old one deleted from disk");
+                    self.retire_later(ctx, key_id, epoch - 1);
+                } else {
+                    info!(session = %sid, key_id = %key_id, epoch, group_public_key = %hex::encode(gpk), "{kind} complete; this node holds a share of the key (epoch {epoch})");
+                }
+                self.end_session(ctx, sid, Ok(gpk));
+            }
+            (Ok(()), Some(gpk)) => {
+                info!(session = %sid, key_id = %key_id, group_public_key = %hex::encode(gpk), "DKG complete; key stored");
+                self.end_session(ctx, sid, Ok(gpk));
+            }
+            (Err(e), _) => {
+                warn!(session = %sid, key_id = %key_id, error = %e, "cannot store the new key");
+                self.end_session(ctx, sid, Err(DkgError::Storage(e)));
+            }
+            (Ok(()), None) => {
+                self.end_session(ctx, sid, Err(DkgError::Storage("corrupt group key".into())));
+            }
+        }
+    }
+
+    pub(super) fn end_session(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sid: SessionId,
+        result: Result<[u8; 32], DkgError>,
+    ) {
+        let Some(run) = self.sessions.remove(&sid) else {
+            return;
+        };
+        ctx.timers.set(Timer::Dkg(sid), None);
+        if let Some(round) = run.session.round_id() {
+            self.rounds.remove(&round);
+            self.finished.insert(ctx.now, round);
+        }
+        let seconds = ctx.now.saturating_duration_since(run.started).as_secs_f64();
+        let failure = result.as_ref().err().map(|e| {
+            if !e.culprits().is_empty() {
+                "misbehaviour"
+            } else if !e.missing().is_empty() {
+                "timeout"
+            } else {
+                "aborted"
+            }
+        });
+        ctx.metrics.dkg_ended(failure, seconds);
+        self.finished.insert(ctx.now, sid);
+        ctx.timers.set(Timer::Finished, self.finished.next_expiry());
+        let initiator = run.session.params().initiator;
+        if initiator == ctx.me() {
+            self.initiations.on_own_end(sid, result, ctx.keystore);
+            // Participants already gone will never report: answer without waiting for them.
+            let gone: Vec<NodeId> = run
+                .session
+                .params()
+                .participants
+                .iter()
+                .copied()
+                .filter(|&id| id != ctx.me() && !ctx.peers.is_connected(id))
+                .collect();
+            for node in gone {
+                self.initiations.on_peer_lost(node, ctx.keystore);
+            }
+            self.initiation_timer(ctx, sid);
+        } else {
+            let outcome = match result {
+                Ok(group_public_key) => DkgOutcome::Stored { group_public_key },
+                Err(e) => DkgOutcome::Failed {
+                    reason: e.to_string(),
+                    culprits: e.culprits(),
+                    missing: e.missing(),
+                },
+            };
+            ctx.outbox.send(sid, initiator, Body::DkgResult(outcome));
+        }
+        if run.session.can_complete_late() {
+            if self.late.len() >= MAX_LATE {
+                self.late.pop_front();
+            }
+            self.late.push_back((ctx.now, sid, run));
+        }
+    }
+
+    /// A message for a session that timed out after this node confirmed: only a certificate
+    /// matters; if it proves everyone confirmed, the session completes after all.
+    pub(super) fn on_late(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        at: usize,
+        env: Envelope,
+    ) -> MessageAcceptance {
+        let from = env.from;
+        let Body::DkgCertificate(list) = env.body else {
+            return MessageAcceptance::Ignore;
+        };
+        let Some((_, sid, mut run)) = self.late.remove(at) else {
+            return MessageAcceptance::Ignore;
+        };
+        match run.session.late_certificate(from, list) {
+            Ok(effects) if effects.iter().any(|e| matches!(e, Effect::Completed(_))) => {
+                info!(session = %sid, peer = from, "a certificate arrived after this node's deadline; completing the key");
+                if let Some(round) = run.session.round_id() {
+                    self.rounds.insert(round, sid);
+                }
+                self.sessions.insert(sid, run);
+                self.apply(ctx, sid, effects);
+                MessageAcceptance::Accept
+            }
+            Ok(_) => {
+                self.late.push_back((ctx.now, sid, run));
+                MessageAcceptance::Ignore
+            }
+            Err(rejection) => {
+                crate::peer_warn!(ctx.limits.nodes, from, ctx.now, session = %sid, peer = from, reason = %rejection, "late certificate refused");
+                self.late.push_back((ctx.now, sid, run));
+                MessageAcceptance::Reject
+            }
+        }
+    }
+}
