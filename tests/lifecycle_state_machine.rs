@@ -4,10 +4,13 @@
 //! The group key never changes, every new share signs, a member left out of a refresh holds a
 //! share that combines with none of the new ones, and bad values name their senders.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::frost_sign as sign;
 use frost_ed25519 as frost;
 use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use frostnode::dkg::{
@@ -167,29 +170,6 @@ fn refresh_of(outputs: &BTreeMap<NodeId, Box<DkgOutput>>) -> RefreshOf {
         group_public_key: o.group_public_key,
         epoch: o.epoch,
     }
-}
-
-/// Signs with exactly these key packages (frost directly, no node) and aggregates under `pkp`.
-fn sign(
-    signers: &[&KeyPackage],
-    pkp: &PublicKeyPackage,
-    message: &[u8],
-) -> Result<frost::Signature, frost::Error> {
-    let mut rng = rand::rngs::OsRng;
-    let mut nonces = BTreeMap::new();
-    let mut commitments = BTreeMap::new();
-    for kp in signers {
-        let (n, c) = frost::round1::commit(kp.signing_share(), &mut rng);
-        nonces.insert(*kp.identifier(), n);
-        commitments.insert(*kp.identifier(), c);
-    }
-    let package = frost::SigningPackage::new(commitments, message);
-    let mut shares = BTreeMap::new();
-    for kp in signers {
-        let share = frost::round2::sign(&package, &nonces[kp.identifier()], kp)?;
-        shares.insert(*kp.identifier(), share);
-    }
-    frost::aggregate(&package, &shares, pkp)
 }
 
 fn verifies(group_public_key: [u8; 32], message: &[u8], signature: &frost::Signature) -> bool {

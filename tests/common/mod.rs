@@ -1,6 +1,7 @@
 //! The one helper module of the integration tests: clusters of real nodes on loopback (started,
 //! connected, optionally with a key), the waits tests need, signature checks, forced coordinator
-//! elections, an in-memory log writer, and a raw swarm speaking with a listed node's identity.
+//! elections, signing with frost directly (no node), an in-memory log writer, and a raw swarm
+//! speaking with a listed node's identity.
 #![allow(dead_code)]
 
 pub mod process;
@@ -115,6 +116,29 @@ impl Cluster {
         self.cluster.shutdown().await;
         self.dir
     }
+}
+
+/// Signs with exactly these key packages (frost directly, no node) and aggregates under `pkp`.
+pub fn frost_sign(
+    signers: &[&frost_ed25519::keys::KeyPackage],
+    pkp: &frost_ed25519::keys::PublicKeyPackage,
+    message: &[u8],
+) -> Result<frost_ed25519::Signature, frost_ed25519::Error> {
+    let mut rng = rand::rngs::OsRng;
+    let mut nonces = std::collections::BTreeMap::new();
+    let mut commitments = std::collections::BTreeMap::new();
+    for kp in signers {
+        let (n, c) = frost_ed25519::round1::commit(kp.signing_share(), &mut rng);
+        nonces.insert(*kp.identifier(), n);
+        commitments.insert(*kp.identifier(), c);
+    }
+    let package = frost_ed25519::SigningPackage::new(commitments, message);
+    let mut shares = std::collections::BTreeMap::new();
+    for kp in signers {
+        let share = frost_ed25519::round2::sign(&package, &nonces[kp.identifier()], kp)?;
+        shares.insert(*kp.identifier(), share);
+    }
+    frost_ed25519::aggregate(&package, &shares, pkp)
 }
 
 /// Checks a signing answer with ed25519-dalek's strict verifier.
