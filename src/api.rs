@@ -19,7 +19,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::keystore::{self, KeyInfo};
 use crate::metrics::SharedRegistry;
 use crate::node::{
-    KeygenRequest, NodeError, NodeHandle, RefreshRequest, RepairRequest, SignResponse, StatusInfo,
+    KeygenRequest, NodeError, NodeHandle, RefreshRequest, RepairRequest, ReshareRequest,
+    SignResponse, StatusInfo,
 };
 use crate::wire::NodeId;
 
@@ -238,6 +239,7 @@ pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> 
         .route("/v1/keys/{key_id}/sign", post(sign))
         .route("/v1/reload", post(reload))
         .route("/v1/keys/{key_id}/refresh", post(refresh_key))
+        .route("/v1/keys/{key_id}/reshare", post(reshare_key))
         .route("/v1/keys/{key_id}/repair", post(repair_key))
         .route("/v1/keys/{key_id}/enrol", post(enrol_node))
         .fallback(not_found)
@@ -390,6 +392,24 @@ async fn refresh_key(
     req.key_id = key_id;
     req.token = bearer(&headers);
     Ok(Json(node.refresh(req).await?))
+}
+
+/// `POST /v1/keys/{key_id}/reshare` with `{"threshold": t, "participants": [...]}`: the same
+/// group key under a new threshold and participants, answered with the key's new info once
+/// every participant stored its share (or deleted it).
+async fn reshare_key(
+    State(node): State<NodeHandle>,
+    Extension(in_flight): Extension<InFlight>,
+    Path(key_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ReshareRequest>, JsonRejection>,
+) -> ApiResult<KeyInfo> {
+    let _permit = in_flight.enter()?;
+    keystore::validate_key_id(&key_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Json(mut req) = body.map_err(rejected)?;
+    req.key_id = key_id;
+    req.token = bearer(&headers);
+    Ok(Json(node.reshare(req).await?))
 }
 
 /// `POST /v1/keys/{key_id}/repair` with `{"node": id}`: rebuilds the share of a participant

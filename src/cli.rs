@@ -136,6 +136,29 @@ pub enum Command {
         #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
         client: String,
     },
+    /// Ask a node to reshare a key: the same group key under a new threshold and a new set of
+    /// participants (new nodes get shares, current ones left out delete theirs). Send it to a
+    /// node that holds the key and stays.
+    Reshare {
+        /// Node API URL.
+        #[arg(long, default_value = "http://127.0.0.1:8001")]
+        api: String,
+        /// The key.
+        #[arg(long)]
+        key_id: String,
+        /// The new threshold.
+        #[arg(long)]
+        threshold: u16,
+        /// The new participants, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        participants: Vec<NodeId>,
+        /// Client private key (PKCS#8 PEM) that signs the request's token.
+        #[arg(long, env = "FROSTNODE_CLIENT_KEY")]
+        client_key: PathBuf,
+        /// Client name, as the nodes' `[[clients]]` list it.
+        #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
+        client: String,
+    },
     /// Ask a node to rebuild the share of a participant that lost it (its key file or its whole
     /// disk): helpers holding the key rebuild it on the key's polynomial, and it is checked
     /// against the key's public data before it is stored.
@@ -189,7 +212,7 @@ pub enum Command {
         /// Client name.
         #[arg(long, env = "FROSTNODE_CLIENT", default_value = localnet::ADMIN_CLIENT)]
         client: String,
-        /// `sign`, `keygen`, `refresh`, `repair` or `enrol`.
+        /// `sign`, `keygen`, `refresh`, `reshare`, `repair` or `enrol`.
         #[arg(long)]
         act: String,
         /// The key.
@@ -198,10 +221,11 @@ pub enum Command {
         /// For `sign`: the message, hex.
         #[arg(long)]
         message: Option<String>,
-        /// For `keygen`: fix the threshold.
+        /// For `keygen`: fix the threshold; for `reshare`: the new threshold.
         #[arg(long)]
         threshold: Option<u16>,
-        /// For `keygen` and `refresh`: fix the participants (comma separated).
+        /// For `keygen` and `refresh`: fix the participants; for `reshare`: the new ones
+        /// (comma separated).
         #[arg(long, value_delimiter = ',')]
         participants: Option<Vec<NodeId>>,
         /// For `repair` and `enrol`: the node.

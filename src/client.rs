@@ -151,6 +151,15 @@ pub enum TokenFor {
         /// The participants, if fixed.
         participants: Option<Vec<crate::wire::NodeId>>,
     },
+    /// Resharing `key_id` to `threshold` and `participants`.
+    Reshare {
+        /// The key.
+        key_id: String,
+        /// The new threshold.
+        threshold: u16,
+        /// The new participants.
+        participants: Vec<crate::wire::NodeId>,
+    },
 }
 
 /// A fresh token from `client` (signed with `key`) for one request, valid for `ttl_secs`.
@@ -209,6 +218,17 @@ pub fn make_token(
             None,
             None,
             participants,
+        ),
+        TokenFor::Reshare {
+            key_id,
+            threshold,
+            participants,
+        } => (
+            crate::auth::Action::Reshare,
+            key_id,
+            None,
+            Some(threshold),
+            Some(participants),
         ),
     };
     let claims = crate::auth::Claims {
@@ -307,6 +327,20 @@ impl ClientKey {
     ) -> String {
         self.token(TokenFor::Refresh {
             key_id: key_id.into(),
+            participants,
+        })
+    }
+
+    /// A fresh token to reshare `key_id` to `threshold` and `participants`.
+    pub fn reshare_token(
+        &self,
+        key_id: &str,
+        threshold: u16,
+        participants: Vec<crate::wire::NodeId>,
+    ) -> String {
+        self.token(TokenFor::Reshare {
+            key_id: key_id.into(),
+            threshold,
             participants,
         })
     }

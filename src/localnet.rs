@@ -345,6 +345,28 @@ impl LocalCluster {
             .await
     }
 
+    /// Reshares `key_id` through node `via` to `threshold` and `participants`, with a fresh
+    /// admin token.
+    pub async fn reshare(
+        &self,
+        via: NodeId,
+        key_id: &str,
+        threshold: u16,
+        participants: Vec<NodeId>,
+    ) -> Result<KeyInfo, NodeError> {
+        let token = self
+            .admin
+            .reshare_token(key_id, threshold, participants.clone());
+        self.handle(via)
+            .reshare(crate::node::ReshareRequest {
+                key_id: key_id.into(),
+                threshold,
+                participants,
+                token: Some(token),
+            })
+            .await
+    }
+
     /// Repairs (or, with `enrol`, enrols) node `node`'s share of `key_id` through node `via`,
     /// with a fresh admin token.
     pub async fn repair(

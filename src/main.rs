@@ -173,6 +173,25 @@ async fn dispatch(command: Command) -> Result<(), String> {
             print_json(&post_authorized(&api, &path, body, client, what).await?);
             Ok(())
         }
+        Command::Reshare {
+            api,
+            key_id,
+            threshold,
+            participants,
+            client_key,
+            client,
+        } => {
+            let what = TokenFor::Reshare {
+                key_id: key_id.clone(),
+                threshold,
+                participants: participants.clone(),
+            };
+            let path = format!("/v1/keys/{key_id}/reshare");
+            let body = json!({ "threshold": threshold, "participants": participants });
+            let client = (client_key.as_path(), client.as_str());
+            print_json(&post_authorized(&api, &path, body, client, what).await?);
+            Ok(())
+        }
         Command::Repair(args) => repair(args, false).await,
         Command::Reload { api } => {
             let v = http(reqwest::Method::POST, &api, "/v1/reload", None, None).await?;
@@ -241,16 +260,19 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     key_id,
                     participants,
                 },
+                "reshare" => TokenFor::Reshare {
+                    key_id,
+                    threshold: threshold.ok_or("--act reshare needs --threshold")?,
+                    participants: participants.ok_or("--act reshare needs --participants")?,
+                },
                 act @ ("repair" | "enrol") => TokenFor::Repair {
                     key_id,
                     node: node.ok_or("--act repair and enrol need --node")?,
                     enrol: act == "enrol",
                 },
-                other => {
-                    return Err(format!(
-                        "--act must be sign, keygen, refresh, repair or enrol, not {other:?}"
-                    ))
-                }
+                other => return Err(format!(
+                    "--act must be sign, keygen, refresh, reshare, repair or enrol, not {other:?}"
+                )),
             };
             println!("{}", make_token(&key, &client, what, ttl)?);
             Ok(())

@@ -70,6 +70,21 @@ fn write_via_temp(
     result
 }
 
+/// Deletes `path` and fsyncs its directory, so the deletion survives a crash; `false` if
+/// there was no such file.
+pub fn remove_durably(path: &Path) -> io::Result<bool> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    File::open(dir)?.sync_all()?;
+    Ok(true)
+}
+
 fn open_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     // A new file only: a name planted in advance (a link to elsewhere) is never followed.

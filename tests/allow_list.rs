@@ -40,6 +40,7 @@ async fn unlisted_peer_cannot_connect_or_start_a_session() {
             token: None,
             refresh: None,
             repair: None,
+            reshare: None,
         }),
     );
     let answer = client

@@ -78,6 +78,7 @@ impl Bus {
             initiator: 1,
             refresh: None,
             repair: None,
+            reshare: None,
         };
         let start = Instant::now();
         let mut rng = StdRng::seed_from_u64(seed);
@@ -142,6 +143,7 @@ impl Bus {
                 Effect::Failed(e) => {
                     assert!(self.outcomes.insert(from, Err(e)).is_none());
                 }
+                Effect::Left { .. } => panic!("a DKG leaves nobody out"),
                 Effect::Compute(work) if self.shuffle.is_some() || self.hold_work => {
                     self.work.push((from, work))
                 }
@@ -761,6 +763,7 @@ fn invalid_parameters_are_refused() {
         initiator: 1,
         refresh: None,
         repair: None,
+        reshare: None,
     };
     assert!(params(vec![1, 2, 3], 1).validate().is_err());
     assert!(params(vec![1, 2, 3], 4).validate().is_err());

@@ -73,6 +73,7 @@ fn arb_body() -> impl Strategy<Value = Body> {
                     token: None,
                     refresh: None,
                     repair: None,
+                    reshare: None,
                 })
             ),
         any::<[u8; 32]>().prop_map(|g| Body::DkgResult(DkgOutcome::Stored {
@@ -107,6 +108,7 @@ fn dkg_session(me: u16) -> (DkgSession, SessionId) {
         initiator: 1,
         refresh: None,
         repair: None,
+        reshare: None,
     };
     let s = DkgSession::new(
         params,
@@ -296,6 +298,7 @@ fn initiation(
         initiator: 1,
         refresh: None,
         repair: None,
+        reshare: None,
     };
     let mut inits = frostnode::node::initiator::Initiations::default();
     let (tx, rx) = tokio::sync::oneshot::channel();

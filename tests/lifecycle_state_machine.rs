@@ -77,6 +77,7 @@ fn run_with(
         initiator: participants[0],
         refresh,
         repair,
+        reshare: None,
     };
     let now = Instant::now();
     let mut nodes: BTreeMap<NodeId, DkgSession> = BTreeMap::new();
@@ -116,6 +117,7 @@ fn run_with(
                     outcomes.entry(from).or_insert(Err(err));
                 }
                 Effect::Compute(_) => unreachable!("settled"),
+                Effect::Left { .. } => unreachable!("only a reshare leaves members out"),
             }
         }
     };
@@ -405,6 +407,7 @@ fn a_session_refuses_shares_of_another_key_or_threshold() {
         initiator: 1,
         refresh,
         repair: None,
+        reshare: None,
     };
     let keys = || {
         let peers = ids.iter().map(|(&id, k)| (id, k.public())).collect();

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         initiator: 1,
         refresh: None,
         repair: None,
+        reshare: None,
     };
     let mut s = DkgSession::new(
         params,

@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         initiator: 1,
         refresh: None,
         repair: None,
+        reshare: None,
     };
     let mut inits = Initiations::default();
     let (tx, mut rx) = tokio::sync::oneshot::channel();

@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
             epoch: 0,
         }),
         repair,
+        reshare: None,
     };
     let mut s = DkgSession::new(
         params,

@@ -60,6 +60,20 @@ pub enum DkgError {
         /// The helpers, one of whom at least sent a wrong value.
         helpers: Vec<NodeId>,
     },
+    /// A reshare dealer's commitment does not commit to its part of the key: its constant
+    /// term is not `λ_i · Y_i` (its Lagrange coefficient times its verifying share).
+    #[error("dealer {culprit} dealt something other than its share of the key (its commitment's constant term is not λ·Y_{culprit})")]
+    InvalidDealing {
+        /// The dealer.
+        culprit: NodeId,
+    },
+    /// The dealers' commitments do not add up to the group key (seen by a new participant,
+    /// which holds no verifying shares to tell which dealer is wrong).
+    #[error("the commitments of dealers {dealers:?} do not add up to the group key: one of them dealt a wrong value; nothing was stored")]
+    DealingMismatch {
+        /// The dealers, one of whom at least dealt a wrong value.
+        dealers: Vec<NodeId>,
+    },
     /// A confirmation whose signature does not verify.
     #[error("node {culprit} sent a confirmation with an invalid signature")]
     InvalidConfirmation {
@@ -113,7 +127,8 @@ impl DkgError {
             | DkgError::InvalidProofOfKnowledge { culprit }
             | DkgError::InvalidSecretShare { culprit }
             | DkgError::Equivocation { culprit, .. }
-            | DkgError::InvalidConfirmation { culprit } => vec![*culprit],
+            | DkgError::InvalidConfirmation { culprit }
+            | DkgError::InvalidDealing { culprit } => vec![*culprit],
             DkgError::EchoMismatch { sender, reporter } => vec![*sender, *reporter],
             DkgError::ConfirmationMismatch { culprits } => culprits.clone(),
             // Another node's accusation is not evidence: it is in the message, not here.
@@ -135,6 +150,7 @@ impl DkgError {
         match self {
             DkgError::InvalidParams(_) => "invalid_params",
             DkgError::RepairMismatch { .. } => "repair_mismatch",
+            DkgError::InvalidDealing { .. } | DkgError::DealingMismatch { .. } => "invalid_dealing",
             DkgError::Malformed { .. } => "malformed",
             DkgError::InvalidProofOfKnowledge { .. } => "invalid_proof_of_knowledge",
             DkgError::InvalidSecretShare { .. } => "invalid_secret_share",

@@ -28,6 +28,24 @@ impl DkgSession {
                 true,
             );
         }
+        if self.params.reshare.is_some() {
+            if !self.params.is_dealer(from) {
+                let what = "round-1 package (it does not deal in this reshare)";
+                return self.fail(
+                    DkgError::Malformed {
+                        culprit: from,
+                        what,
+                    },
+                    true,
+                );
+            }
+            // Decoded and checked against the dealer's part of the key off the message path
+            // ([`DkgSession::dealt`]).
+            self.round1_hashes.insert(from, hash);
+            let expected = self.deal_expected.get(&from).copied();
+            let len = usize::from(self.params.threshold);
+            return vec![Effect::Compute(Work::deal(from, bytes, len, expected))];
+        }
         // Decoding checks every point (the costly part of round 1: it runs as work off the
         // message path, see [`DkgSession::round1_decoded`]); the commitment length is checked
         // by `part2`, which names no culprit, so `part2_done` finds it.
@@ -79,8 +97,9 @@ impl DkgSession {
             // Part 3 already ran with a package from this sender.
             return Vec::new();
         }
-        if self.params.repair.is_some() && !self.unicast_senders().contains(&from) {
-            // In a repair only helpers send, and only to helpers and the target.
+        if !self.unicast_senders().contains(&from) {
+            // In a repair only helpers send, and only to helpers and the target; in a reshare
+            // only dealers, and only to members.
             return Vec::new();
         }
         self.round2_raw.insert(from, bytes);
@@ -89,7 +108,7 @@ impl DkgSession {
 
     pub(super) fn on_echo(&mut self, from: NodeId, hashes: Vec<(NodeId, [u8; 32])>) -> Vec<Effect> {
         let ids: Vec<NodeId> = hashes.iter().map(|(id, _)| *id).collect();
-        if ids != self.params.participants {
+        if ids != self.round1_senders() {
             return self.fail(
                 DkgError::Malformed {
                     culprit: from,

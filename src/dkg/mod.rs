@@ -25,6 +25,10 @@
 //! next epoch, for the participants of the session only: a member left out holds a share
 //! that combines with none of the new ones.
 //!
+//! It also reshares a key to a new threshold and participant set (`reshare.rs`): `t` dealers
+//! deal their Lagrange-weighted shares to the new members, everyone checks the dealings
+//! against the key's public data, and the group key stays the same.
+//!
 //! The machine takes messages, time and randomness as arguments and returns [`Effect`]s; it
 //! never touches the network, clocks or disk. Its costly arithmetic (decoding round-1
 //! packages, `part2`, `part3`) comes out as [`Effect::Compute`] for the driver to run on a
@@ -38,6 +42,7 @@ mod intake;
 mod phase;
 mod pulls;
 mod repair;
+mod reshare;
 mod rounds;
 mod session;
 mod types;

@@ -32,12 +32,24 @@ use crate::wire::{Body, NodeId, RepairSigma, SecretBytes};
 impl DkgSession {
     /// The nodes this node expects a `DkgRound2` from in the current session: every other
     /// participant in a DKG or refresh; in a repair, the other helpers (for a helper) or every
-    /// helper (for the target), nobody otherwise.
+    /// helper (for the target), nobody otherwise; in a reshare, the other dealers (for a
+    /// member), nobody otherwise.
     pub(super) fn unicast_senders(&self) -> BTreeSet<NodeId> {
+        let me = self.me;
+        if let Some(reshare) = &self.params.reshare {
+            if !reshare.members.contains(&me) {
+                return BTreeSet::new();
+            }
+            return reshare
+                .dealers
+                .iter()
+                .copied()
+                .filter(|&d| d != me)
+                .collect();
+        }
         let Some(repair) = &self.params.repair else {
             return self.others().collect();
         };
-        let me = self.me;
         if repair.helpers.contains(&me) || repair.target == me {
             repair
                 .helpers
@@ -97,7 +109,7 @@ impl DkgSession {
             };
             let value = SecretBytes(delta.serialize());
             if to == self.me {
-                self.repair_own = Some(value);
+                self.own_value = Some(value);
                 continue;
             }
             self.sent_round2.insert(to, value.clone());
@@ -121,7 +133,7 @@ impl DkgSession {
             return self.rebuild();
         }
         let mut deltas = Vec::with_capacity(repair.helpers.len());
-        if let Some(own) = &self.repair_own {
+        if let Some(own) = &self.own_value {
             match Delta::deserialize(&own.0) {
                 Ok(d) => deltas.push(d),
                 Err(e) => return self.fail(DkgError::Frost(e.to_string()), true),
@@ -140,7 +152,7 @@ impl DkgSession {
             }
         }
         self.round2_raw.clear();
-        self.repair_own = None;
+        self.own_value = None;
         let sigma = repairable::repair_share_part2(&deltas);
         let Some(prior) = self.prior.as_ref() else {
             return self.fail(
@@ -272,7 +284,7 @@ impl DkgSession {
             return self.fail(DkgError::Frost("group key is not 32 bytes".into()), true);
         };
         let completion = Completion {
-            key_package,
+            key_package: Some(key_package),
             public_key_package,
             group_commitment,
         };

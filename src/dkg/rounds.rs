@@ -24,7 +24,23 @@ impl DkgSession {
             if self.pending.is_some() {
                 return effects;
             }
+            let reshare = self.params.reshare.is_some();
             let step = match self.phase {
+                Phase::Round1 if reshare => {
+                    if self.deal_commitments.len() < self.round1_senders().len() {
+                        return effects;
+                    }
+                    self.reshare_echo()
+                }
+                Phase::Round2 if reshare => {
+                    let senders = self.unicast_senders();
+                    if self.echoes.len() < self.others().count()
+                        || senders.iter().any(|s| !self.round2_raw.contains_key(s))
+                    {
+                        return effects;
+                    }
+                    self.start_reshare()
+                }
                 Phase::Round1 if self.round1_packages.len() == self.others().count() => {
                     self.start_part2()
                 }
@@ -94,7 +110,13 @@ impl DkgSession {
                 let effects = self.part3_done(result);
                 self.then_progress(effects)
             }
-            Outcome::Part2(_) | Outcome::Part3(_) => Vec::new(),
+            Outcome::Dealt { from, result } => self.dealt(from, result),
+            Outcome::Reshared(result) if self.pending == Some(Pending::Reshare) => {
+                self.pending = None;
+                let effects = self.reshared(result);
+                self.then_progress(effects)
+            }
+            Outcome::Part2(_) | Outcome::Part3(_) | Outcome::Reshared(_) => Vec::new(),
         }
     }
 
@@ -175,7 +197,7 @@ impl DkgSession {
             .map(|(&id, _)| id)
     }
 
-    fn check_echoes(&self) -> Result<(), DkgError> {
+    pub(super) fn check_echoes(&self) -> Result<(), DkgError> {
         for (&reporter, hashes) in &self.echoes {
             for (sender, hash) in hashes {
                 if self.round1_hashes.get(sender) != Some(hash) {
@@ -261,6 +283,11 @@ impl DkgSession {
             Err(Part3Error::Encoding(e)) => return self.fail(DkgError::Frost(e), true),
         };
         self.round2_raw.clear();
+        self.confirm_output(out)
+    }
+
+    /// Confirms what `part3` (or a reshare) computed.
+    pub(super) fn confirm_output(&mut self, out: Part3Output) -> Vec<Effect> {
         let Part3Output {
             key_package,
             public_key_package,
@@ -368,10 +395,8 @@ impl DkgSession {
             .iter()
             .map(|(&id, c)| (id, c.clone()))
             .collect();
-        vec![
-            // Whoever missed a confirmation activates the key with this proof.
-            Effect::Broadcast(Body::DkgCertificate(certificate)),
-            Effect::Completed(Box::new(DkgOutput {
+        let outcome = match key_package {
+            Some(key_package) => Effect::Completed(Box::new(DkgOutput {
                 key_package,
                 public_key_package,
                 group_public_key: own.group_public_key,
@@ -379,13 +404,25 @@ impl DkgSession {
                 group_commitment,
                 epoch: self.epoch(),
             })),
+            None => Effect::Left {
+                epoch: self.epoch(),
+                group_public_key: own.group_public_key,
+            },
+        };
+        // Whoever missed a confirmation activates the key with this proof.
+        vec![
+            Effect::Broadcast(Body::DkgCertificate(certificate)),
+            outcome,
         ]
     }
 }
 
 /// Whether `effects` end the session (it completed or failed): nothing may follow them.
 fn ends(effects: &[Effect]) -> bool {
-    effects
-        .iter()
-        .any(|e| matches!(e, Effect::Failed(_) | Effect::Completed(_)))
+    effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Failed(_) | Effect::Completed(_) | Effect::Left { .. }
+        )
+    })
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use frost_ed25519::keys::dkg::{self, round1, round2};
-use frost_ed25519::keys::{refresh, KeyPackage, PublicKeyPackage};
+use frost_ed25519::keys::{
+    refresh, KeyPackage, PublicKeyPackage, VerifiableSecretSharingCommitment,
+};
 use frost_ed25519::Identifier;
 use rand::{CryptoRng, RngCore};
 
@@ -61,13 +63,18 @@ pub struct DkgSession {
     /// For a refresh, repair or enrolment: the shares it starts from (dropped when the session
     /// ends; the target of a repair has none).
     pub(super) prior: Option<Box<PriorKey>>,
-    /// A repair helper's own value for itself (secret).
-    pub(super) repair_own: Option<SecretBytes>,
+    /// A repair helper's or reshare dealer's own value for itself (secret).
+    pub(super) own_value: Option<SecretBytes>,
+    /// In a reshare: every dealer's decoded commitment (own included), and for a holder of
+    /// the current epoch the constant term each dealer's must have (`λ_i · Y_i`).
+    pub(super) deal_commitments: BTreeMap<NodeId, VerifiableSecretSharingCommitment>,
+    pub(super) deal_expected: BTreeMap<NodeId, [u8; 32]>,
 }
 
 /// What `part3` (or the refresh's last step) produced, waiting for every confirmation.
 pub(super) struct Completion {
-    pub key_package: KeyPackage,
+    /// This node's share of the result (none for a participant a reshare leaves out).
+    pub key_package: Option<KeyPackage>,
     pub public_key_package: PublicKeyPackage,
     pub group_commitment: Vec<[u8; 32]>,
 }
@@ -97,6 +104,10 @@ impl DkgSession {
         let mut params = params;
         params.validate()?;
         params.participants.sort_unstable();
+        if let Some(reshare) = &mut params.reshare {
+            reshare.dealers.sort_unstable();
+            reshare.members.sort_unstable();
+        }
         if !params.participants.contains(&me) {
             return Err(DkgError::InvalidParams(format!(
                 "this node ({me}) is not among the participants {:?}",
@@ -139,7 +150,9 @@ impl DkgSession {
             disagreeing: BTreeSet::new(),
             result: None,
             prior: None,
-            repair_own: None,
+            own_value: None,
+            deal_commitments: BTreeMap::new(),
+            deal_expected: BTreeMap::new(),
         })
     }
 
@@ -161,12 +174,22 @@ impl DkgSession {
                 "the shares held are of another group key than the refresh names".into(),
             ));
         }
-        if *prior.key_package.min_signers() != self.params.threshold {
-            return Err(DkgError::InvalidParams(format!(
-                "a refresh keeps the threshold ({}), got {}",
-                prior.key_package.min_signers(),
-                self.params.threshold
-            )));
+        match &self.params.reshare {
+            Some(r) if usize::from(*prior.key_package.min_signers()) != r.dealers.len() => {
+                return Err(DkgError::InvalidParams(format!(
+                    "a reshare of a key of threshold {} needs as many dealers, got {:?}",
+                    prior.key_package.min_signers(),
+                    r.dealers
+                )));
+            }
+            None if *prior.key_package.min_signers() != self.params.threshold => {
+                return Err(DkgError::InvalidParams(format!(
+                    "a refresh keeps the threshold ({}), got {}",
+                    prior.key_package.min_signers(),
+                    self.params.threshold
+                )));
+            }
+            _ => {}
         }
         let unknown: Vec<NodeId> = self
             .params
@@ -179,7 +202,10 @@ impl DkgSession {
                     .repair
                     .as_ref()
                     .is_some_and(|r| r.enrol && r.target == id);
-                !enrolled
+                // A reshare may give shares to new nodes (which deal nothing).
+                let joining = self.params.is_member(id) && !self.params.is_dealer(id);
+                let new_allowed = enrolled || (self.params.reshare.is_some() && joining);
+                !new_allowed
                     && !prior
                         .public_key_package
                         .verifying_shares()
@@ -191,13 +217,18 @@ impl DkgSession {
                 "nodes {unknown:?} hold no share of this key: a refresh renews existing shares only"
             )));
         }
+        if self.params.reshare.is_some() {
+            self.deal_expected = self.expected_constants(&prior)?;
+        }
         self.prior = Some(Box::new(prior));
         Ok(self)
     }
 
     /// Whether the session refreshes an existing key (new shares for everyone).
     pub fn is_refresh(&self) -> bool {
-        self.params.refresh.is_some() && self.params.repair.is_none()
+        self.params.refresh.is_some()
+            && self.params.repair.is_none()
+            && self.params.reshare.is_none()
     }
 
     /// The epoch the session produces.
@@ -293,6 +324,9 @@ impl DkgSession {
         if self.params.repair.is_some() {
             let effects = self.begin_repair(rng);
             return Ok(effects);
+        }
+        if self.params.reshare.is_some() {
+            return Ok(self.begin_reshare(rng));
         }
         let n = self.params.participants.len() as u16;
         let ident = self.ident(self.me);
@@ -473,18 +507,24 @@ impl DkgSession {
         match self.phase {
             Phase::Prepared => vec![self.params.initiator],
             Phase::Round1 => self
-                .others()
-                .filter(|id| !self.round1_hashes.contains_key(id))
+                .round1_senders()
+                .into_iter()
+                .filter(|&id| id != self.me && !self.round1_hashes.contains_key(&id))
                 .collect(),
             Phase::Round2 if self.params.repair.is_some() => self
                 .unicast_senders()
                 .into_iter()
                 .filter(|id| !self.round2_raw.contains_key(id))
                 .collect(),
-            Phase::Round2 => self
-                .others()
-                .filter(|id| !self.round2_raw.contains_key(id) || !self.echoes.contains_key(id))
-                .collect(),
+            Phase::Round2 => {
+                let senders = self.unicast_senders();
+                self.others()
+                    .filter(|id| {
+                        (senders.contains(id) && !self.round2_raw.contains_key(id))
+                            || !self.echoes.contains_key(id)
+                    })
+                    .collect()
+            }
             Phase::Confirming => self
                 .others()
                 .filter(|id| !self.confirmations.contains_key(id))
@@ -510,7 +550,8 @@ impl DkgSession {
         self.sent_round2.clear();
         self.result = None;
         self.prior = None;
-        self.repair_own = None;
+        self.own_value = None;
+        self.deal_commitments.clear();
         let mut effects = Vec::new();
         if tell_others {
             effects.push(Effect::Broadcast(Body::DkgAbort {
@@ -520,6 +561,14 @@ impl DkgSession {
         }
         effects.push(Effect::Failed(error));
         effects
+    }
+
+    /// Who broadcasts a round-1 package: every participant, or in a reshare its dealers.
+    pub(super) fn round1_senders(&self) -> Vec<NodeId> {
+        match &self.params.reshare {
+            Some(r) => r.dealers.clone(),
+            None => self.params.participants.clone(),
+        }
     }
 
     /// How many coefficients every round-1 commitment has: `t`, or `t - 1` in a refresh (its

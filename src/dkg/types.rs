@@ -8,7 +8,7 @@ use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use sha2::{Digest, Sha256};
 
 use super::error::DkgError;
-use crate::wire::{Body, Confirmation, NodeId, RefreshOf, RepairOf, SessionId};
+use crate::wire::{Body, Confirmation, NodeId, RefreshOf, RepairOf, ReshareOf, SessionId};
 
 /// Signs this node's DKG confirmation and checks the other participants' (their node
 /// identity keys). The node implements it over its libp2p identity (`identity::NodeKeys`).
@@ -45,6 +45,9 @@ pub struct DkgParams {
     pub refresh: Option<RefreshOf>,
     /// Set for a repair or enrolment (with `refresh` naming the key and epoch).
     pub repair: Option<RepairOf>,
+    /// Set for a reshare (with `refresh` naming the key and epoch; `threshold` is the new
+    /// one).
+    pub reshare: Option<ReshareOf>,
 }
 
 impl DkgParams {
@@ -86,7 +89,13 @@ impl DkgParams {
                 return Err(DkgError::InvalidParams(problem));
             }
         }
-        let n = unique.len();
+        if let Some(reshare) = &self.reshare {
+            self.validate_reshare(&unique, reshare)?;
+        }
+        let n = self
+            .reshare
+            .as_ref()
+            .map_or(unique.len(), |r| r.members.len());
         if n < 2 {
             return Err(DkgError::InvalidParams(
                 "a DKG needs at least 2 participants".into(),
@@ -99,6 +108,61 @@ impl DkgParams {
             )));
         }
         Ok(())
+    }
+}
+
+impl DkgParams {
+    /// A reshare starts from a key's epoch (no repair at once), with distinct dealers and
+    /// members who are all participants, and no participant that is neither (nobody else has
+    /// a part in it).
+    fn validate_reshare(
+        &self,
+        participants: &BTreeSet<NodeId>,
+        reshare: &ReshareOf,
+    ) -> Result<(), DkgError> {
+        let dealers: BTreeSet<NodeId> = reshare.dealers.iter().copied().collect();
+        let members: BTreeSet<NodeId> = reshare.members.iter().copied().collect();
+        let problem = if self.refresh.is_none() || self.repair.is_some() {
+            Some("a reshare names the key epoch it starts from, and repairs nobody".to_string())
+        } else if dealers.len() != reshare.dealers.len() || members.len() != reshare.members.len() {
+            Some("dealers or members contain duplicates".to_string())
+        } else if dealers.len() < 2 {
+            Some(format!(
+                "a reshare needs at least 2 dealers, got {dealers:?}"
+            ))
+        } else if !dealers.is_subset(participants) || !members.is_subset(participants) {
+            Some("every dealer and member must be a participant".to_string())
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(DkgError::InvalidParams(problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `id` deals in this reshare.
+    pub fn is_dealer(&self, id: NodeId) -> bool {
+        self.reshare
+            .as_ref()
+            .is_some_and(|r| r.dealers.contains(&id))
+    }
+
+    /// Whether `id` holds a share of the epoch this session makes: every participant, except
+    /// in a reshare (its members only).
+    pub fn is_member(&self, id: NodeId) -> bool {
+        match &self.reshare {
+            Some(r) => r.members.contains(&id),
+            None => self.participants.contains(&id),
+        }
+    }
+
+    /// The participants of the epoch this session makes.
+    pub fn members(&self) -> Vec<NodeId> {
+        match &self.reshare {
+            Some(r) => r.members.clone(),
+            None => self.participants.clone(),
+        }
     }
 }
 
@@ -116,6 +180,14 @@ pub enum Effect {
     },
     /// The key (or its new epoch) is confirmed by all: store it.
     Completed(Box<DkgOutput>),
+    /// The next epoch is confirmed by all and this node holds no share of it (a reshare left
+    /// it out): delete its share of the key.
+    Left {
+        /// The epoch this node leaves the key at (its share of the one before is deleted).
+        epoch: u64,
+        /// The group key.
+        group_public_key: [u8; 32],
+    },
     /// The session aborted.
     Failed(DkgError),
     /// Run this arithmetic (anywhere, off the message path) and hand the result to
@@ -196,6 +268,15 @@ pub fn round_id(params: &DkgParams, contributions: &[(NodeId, [u8; 32])]) -> Ses
         h.update([u8::from(repair.enrol)]);
         for id in &repair.helpers {
             h.update(id.to_be_bytes());
+        }
+    }
+    if let Some(reshare) = &params.reshare {
+        h.update(b"reshare");
+        for list in [&reshare.dealers, &reshare.members] {
+            h.update((list.len() as u32).to_be_bytes());
+            for id in list {
+                h.update(id.to_be_bytes());
+            }
         }
     }
     for (id, c) in contributions {

@@ -12,10 +12,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use frost_ed25519::keys::dkg::{self, round1, round2};
-use frost_ed25519::keys::{refresh, KeyPackage, PublicKeyPackage};
+use frost_ed25519::keys::{
+    refresh, KeyPackage, PublicKeyPackage, VerifiableSecretSharingCommitment,
+};
 use frost_ed25519::Identifier;
 
 use super::commitment;
+use super::error::DkgError;
 use super::session::DkgSession;
 use super::types::{sha256, Effect, PriorKey};
 use crate::wire::{NodeId, SecretBytes};
@@ -36,6 +39,15 @@ enum Job {
         packages: BTreeMap<Identifier, round1::Package>,
         refresh: bool,
     },
+    /// Decode one reshare dealer's commitment and check its constant term.
+    Deal {
+        from: NodeId,
+        bytes: Vec<u8>,
+        len: usize,
+        expected: Option<[u8; 32]>,
+    },
+    /// Check and sum a reshare's sub-shares and commitments.
+    Reshare(Box<super::reshare::ReshareInput>),
     /// Decode every round-2 package addressed to this node and run `part3` (or, with the
     /// shares a refresh starts from, `refresh_dkg_shares`).
     Part3 {
@@ -57,6 +69,12 @@ pub(super) enum Outcome {
     },
     Part2(Result<Part2Output, frost_ed25519::Error>),
     Part3(Result<Box<Part3Output>, Part3Error>),
+    /// A reshare dealer's commitment, or why it is refused.
+    Dealt {
+        from: NodeId,
+        result: Result<Box<VerifiableSecretSharingCommitment>, DkgError>,
+    },
+    Reshared(Result<Box<Part3Output>, DkgError>),
 }
 
 /// What `part2` produced: the secret for `part3` and each recipient's encoded package.
@@ -65,9 +83,10 @@ pub(super) struct Part2Output {
     pub packages: Vec<(Identifier, Result<Vec<u8>, frost_ed25519::Error>)>,
 }
 
-/// What `part3` produced, with the encodings the confirmation signs.
+/// What `part3` (or a reshare) produced, with the encodings the confirmation signs.
 pub(super) struct Part3Output {
-    pub key_package: KeyPackage,
+    /// None for a participant a reshare leaves out.
+    pub key_package: Option<KeyPackage>,
     pub public_key_package: PublicKeyPackage,
     pub group_public_key: [u8; 32],
     pub public_key_package_hash: [u8; 32],
@@ -89,6 +108,7 @@ pub(super) enum Part3Error {
 pub(super) enum Pending {
     Part2,
     Part3,
+    Reshare,
 }
 
 impl Work {
@@ -97,6 +117,31 @@ impl Work {
             job: Job::Decode { from, bytes },
             // One torsion check per commitment point.
             points: threshold,
+        }
+    }
+
+    pub(super) fn deal(
+        from: NodeId,
+        bytes: Vec<u8>,
+        len: usize,
+        expected: Option<[u8; 32]>,
+    ) -> Self {
+        Work {
+            // One torsion check per point, one multiplication for the constant term.
+            points: len + 1,
+            job: Job::Deal {
+                from,
+                bytes,
+                len,
+                expected,
+            },
+        }
+    }
+
+    pub(super) fn reshare(input: super::reshare::ReshareInput) -> Self {
+        Work {
+            points: input.points(),
+            job: Job::Reshare(Box::new(input)),
         }
     }
 
@@ -149,6 +194,8 @@ impl Work {
             Job::Decode { .. } => "decode",
             Job::Part2 { .. } => "part2",
             Job::Part3 { .. } => "part3",
+            Job::Deal { .. } => "deal",
+            Job::Reshare(_) => "reshare",
         }
     }
 
@@ -185,6 +232,16 @@ impl Work {
                 round2,
                 prior,
             } => Outcome::Part3(run_part3(&secret, &packages, round2, prior).map(Box::new)),
+            Job::Deal {
+                from,
+                bytes,
+                len,
+                expected,
+            } => Outcome::Dealt {
+                from,
+                result: super::reshare::decode_deal(from, &bytes, len, expected).map(Box::new),
+            },
+            Job::Reshare(input) => Outcome::Reshared(input.run().map(Box::new)),
         })
     }
 }
@@ -248,7 +305,7 @@ fn run_part3(
         ));
     }
     Ok(Part3Output {
-        key_package,
+        key_package: Some(key_package),
         public_key_package,
         group_public_key,
         public_key_package_hash: sha256(&pkp),
@@ -290,6 +347,8 @@ impl fmt::Debug for Done {
             Outcome::Decoded { .. } => "decode",
             Outcome::Part2(_) => "part2",
             Outcome::Part3(_) => "part3",
+            Outcome::Dealt { .. } => "deal",
+            Outcome::Reshared(_) => "reshare",
         };
         f.debug_tuple("Done").field(&kind).finish()
     }

@@ -77,6 +77,38 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Deletes this node's share of `key_id` at `epoch`: a reshare left the node out of the
+    /// next epoch, which every participant certified. The manifest (if any) stops listing the
+    /// key first, then the file is deleted durably; the share stays in memory, as the epoch
+    /// before the current one, until [`KeyStore::retire`], for signing sessions that began on
+    /// it. `now` (seconds since the Unix epoch) dates the manifest's record.
+    pub fn leave(&mut self, key_id: &str, epoch: u64, now: u64) -> Result<(), KeyStoreError> {
+        let path = self.dir.join(format!("{key_id}.json"));
+        match self.keys.get(key_id) {
+            Some(key) if key.epoch == epoch => {}
+            other => {
+                return Err(KeyStoreError::Corrupt {
+                    path,
+                    message: format!(
+                        "cannot leave epoch {epoch}: the store holds {:?}",
+                        other.map(|k| k.epoch)
+                    ),
+                })
+            }
+        }
+        if let Some(writer) = &self.manifest {
+            writer.remove(key_id, now)?;
+        }
+        crate::securefile::remove_durably(&path).map_err(|source| KeyStoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if let Some(old) = self.keys.remove(key_id) {
+            self.previous.insert(old.key_id.clone(), old);
+        }
+        Ok(())
+    }
+
     /// Forgets `key_id`'s previous epoch `epoch` (its share is gone from this node).
     pub fn retire(&mut self, key_id: &str, epoch: u64) -> bool {
         if self.previous.get(key_id).is_some_and(|k| k.epoch == epoch) {

@@ -169,4 +169,16 @@ impl Writer {
         state.counter += 1;
         state.write(&self.dir, &self.sealer)
     }
+
+    /// Stops listing `key_id` (its entry moves to the record of keys this node no longer
+    /// holds, dated `now`) and writes the manifest. Blocking.
+    pub fn remove(&self, key_id: &str, now: u64) -> Result<(), KeyStoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = state.keys.remove(key_id) else {
+            return Ok(());
+        };
+        state.forgotten.insert(key_id.to_string(), (now, entry));
+        state.counter += 1;
+        state.write(&self.dir, &self.sealer)
+    }
 }

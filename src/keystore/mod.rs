@@ -354,7 +354,24 @@ impl KeyStore {
         for key_id in sealed_now {
             manifest.keys.remove(key_id);
         }
-        let unlisted = manifest.check(&self.dir, found)?;
+        let mut unlisted = manifest.check(&self.dir, found)?;
+        // A file the manifest records as left (or forgotten) in exactly this version: the node
+        // stopped between writing the manifest and deleting the file. Finish the deletion.
+        unlisted.retain(|key_id| {
+            let left = manifest
+                .forgotten
+                .get(key_id)
+                .is_some_and(|(_, e)| found.get(key_id) == Some(&e.digest));
+            if left {
+                let path = self.dir.join(format!("{key_id}.json"));
+                if crate::securefile::remove_durably(&path).is_ok() {
+                    tracing::warn!(key_id = %key_id, "deleted the share of a key this node had left (the deletion was interrupted)");
+                    self.keys.remove(key_id);
+                    return false;
+                }
+            }
+            true
+        });
         if !unlisted.is_empty() || !sealer.manifest_required() {
             for key_id in &unlisted {
                 if manifest.counter > 0 && !sealed_now.contains(key_id) {

@@ -31,6 +31,7 @@ pub fn admit_dkg(
     let target = start.repair.as_ref().map(|r| [r.target]);
     let request = || auth::Request {
         act: match (&start.refresh, &start.repair) {
+            _ if start.reshare.is_some() => auth::Action::Reshare,
             (None, _) => auth::Action::Keygen,
             (Some(_), None) => auth::Action::Refresh,
             (Some(_), Some(r)) if r.enrol => auth::Action::Enrol,
@@ -39,7 +40,11 @@ pub fn admit_dkg(
         key_id: &start.key_id,
         message_hash: None,
         threshold: Some(start.threshold),
-        participants: Some(target.as_ref().map_or(&start.participants[..], |t| &t[..])),
+        participants: Some(match (&target, &start.reshare) {
+            (Some(t), _) => &t[..],
+            (None, Some(r)) => &r.members[..],
+            (None, None) => &start.participants[..],
+        }),
         binding: session.0,
     };
     authorize(config, ctx.auth, now, start.token.as_deref(), request)?;
@@ -62,6 +67,9 @@ pub fn admit_dkg(
                     ),
                 ));
             }
+        }
+        (Some(refresh), None) if start.reshare.is_some() => {
+            admit_reshare(keystore, me, start, refresh)?
         }
         (Some(refresh), repair) => admit_refresh(keystore, me, start, refresh, repair.as_ref())?,
     }
@@ -99,7 +107,10 @@ pub fn admit_dkg(
     if !sorted.contains(&initiator) {
         return Err(bad("the initiator must be a participant".into()));
     }
-    let n = sorted.len();
+    let n = start
+        .reshare
+        .as_ref()
+        .map_or(sorted.len(), |r| r.members.len());
     if n < 2 {
         return Err(bad("a key needs at least 2 participants".into()));
     }
@@ -177,6 +188,80 @@ fn admit_refresh(
                 "nodes {strangers:?} hold no share of {key_id:?} (its participants are {:?}): a refresh renews existing shares; enrol new nodes",
                 key.participants
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// A reshare: a node that holds no share of the key may only be a new member; a holder must
+/// hold exactly the epoch named, every dealer must be a holder and there must be as many as
+/// the key's threshold, new nodes can only be members, and the holders left out of the
+/// session must be too few to sign with the current epoch on their own.
+fn admit_reshare(
+    keystore: &KeyStore,
+    me: NodeId,
+    start: &DkgStart,
+    refresh: &RefreshOf,
+) -> Result<(), Refusal> {
+    let bad = |reason: String| Err(Refusal::new(ErrorKind::BadRequest, reason));
+    let key_id = &start.key_id;
+    let Some(reshare) = &start.reshare else {
+        return Ok(());
+    };
+    let Some(key) = keystore.get(key_id) else {
+        if reshare.members.contains(&me) && !reshare.dealers.contains(&me) {
+            // A new member: it learns the key from the session and the certificate.
+            return Ok(());
+        }
+        return Err(Refusal::new(
+            ErrorKind::NotFound,
+            format!("no key {key_id:?} on node {me}"),
+        ));
+    };
+    if group_key_bytes(&key.group_public_key) != Some(refresh.group_public_key) {
+        return Err(Refusal::new(
+            ErrorKind::KeyMismatch,
+            format!("node {me} holds a different group key under {key_id:?}"),
+        ));
+    }
+    if key.epoch != refresh.epoch {
+        return Err(Refusal::new(
+            ErrorKind::Conflict,
+            format!(
+                "node {me} holds epoch {} of {key_id:?}, the reshare starts from epoch {}",
+                key.epoch, refresh.epoch
+            ),
+        ));
+    }
+    if reshare.dealers.len() != usize::from(key.threshold) {
+        return bad(format!(
+            "a reshare of {key_id:?} (threshold {}) needs as many dealers, got {:?}",
+            key.threshold, reshare.dealers
+        ));
+    }
+    let strangers: Vec<NodeId> = start
+        .participants
+        .iter()
+        .copied()
+        .filter(|id| !key.participants.contains(id))
+        .collect();
+    if let Some(d) = reshare.dealers.iter().find(|d| strangers.contains(d)) {
+        return bad(format!("dealer {d} holds no share of {key_id:?}"));
+    }
+    if let Some(s) = strangers.iter().find(|s| !reshare.members.contains(s)) {
+        return bad(format!(
+            "node {s} holds no share of {key_id:?} and is not a new participant"
+        ));
+    }
+    let left_out = key
+        .participants
+        .iter()
+        .filter(|id| !start.participants.contains(id))
+        .count();
+    if left_out >= usize::from(key.threshold) {
+        return bad(format!(
+            "{left_out} holders of {key_id:?} are left out of the reshare: they could still sign with epoch {} on their own",
+            key.epoch
         ));
     }
     Ok(())

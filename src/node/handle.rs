@@ -10,7 +10,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::NodeError;
 use super::forwarder::SignInput;
-use super::requests::{KeygenRequest, RefreshRequest, RepairRequest, SignResponse, StatusInfo};
+use super::requests::{
+    KeygenRequest, RefreshRequest, RepairRequest, ReshareRequest, SignResponse, StatusInfo,
+};
 use crate::keystore::KeyInfo;
 use crate::wire::{NodeId, SessionId};
 
@@ -27,6 +29,13 @@ pub enum Input {
     Refresh {
         /// The request.
         req: RefreshRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
+    },
+    /// Reshare a key with this node as initiator.
+    Reshare {
+        /// The request.
+        req: ReshareRequest,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<KeyInfo, NodeError>>,
     },
@@ -164,6 +173,13 @@ impl NodeHandle {
     /// group key); answers once every participant stored the new epoch or the session failed.
     pub async fn refresh(&self, req: RefreshRequest) -> Result<KeyInfo, NodeError> {
         self.ask(|reply| Input::Refresh { req, reply }).await?
+    }
+
+    /// Reshares a key with this node as initiator (the same group key, a new threshold and
+    /// participants, the next epoch); answers once every participant stored the new epoch (or
+    /// deleted its share) or the session failed.
+    pub async fn reshare(&self, req: ReshareRequest) -> Result<KeyInfo, NodeError> {
+        self.ask(|reply| Input::Reshare { req, reply }).await?
     }
 
     /// Rebuilds (repair) or makes (enrolment) a node's share of a key, with this node as

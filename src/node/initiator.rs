@@ -42,7 +42,7 @@ pub enum StartProgress {
 /// One DKG this node started.
 struct Initiation {
     me: NodeId,
-    /// "DKG", "refresh", "repair" or "enrolment".
+    /// "DKG", "refresh", "repair", "enrolment" or "reshare".
     kind: &'static str,
     key_id: String,
     participants: Vec<NodeId>,
@@ -76,11 +76,16 @@ pub fn resolve(req: &KeygenRequest, all: Vec<NodeId>) -> DkgStart {
         token: req.token.clone(),
         refresh: None,
         repair: None,
+        reshare: None,
     }
 }
 
-/// What a session does, for logs and answers: "DKG", "refresh", "repair" or "enrolment".
+/// What a session does, for logs and answers: "DKG", "refresh", "repair", "enrolment" or
+/// "reshare".
 pub fn kind_name(params: &DkgParams) -> &'static str {
+    if params.reshare.is_some() {
+        return "reshare";
+    }
     match (&params.refresh, &params.repair) {
         (None, _) => "DKG",
         (Some(_), None) => "refresh",

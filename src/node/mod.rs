@@ -67,8 +67,8 @@ pub use forwarder::SignInput;
 pub use handle::NodeHandle;
 pub use reload::ReloadReport;
 pub use requests::{
-    default_threshold, KeygenRequest, RefreshRequest, RepairRequest, SignResponse, StatusInfo,
-    MAX_SIGN_MESSAGE,
+    default_threshold, KeygenRequest, RefreshRequest, RepairRequest, ReshareRequest, SignResponse,
+    StatusInfo, MAX_SIGN_MESSAGE,
 };
 
 /// Capacity of the queues into the node.
@@ -332,6 +332,7 @@ fn on_input(
     match input {
         Input::Keygen { req, reply } => dkg.start_keygen(ctx, req, reply),
         Input::Refresh { req, reply } => dkg.start_refresh(ctx, req, reply),
+        Input::Reshare { req, reply } => dkg.start_reshare(ctx, req, reply),
         Input::Repair { req, reply } => dkg.start_repair(ctx, req, reply),
         // Handled by the node itself, before any component borrows the shared state.
         Input::Reload { reply, .. } => {

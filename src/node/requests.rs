@@ -43,6 +43,24 @@ pub struct RefreshRequest {
     pub token: Option<String>,
 }
 
+/// A request to reshare a key: the same group key under a new threshold and a new set of
+/// participants (the next epoch).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReshareRequest {
+    /// The key.
+    #[serde(skip)]
+    pub key_id: String,
+    /// The new threshold.
+    pub threshold: u16,
+    /// Who holds the new epoch's shares: any configured nodes, current participants or not.
+    /// Current participants left out delete their share once the new epoch is certified.
+    pub participants: Vec<NodeId>,
+    /// The client's reshare token (from the `Authorization` header, not the body).
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
 /// A request to rebuild a node's share (repair: it lost it) or make one for a new node
 /// (enrolment), on the key's polynomial; answered with the key's next epoch.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

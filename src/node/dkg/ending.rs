@@ -28,7 +28,7 @@ impl DkgDriver {
             session: run.session.wire_session().to_hex(),
             created_at: ctx.unix_seconds(),
             threshold: params.threshold,
-            participants: params.participants.clone(),
+            participants: params.members(),
             group_public_key: hex::encode(out.group_public_key),
             key_package: out.key_package,
             public_key_package: out.public_key_package,
@@ -49,6 +49,37 @@ impl DkgDriver {
         if let Err(e) = ctx.persist(sid, key) {
             warn!(session = %sid, error = %e, "cannot store the new key");
             self.end_session(ctx, sid, Err(DkgError::Storage(e)));
+        }
+    }
+
+    /// A reshare this node took part in left it out of the key's next epoch `epoch`, which
+    /// every participant certified: its share of the epoch before is deleted from disk now and
+    /// from memory once the signing sessions that may use it are over.
+    pub(super) fn leave(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sid: SessionId,
+        epoch: u64,
+        group_public_key: [u8; 32],
+    ) {
+        let Some(key_id) = self
+            .sessions
+            .get(&sid)
+            .map(|r| r.session.params().key_id.clone())
+        else {
+            return;
+        };
+        let now = ctx.unix_seconds();
+        match ctx.keystore.leave(&key_id, epoch - 1, now) {
+            Ok(()) => {
+                info!(session = %sid, key_id = %key_id, epoch, "reshare complete; this node holds no share of epoch {epoch}: its share of epoch {} is deleted", epoch - 1);
+                self.retire_later(ctx, key_id, epoch - 1);
+                self.end_session(ctx, sid, Ok(group_public_key));
+            }
+            Err(e) => {
+                warn!(session = %sid, key_id = %key_id, error = %e, "cannot delete the share a reshare replaced");
+                self.end_session(ctx, sid, Err(DkgError::Storage(e.to_string())));
+            }
         }
     }
 

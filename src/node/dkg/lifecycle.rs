@@ -5,6 +5,7 @@
 //! completed session replaced is retired from memory once the signing sessions that may still
 //! use it are over (its file is already gone: the new epoch's write replaced it).
 
+use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::DkgDriver;
@@ -13,10 +14,10 @@ use crate::keystore::{KeyStore, StoredKey};
 use crate::node::context::Ctx;
 use crate::node::error::NodeError;
 use crate::node::initiator::KeygenReply;
-use crate::node::requests::{RefreshRequest, RepairRequest};
+use crate::node::requests::{RefreshRequest, RepairRequest, ReshareRequest};
 use crate::node::timers::Timer;
 use crate::signing::election;
-use crate::wire::{DkgStart, NodeId, RefreshOf, RepairOf};
+use crate::wire::{DkgStart, NodeId, RefreshOf, RepairOf, ReshareOf};
 
 /// The shares a refresh session starts from: this node's share of the epoch it names.
 pub(super) fn prior_key(keystore: &KeyStore, params: &DkgParams) -> Result<PriorKey, DkgError> {
@@ -76,6 +77,7 @@ impl DkgDriver {
             token: req.token,
             refresh: Some(of),
             repair: None,
+            reshare: None,
         };
         self.initiate(ctx, start, reply);
     }
@@ -147,8 +149,41 @@ impl DkgDriver {
                 helpers,
                 enrol: req.enrol,
             }),
+            reshare: None,
         };
         self.initiate(ctx, start, reply);
+    }
+
+    /// Starts resharing a key held here to a new threshold and participants, with this node
+    /// as initiator and one of the dealers; `reply` gets the key's next epoch.
+    pub fn start_reshare(&mut self, ctx: &mut Ctx<'_>, req: ReshareRequest, reply: KeygenReply) {
+        let me = ctx.me();
+        let (key, of) = match current(ctx.keystore, me, &req.key_id) {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        match reshare_plan(key, me, &req, |id| {
+            id == me || ctx.peers.not_ready(&[id]).is_empty()
+        }) {
+            Ok((participants, reshare)) => {
+                let start = DkgStart {
+                    key_id: req.key_id,
+                    participants,
+                    threshold: req.threshold,
+                    token: req.token,
+                    refresh: Some(of),
+                    repair: None,
+                    reshare: Some(reshare),
+                };
+                self.initiate(ctx, start, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
     }
 
     /// Keeps `key_id`'s replaced epoch `epoch` in memory until every signing session that may
@@ -177,4 +212,86 @@ impl DkgDriver {
         ctx.timers
             .set(Timer::Retire, self.retiring.front().map(|(at, ..)| *at));
     }
+}
+
+/// Who takes part in a reshare of `key` asked of node `me`: the session's participants and
+/// its dealers and members. The dealers are `t` reachable holders of the current epoch, this
+/// node first, then those that stay, in an order drawn from the request (so that repeated
+/// reshares spread the work); the participants are the members, the dealers and every other
+/// reachable holder (which deletes its share once the next epoch is certified). Refused when
+/// the holders left out, unreachable, could still sign with the current epoch on their own.
+fn reshare_plan(
+    key: &StoredKey,
+    me: NodeId,
+    req: &ReshareRequest,
+    reachable: impl Fn(NodeId) -> bool,
+) -> Result<(Vec<NodeId>, ReshareOf), NodeError> {
+    let mut members = req.participants.clone();
+    members.sort_unstable();
+    members.dedup();
+    if members.len() != req.participants.len() {
+        return Err(NodeError::BadRequest(
+            "participants contain duplicates".into(),
+        ));
+    }
+    if !members.contains(&me) {
+        return Err(NodeError::BadRequest(format!(
+            "node {me} is not among the new participants {members:?}: send the request to one of them that holds the key"
+        )));
+    }
+    let t = usize::from(key.threshold);
+    let holders: Vec<NodeId> = key
+        .participants
+        .iter()
+        .copied()
+        .filter(|&id| reachable(id))
+        .collect();
+    // The order is drawn from the request itself (key, epoch, new threshold and members).
+    let mut h = Sha256::new();
+    h.update(b"frostnode/reshare-dealers/v1");
+    h.update(req.key_id.as_bytes());
+    h.update(key.epoch.to_be_bytes());
+    h.update(req.threshold.to_be_bytes());
+    for id in &members {
+        h.update(id.to_be_bytes());
+    }
+    let seed: [u8; 32] = h.finalize().into();
+    let (staying, going): (Vec<NodeId>, Vec<NodeId>) = holders
+        .iter()
+        .filter(|&&id| id != me)
+        .partition(|id| members.contains(id));
+    let mut dealers: Vec<NodeId> = std::iter::once(me)
+        .chain(election::rank(&seed, &staying))
+        .chain(election::rank(&seed, &going))
+        .take(t)
+        .collect();
+    if dealers.len() < t {
+        return Err(NodeError::Unavailable {
+            message: format!(
+                "a reshare needs {t} reachable holders of the key to deal; reachable: {holders:?}"
+            ),
+            missing: Vec::new(),
+        });
+    }
+    dealers.sort_unstable();
+    let left_out: Vec<NodeId> = key
+        .participants
+        .iter()
+        .copied()
+        .filter(|id| !holders.contains(id) && !members.contains(id))
+        .collect();
+    if left_out.len() >= t {
+        return Err(NodeError::Unavailable {
+            message: format!(
+                "nodes {left_out:?} hold the key and are not reachable: they would keep {} shares of the current epoch, enough to sign without the others; reshare when at most {} of them are away",
+                left_out.len(),
+                t - 1
+            ),
+            missing: left_out,
+        });
+    }
+    let mut participants: Vec<NodeId> = members.iter().chain(holders.iter()).copied().collect();
+    participants.sort_unstable();
+    participants.dedup();
+    Ok((participants, ReshareOf { dealers, members }))
 }

@@ -110,9 +110,10 @@ impl DkgDriver {
     fn open(&mut self, ctx: &mut Ctx<'_>, params: DkgParams) -> Result<[u8; 32], DkgError> {
         let deadline = ctx.now + ctx.config.dkg_timeout;
         let sid = params.session;
-        // The target of a repair or enrolment holds nothing yet; everyone else in a session that
-        // starts from a key hands it its shares.
-        let target = params.repair.as_ref().is_some_and(|r| r.target == ctx.me());
+        // The target of a repair or enrolment, or a node a reshare adds, holds nothing yet;
+        // everyone else in a session that starts from a key hands it its shares.
+        let target = params.repair.as_ref().is_some_and(|r| r.target == ctx.me())
+            || (params.reshare.is_some() && !ctx.keystore.contains(&params.key_id));
         let prior = match params.refresh {
             Some(_) if !target => Some(lifecycle::prior_key(ctx.keystore, &params)?),
             _ => None,
@@ -165,6 +166,7 @@ impl DkgDriver {
             initiator: me,
             refresh: start.refresh,
             repair: start.repair.clone(),
+            reshare: start.reshare.clone(),
         };
         let own = match self.open(ctx, params.clone()) {
             Ok(own) => own,
@@ -312,6 +314,7 @@ impl DkgDriver {
             initiator: from,
             refresh: start.refresh,
             repair: start.repair.clone(),
+            reshare: start.reshare.clone(),
         };
         let key_id = params.key_id.clone();
         let kind = kind_name(&params);
@@ -496,6 +499,10 @@ impl DkgDriver {
                 Effect::Send { to, body } => ctx.outbox.send(wire, to, body),
                 Effect::Compute(work) => self.compute(ctx, sid, work),
                 Effect::Completed(out) => self.store(ctx, sid, *out),
+                Effect::Left {
+                    epoch,
+                    group_public_key,
+                } => self.leave(ctx, sid, epoch, group_public_key),
                 Effect::Failed(err) => {
                     warn!(
                         session = %sid,

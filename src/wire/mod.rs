@@ -9,6 +9,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+mod lifecycle;
+
+pub use lifecycle::{RefreshOf, RepairOf, RepairSigma, ReshareOf};
+
 /// Protocol version carried in every envelope. Unknown versions are rejected.
 ///
 /// Version 2: refusals carry a typed [`ErrorKind`] instead of a free-form string.
@@ -19,7 +23,8 @@ use zeroize::Zeroize;
 /// ([`Body::DkgPull`]).
 /// Version 6: key epochs: a DKG session may refresh an existing key ([`DkgStart::refresh`]),
 /// and signing requests name the epoch of the shares they use.
-pub const WIRE_VERSION: u8 = 6;
+/// Version 7: resharing to a new threshold and participant set ([`DkgStart::reshare`]).
+pub const WIRE_VERSION: u8 = 7;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
 /// Request-response protocol name for unicasts.
@@ -111,69 +116,9 @@ pub struct DkgStart {
     pub refresh: Option<RefreshOf>,
     /// Set for a repair or enrolment.
     pub repair: Option<RepairOf>,
-}
-
-/// A repair or enrolment: `helpers` (exactly `t` holders of the key's current epoch) rebuild
-/// the share of `target` on the key's polynomial (frost's repairable threshold scheme), and every
-/// participant then confirms the next epoch, whose public data includes `target`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RepairOf {
-    /// The participant whose share is rebuilt.
-    pub target: NodeId,
-    /// The helpers, sorted.
-    pub helpers: Vec<NodeId>,
-    /// `true`: `target` is a new participant (enrolment); `false`: it lost its share (repair).
-    pub enrol: bool,
-}
-
-/// What each helper sends the target of a repair (inside [`Body::DkgRound2`]): its sum of
-/// the helpers' values, and the key's public data as it holds it (every helper must send the
-/// same).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepairSigma {
-    /// frost serialization of the helper's `Sigma` (secret).
-    pub sigma: Vec<u8>,
-    /// frost serialization of the current epoch's public key package.
-    pub public_key_package: Vec<u8>,
-    /// The key's group commitment.
-    pub group_commitment: Vec<[u8; 32]>,
-    /// The current epoch's participants.
-    pub participants: Vec<NodeId>,
-}
-
-impl Drop for RepairSigma {
-    fn drop(&mut self) {
-        self.sigma.zeroize();
-    }
-}
-
-impl RepairSigma {
-    /// Encodes it for a [`Body::DkgRound2`].
-    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
-        bincode::serde::encode_to_vec(self, bincode_config())
-            .map_err(|e| WireError::Encode(e.to_string()))
-    }
-
-    /// Decodes one, refusing trailing bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let (value, used): (Self, usize) =
-            bincode::serde::decode_from_slice(bytes, bincode_config())
-                .map_err(|e| WireError::Malformed(e.to_string()))?;
-        if used != bytes.len() {
-            return Err(WireError::Trailing(bytes.len() - used));
-        }
-        Ok(value)
-    }
-}
-
-/// The key a refresh session renews: its group key and the epoch whose shares it starts
-/// from. Every participant must hold exactly this epoch of this key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RefreshOf {
-    /// The key's group public key (unchanged by the refresh).
-    pub group_public_key: [u8; 32],
-    /// The epoch refreshed; the session produces `epoch + 1`.
-    pub epoch: u64,
+    /// Set for a reshare (with `refresh` naming the key and epoch it starts from; `threshold`
+    /// is then the new threshold).
+    pub reshare: Option<ReshareOf>,
 }
 
 /// A participant's signed statement of the DKG result it computed.
@@ -520,7 +465,7 @@ pub enum WireError {
     Encode(String),
 }
 
-fn bincode_config() -> impl bincode::config::Config {
+pub(crate) fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
@@ -569,6 +514,7 @@ mod tests {
                 token: None,
                 refresh: None,
                 repair: None,
+                reshare: None,
             }),
         )
     }
