@@ -270,9 +270,11 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     node: node.ok_or("--act repair and enrol need --node")?,
                     enrol: act == "enrol",
                 },
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "--act must be sign, keygen, refresh, reshare, repair or enrol, not {other:?}"
-                )),
+                ))
+                }
             };
             println!("{}", make_token(&key, &client, what, ttl)?);
             Ok(())

@@ -323,25 +323,31 @@ pub fn signing_key<'k>(
     message_len: usize,
     epoch: Option<u64>,
 ) -> Result<(&'k StoredKey, [u8; 32]), Refusal> {
-    let Some(current) = keystore.get(key_id) else {
-        return Err(Refusal::new(
-            ErrorKind::NotFound,
-            format!("no key {key_id:?} on node {me}"),
-        ));
-    };
-    let key = match epoch {
-        None => current,
-        Some(epoch) => keystore.get_epoch(key_id, epoch).ok_or_else(|| {
+    let current = keystore.get(key_id);
+    let key = match (epoch, current) {
+        (None, Some(current)) => current,
+        // A node a reshare just left out still holds the epoch before (in memory) for the
+        // sessions that began on it.
+        (Some(epoch), _) => keystore.get_epoch(key_id, epoch).ok_or_else(|| {
             // Retryable: a refresh is completing, and this node is ahead of or behind the
             // coordinator; the coordinator picks another signer.
             Refusal::new(
                 ErrorKind::NotFound,
-                format!(
-                    "node {me} does not hold epoch {epoch} of key {key_id:?} (it holds epoch {})",
-                    current.epoch
-                ),
+                match current {
+                    Some(current) => format!(
+                        "node {me} does not hold epoch {epoch} of key {key_id:?} (it holds epoch {})",
+                        current.epoch
+                    ),
+                    None => format!("no key {key_id:?} on node {me}"),
+                },
             )
         })?,
+        (None, None) => {
+            return Err(Refusal::new(
+                ErrorKind::NotFound,
+                format!("no key {key_id:?} on node {me}"),
+            ))
+        }
     };
     let Some(ours) = group_key_bytes(&key.group_public_key) else {
         return Err(Refusal::new(
