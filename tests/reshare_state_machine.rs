@@ -534,3 +534,111 @@ proptest! {
         threshold_holds(&next, t2, 2);
     }
 }
+
+/// A reshare session of a 2-of-3 key to 3-of-4 (dealers 1 and 2) as node `me` sees it: a
+/// dealer (1), a holder that does not deal (3) or a new member (4); begun.
+fn lone_reshare_session(me: NodeId, rng: &mut StdRng) -> DkgSession {
+    let (shares, pkp) =
+        frost::keys::generate_with_dealer(3, 2, frost::keys::IdentifierList::Default, &mut *rng)
+            .unwrap();
+    let gpk: [u8; 32] = pkp.verifying_key().serialize().unwrap().try_into().unwrap();
+    let ids = identities(4);
+    let peers = ids
+        .iter()
+        .filter(|(&id, _)| id != me)
+        .map(|(&id, k)| (id, k.public()))
+        .collect();
+    let params = DkgParams {
+        session: SessionId([6; 32]),
+        key_id: "f".into(),
+        participants: vec![1, 2, 3, 4],
+        threshold: 3,
+        initiator: 1,
+        refresh: Some(RefreshOf {
+            group_public_key: gpk,
+            epoch: 0,
+        }),
+        repair: None,
+        reshare: Some(ReshareOf {
+            dealers: vec![1, 2],
+            members: vec![1, 2, 3, 4],
+        }),
+    };
+    let keys = Arc::new(NodeKeys::new(ids[&me].clone(), peers));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut s = DkgSession::new(params, me, keys, deadline).unwrap();
+    if me != 4 {
+        let own = shares[&frost::Identifier::try_from(me).unwrap()].clone();
+        let group_commitment = own
+            .commitment()
+            .serialize()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.try_into().unwrap())
+            .collect();
+        let prior = PriorKey {
+            key_package: KeyPackage::try_from(own).unwrap(),
+            public_key_package: pkp,
+            group_commitment,
+        };
+        s = s.with_prior(prior).unwrap();
+    }
+    let mine = s.contribution(&mut *rng);
+    let contributions: Vec<(NodeId, [u8; 32])> = (1..=4)
+        .map(|id| (id, if id == me { mine } else { [id as u8; 32] }))
+        .collect();
+    let effects = s.begin(&contributions, &mut *rng).unwrap();
+    let _ = s.settle(effects);
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Arbitrary commitments, sub-shares, echoes and raw envelopes from any participant never
+    /// make a reshare panic or complete (nobody's confirmation can be forged), and its
+    /// deadline always ends it.
+    #[test]
+    fn arbitrary_reshare_messages_never_panic_nor_complete(
+        role in 0u8..3,
+        messages in prop::collection::vec(
+            (1u16..=4, 0u8..4, prop::collection::vec(any::<u8>(), 0..200)),
+            0..12,
+        ),
+        seed in any::<u64>(),
+    ) {
+        let me = [1, 3, 4][usize::from(role)];
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut s = lone_reshare_session(me, &mut rng);
+        for (from, kind, bytes) in messages {
+            let body = match kind {
+                0 => Body::DkgRound1 { package: bytes },
+                1 => Body::DkgRound2 { package: SecretBytes(bytes) },
+                2 => Body::DkgEcho {
+                    round1_hashes: bytes
+                        .chunks(32)
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let mut h = [0u8; 32];
+                            h[..c.len()].copy_from_slice(c);
+                            (i as NodeId + 1, h)
+                        })
+                        .collect(),
+                },
+                _ => match frostnode::wire::decode(&bytes, 1 << 16) {
+                    Ok(env) => env.body,
+                    Err(_) => continue,
+                },
+            };
+            if let Ok(effects) = s.handle(Envelope::new(s.wire_session(), from, body), &mut rng) {
+                let effects = s.settle(effects);
+                let ended = effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::Completed(_) | Effect::Left { .. }));
+                prop_assert!(!ended, "a forged reshare completed");
+            }
+        }
+        let _ = s.on_timeout(Instant::now() + Duration::from_secs(61));
+        prop_assert!(s.is_finished());
+    }
+}
