@@ -331,6 +331,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Time reshares of a key from one threshold and participant set to another, and back.
+    Reshare {
+        /// The key's shape before: T/N (threshold T of nodes 1..=N).
+        #[arg(long, default_value = "3/5")]
+        from: String,
+        /// The shape after: T/N.
+        #[arg(long, default_value = "5/9")]
+        to: String,
+        /// Number of round trips to time.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Time repairs of a node that lost its key file (against the DKG that made the key).
     Repair {
         /// Number of nodes.

@@ -358,6 +358,13 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     threshold,
                     runs,
                 } => frostnode::bench::refresh(nodes, threshold, runs).await,
+                BenchCommand::Reshare { from, to, runs } => {
+                    let (from, to) = (
+                        frostnode::bench::parse_shape(&from)?,
+                        frostnode::bench::parse_shape(&to)?,
+                    );
+                    frostnode::bench::reshare(from, to, runs).await
+                }
                 BenchCommand::Repair {
                     nodes,
                     threshold,

@@ -12,7 +12,7 @@ use crate::localnet::LocalCluster;
 pub mod floor;
 mod lifecycle;
 
-pub use lifecycle::{refresh, repair};
+pub use lifecycle::{parse_shape, refresh, repair, reshare};
 
 fn raise_fd_limit() {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
