@@ -143,7 +143,12 @@ pub async fn reshare(from: (u16, u16), to: (u16, u16), runs: usize) -> Result<()
         .await
         .map_err(|e| format!("DKG failed: {e}"))?;
     let dkg = t0.elapsed();
-    println!("DKG of the key: {:.2} ms ({}-of-{})", ms(dkg), from.0, from.1);
+    println!(
+        "DKG of the key: {:.2} ms ({}-of-{})",
+        ms(dkg),
+        from.0,
+        from.1
+    );
     let (mut forth, mut back) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for i in 0..runs {
         for ((t, n), times) in [(to, &mut forth), (from, &mut back)] {

@@ -25,7 +25,6 @@ pub use types::{KeyInfo, StoredConfirmation, StoredKey};
 
 use crate::securefile;
 use crate::wire::NodeId;
-use manifest::Manifest;
 
 /// Current key file format.
 pub const KEY_FORMAT_VERSION: u32 = 1;
@@ -323,77 +322,6 @@ impl KeyStore {
         }
         store.check_manifest(&found, &sealed_now)?;
         Ok(store)
-    }
-
-    /// Compares the key files found (id → digest) with the sealed manifest, and keeps the
-    /// manifest up to date; a store from before manifests gets one now. Files the operator had
-    /// sealed now (`sealed_now`) are new versions by their say-so.
-    fn check_manifest(
-        &mut self,
-        found: &BTreeMap<String, String>,
-        sealed_now: &[String],
-    ) -> Result<(), KeyStoreError> {
-        let Some(sealer) = self.sealer.as_mut() else {
-            return Ok(());
-        };
-        let entry = |key: &StoredKey, digest: &String| manifest::Entry {
-            group_public_key: key.group_public_key.clone(),
-            epoch: key.epoch,
-            digest: digest.clone(),
-        };
-        let mut manifest = match Manifest::read(&self.dir, sealer)? {
-            Some(m) => m,
-            None if sealer.manifest_required() => {
-                return Err(KeyStoreError::Tampered {
-                    path: self.dir.clone(),
-                    message: format!("{} is missing", manifest::MANIFEST_FILE),
-                })
-            }
-            None => Manifest::default(),
-        };
-        for key_id in sealed_now {
-            manifest.keys.remove(key_id);
-        }
-        let mut unlisted = manifest.check(&self.dir, found)?;
-        // A file the manifest records as left (or forgotten) in exactly this version: the node
-        // stopped between writing the manifest and deleting the file. Finish the deletion.
-        unlisted.retain(|key_id| {
-            let left = manifest
-                .forgotten
-                .get(key_id)
-                .is_some_and(|(_, e)| found.get(key_id) == Some(&e.digest));
-            if left {
-                let path = self.dir.join(format!("{key_id}.json"));
-                if crate::securefile::remove_durably(&path).is_ok() {
-                    tracing::warn!(key_id = %key_id, "deleted the share of a key this node had left (the deletion was interrupted)");
-                    self.keys.remove(key_id);
-                    return false;
-                }
-            }
-            true
-        });
-        if !unlisted.is_empty() || !sealer.manifest_required() {
-            for key_id in &unlisted {
-                if manifest.counter > 0 && !sealed_now.contains(key_id) {
-                    tracing::warn!(key_id = %key_id, "key file not in the manifest (a write the process did not finish); added");
-                }
-                if let (Some(key), Some(d)) = (self.keys.get(key_id), found.get(key_id)) {
-                    manifest.keys.insert(key_id.clone(), entry(key, d));
-                }
-            }
-            manifest.counter += 1;
-            manifest.write(&self.dir, sealer)?;
-            if !sealer.manifest_required() {
-                sealer.require_manifest(&self.dir)?;
-                tracing::info!(dir = %self.dir.display(), "key store manifest created: deleted or replaced key files are detected from now on");
-            }
-        }
-        self.manifest = Some(std::sync::Arc::new(manifest::Writer::new(
-            self.dir.clone(),
-            sealer.clone(),
-            manifest,
-        )));
-        Ok(())
     }
 
     /// Whether key files are encrypted.
