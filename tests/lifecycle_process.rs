@@ -2,7 +2,8 @@
 //! command line: a node whose whole disk is replaced comes back under a new identity (other
 //! nodes' configs updated and reloaded, by `SIGHUP` and by `frostnode reload`) and is
 //! repaired; a node that lost only a key file in a sealed store is refused a silent start,
-//! forgotten by `frostnode keys forget`, and repaired.
+//! forgotten by `frostnode keys forget`, and repaired; a key in sealed stores is reshared by
+//! `frostnode reshare`, and the nodes it removed restart cleanly without it.
 
 mod common;
 
@@ -161,4 +162,61 @@ async fn a_lost_key_file_is_forgotten_then_repaired() {
     c.stop(5);
     let signers = sign(&c, 4, &gpk, "node 4 is back").await;
     assert_eq!(signers, vec![2, 3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshare_by_the_command_line_removes_nodes_that_then_restart_without_the_key() {
+    let mut c = ProcessCluster::with_setup(
+        |_, text| text.push_str("\n[keystore]\npassphrase_file = \"pass.txt\"\n"),
+        |dir| {
+            use std::os::unix::fs::PermissionsExt;
+            let pass = dir.join("pass.txt");
+            std::fs::write(&pass, "a passphrase for the test").unwrap();
+            std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        },
+    );
+    all_ready(&c).await;
+    let gpk = keygen(&c).await;
+    // 3-of-5 becomes 2-of-3 over nodes 1, 2 and 3.
+    let api = c.url(2, "");
+    let client_key = c.dir.path().join("client.key");
+    let out = run_cli(&[
+        "reshare",
+        "--api",
+        api.trim_end_matches('/'),
+        "--key-id",
+        "k",
+        "--threshold",
+        "2",
+        "--participants",
+        "1,2,3",
+        "--client-key",
+        client_key.to_str().unwrap(),
+    ]);
+    let info: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["group_public_key"], gpk.as_str());
+    assert_eq!(
+        (info["epoch"].as_u64(), info["threshold"].as_u64()),
+        (Some(1), Some(2))
+    );
+    for k in [4, 5] {
+        assert!(
+            !c.dir.path().join(format!("node{k}/keys/k.json")).exists(),
+            "node {k} keeps its share"
+        );
+    }
+    // Nodes 4 and 5 start again: their sealed manifests no longer list the key.
+    for k in [4, 5] {
+        c.stop(k);
+        c.start(k);
+    }
+    all_ready(&c).await;
+    for k in [4, 5] {
+        let (s, _) = c.get(k, "/v1/keys/k").await;
+        assert_eq!(s, 404, "node {k} still holds the key");
+    }
+    // Two of the three sign.
+    c.stop(1);
+    let signers = sign(&c, 3, &gpk, "2-of-3 now").await;
+    assert_eq!(signers, vec![2, 3]);
 }
