@@ -205,12 +205,15 @@ async fn a_reshare_by_the_command_line_removes_nodes_that_then_restart_without_t
             "node {k} keeps its share"
         );
     }
-    // Nodes 4 and 5 start again: their sealed manifests no longer list the key.
-    for k in [4, 5] {
+    // Nodes 4 and 5 start again: their sealed manifests no longer list the key. Node 2 starts
+    // again with the new epoch: its certificate (the new participants' confirmations) checks.
+    for k in [2, 4, 5] {
         c.stop(k);
         c.start(k);
     }
     all_ready(&c).await;
+    let (s, key) = c.get(2, "/v1/keys/k").await;
+    assert_eq!((s, key["epoch"].as_u64()), (200, Some(1)), "{key}");
     for k in [4, 5] {
         let (s, _) = c.get(k, "/v1/keys/k").await;
         assert_eq!(s, 404, "node {k} still holds the key");

@@ -17,18 +17,21 @@ impl DkgSession {
                 vec![(self.params.initiator, DkgStep::Begin)]
             }
             Phase::Round1 => self
-                .others()
-                .filter(|id| !self.round1_hashes.contains_key(id))
+                .round1_senders()
+                .into_iter()
+                .filter(|&id| id != self.me && !self.round1_hashes.contains_key(&id))
                 .map(|id| (id, DkgStep::Round1))
                 .collect(),
             Phase::Round2 => {
                 let mut wanted = Vec::new();
                 let senders = self.unicast_senders();
-                for id in self.others().filter(|id| senders.contains(id)) {
-                    if !self.round2_raw.contains_key(&id) {
+                // Every participant echoes, except in a repair (which has no round 1).
+                let echoes = self.params.repair.is_none();
+                for id in self.others() {
+                    if senders.contains(&id) && !self.round2_raw.contains_key(&id) {
                         wanted.push((id, DkgStep::Round2));
                     }
-                    if self.params.repair.is_none() && !self.echoes.contains_key(&id) {
+                    if echoes && !self.echoes.contains_key(&id) {
                         wanted.push((id, DkgStep::Echo));
                     }
                 }

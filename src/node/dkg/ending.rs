@@ -32,9 +32,12 @@ impl DkgDriver {
             group_public_key: hex::encode(out.group_public_key),
             key_package: out.key_package,
             public_key_package: out.public_key_package,
+            // The key's certificate: the confirmations of its participants (a reshare's other
+            // participants confirmed too, but hold no share of it and may leave the config).
             confirmations: out
                 .confirmations
                 .iter()
+                .filter(|(&node_id, _)| params.is_member(node_id))
                 .map(|(&node_id, c)| StoredConfirmation {
                     node_id,
                     transcript: hex::encode(c.transcript),
@@ -207,7 +210,11 @@ impl DkgDriver {
             return MessageAcceptance::Ignore;
         };
         match run.session.late_certificate(from, list) {
-            Ok(effects) if effects.iter().any(|e| matches!(e, Effect::Completed(_))) => {
+            Ok(effects)
+                if effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::Completed(_) | Effect::Left { .. })) =>
+            {
                 info!(session = %sid, peer = from, "a certificate arrived after this node's deadline; completing the key");
                 if let Some(round) = run.session.round_id() {
                     self.rounds.insert(round, sid);
