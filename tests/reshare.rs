@@ -184,3 +184,45 @@ async fn unsafe_or_impossible_reshares_are_refused_and_the_key_stays() {
     signs_through(&cluster, &gpk, &[1, 2, 3], "after refusals").await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dealer_that_deals_a_wrong_part_is_named_and_nobody_moves() {
+    let cluster = Cluster::start(4).await;
+    let dir = cluster.dir.path().to_path_buf();
+    // 3-of-3: every holder deals.
+    let gpk = cluster
+        .keygen(1, "k", Some(3), Some(vec![1, 2, 3]))
+        .await
+        .unwrap()
+        .group_public_key;
+    let lie = frostnode::node::DkgFaults {
+        corrupt_deal: true,
+        ..Default::default()
+    };
+    cluster.handle(2).set_dkg_faults(lie).await.unwrap();
+    match cluster.reshare(1, "k", 2, vec![1, 2, 3, 4]).await {
+        Err(NodeError::Aborted {
+            culprits, message, ..
+        }) => {
+            assert_eq!(culprits, vec![2], "{message}");
+            assert!(message.contains("dealer 2"), "{message}");
+        }
+        other => panic!("a bad dealing completed or failed otherwise: {other:?}"),
+    }
+    for id in 1..=3 {
+        let key = key_file(&dir, id, "k");
+        assert_eq!((key.epoch, key.threshold), (0, 3), "node {id} moved");
+    }
+    assert!(!key_path(&dir, 4, "k").exists(), "node 4 stored a share");
+    signs_through(&cluster, &gpk, &[1, 3], "after a bad dealing").await;
+    // Honest dealers reshare it.
+    cluster
+        .handle(2)
+        .set_dkg_faults(Default::default())
+        .await
+        .unwrap();
+    let info = cluster.reshare(1, "k", 2, vec![1, 2, 3, 4]).await.unwrap();
+    assert_eq!((info.epoch, info.threshold), (1, 2));
+    signs_through(&cluster, &gpk, &[4], "2-of-4").await;
+    cluster.shutdown().await;
+}

@@ -1,6 +1,6 @@
 //! Test-only misbehaviour (built with the `fault-injection` feature, which only the tests
 //! enable): an [`Interceptor`] that tests switch on and off at run time to make a node corrupt
-//! its signature shares or DKG shares, equivocate, withhold its DKG confirmation from some
+//! its signature shares, DKG shares or reshare dealing, equivocate, withhold its DKG confirmation from some
 //! participants, forge its DKG report, or hang; and a log of
 //! every signing nonce, for the tests that check nonces never leak.
 
@@ -34,6 +34,9 @@ pub struct DkgFaults {
     pub drop_gossip_percent: u8,
     /// As a repair helper, sends the target a wrong (well-formed) sum.
     pub corrupt_repair: bool,
+    /// As a reshare dealer, broadcasts a commitment (of valid points) whose constant term is
+    /// not its part of the key.
+    pub corrupt_deal: bool,
 }
 
 /// What a node is told to do wrong.
@@ -129,6 +132,12 @@ impl Interceptor for Faults {
                     }],
                     None => vec![Body::DkgRound2 { package }],
                 }
+            }
+            Body::DkgRound1 { mut package } if s.dkg.corrupt_deal && package.len() >= 64 => {
+                // The second coefficient in the place of the first.
+                let second: [u8; 32] = package[32..64].try_into().unwrap_or([0; 32]);
+                package[..32].copy_from_slice(&second);
+                vec![Body::DkgRound1 { package }]
             }
             Body::DkgRound1 { package } if s.dkg.equivocate_pulls && to.is_some() => {
                 // Only a pull's answer travels to one node.
