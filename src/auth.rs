@@ -293,6 +293,10 @@ pub enum AuthError {
     /// The token fixes another threshold or participant set.
     #[error("token fixes other DKG parameters")]
     WrongParameters,
+    /// A reshare token that does not fix the new threshold and participants (a reshare can
+    /// lower a key's threshold: a token allows one reshare, not any).
+    #[error("a reshare token must fix the new threshold and participants")]
+    UnboundReshare,
     /// The client's rules do not allow this.
     #[error("client {client:?} may not {act} key {key_id:?} on this node")]
     NotAllowed {
@@ -574,6 +578,11 @@ fn check_request(claims: &Claims, request: &Request<'_>) -> Result<(), AuthError
         if claims.msg.as_deref() != Some(hex::encode(hash).as_str()) {
             return Err(AuthError::WrongMessage);
         }
+    }
+    if claims.act == Action::Reshare
+        && (claims.threshold.is_none() || claims.participants.is_none())
+    {
+        return Err(AuthError::UnboundReshare);
     }
     if claims
         .threshold

@@ -340,3 +340,44 @@ fn the_readme_python_client_makes_tokens_that_pass() {
         .unwrap();
     assert_eq!(v.client, "payments");
 }
+
+#[test]
+fn reshare_tokens_must_fix_the_new_threshold_and_participants() {
+    let mut a = Authorizer::new(vec![client("ops", 2, &["reshare:*"], None)]);
+    let claims = |jti: &str, threshold, participants| Claims {
+        iss: "ops".into(),
+        iat: NOW,
+        exp: NOW + 60,
+        jti: jti.into(),
+        act: Action::Reshare,
+        key_id: "k".into(),
+        msg: None,
+        threshold,
+        participants,
+    };
+    let req = |binding| Request {
+        act: Action::Reshare,
+        key_id: "k",
+        message_hash: None,
+        threshold: Some(2),
+        participants: Some(&[1, 2, 3]),
+        binding: [binding; 32],
+    };
+    for (i, (t, p)) in [(None, None), (Some(2), None), (None, Some(vec![1, 2, 3]))]
+        .into_iter()
+        .enumerate()
+    {
+        let open = mint(&key(2), &claims(&format!("r{i}"), t, p)).unwrap();
+        assert_eq!(
+            a.verify(&open, NOW, &req(i as u8)).unwrap_err(),
+            AuthError::UnboundReshare
+        );
+    }
+    let other = mint(&key(2), &claims("r8", Some(3), Some(vec![1, 2, 3]))).unwrap();
+    assert_eq!(
+        a.verify(&other, NOW, &req(8)).unwrap_err(),
+        AuthError::WrongParameters
+    );
+    let fixed = mint(&key(2), &claims("r9", Some(2), Some(vec![3, 2, 1]))).unwrap();
+    a.verify(&fixed, NOW, &req(9)).unwrap();
+}

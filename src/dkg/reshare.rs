@@ -184,10 +184,14 @@ impl DkgSession {
             return self.fail(DkgError::InvalidParams("a reshare of no key".into()), true);
         };
         let member = self.params.is_member(self.me);
-        let mut shares: Vec<(NodeId, SecretBytes)> =
-            std::mem::take(&mut self.round2_raw).into_iter().collect();
-        if let Some(own) = self.own_value.take() {
-            shares.push((self.me, own));
+        // The sub-shares stay until the result is in (so none is asked for again meanwhile).
+        let mut shares: Vec<(NodeId, SecretBytes)> = self
+            .round2_raw
+            .iter()
+            .map(|(&from, share)| (from, share.clone()))
+            .collect();
+        if let Some(own) = &self.own_value {
+            shares.push((self.me, own.clone()));
         }
         let input = ReshareInput {
             me: self.ident(self.me),
@@ -198,7 +202,7 @@ impl DkgSession {
                 .iter()
                 .map(|&m| self.ident(m))
                 .collect(),
-            commitments: std::mem::take(&mut self.deal_commitments),
+            commitments: self.deal_commitments.clone(),
             shares,
             group_public_key: refresh.group_public_key,
         };
@@ -208,6 +212,9 @@ impl DkgSession {
 
     /// The new epoch is computed (or a dealer is named): confirm it.
     pub(super) fn reshared(&mut self, result: Result<Box<Part3Output>, DkgError>) -> Vec<Effect> {
+        self.round2_raw.clear();
+        self.own_value = None;
+        self.deal_commitments.clear();
         match result {
             Ok(out) => self.confirm_output(*out),
             Err(e) => self.fail(e, true),

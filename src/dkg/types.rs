@@ -113,8 +113,8 @@ impl DkgParams {
 
 impl DkgParams {
     /// A reshare starts from a key's epoch (no repair at once), with distinct dealers and
-    /// members who are all participants, and no participant that is neither (nobody else has
-    /// a part in it).
+    /// members who are all participants (the other participants are holders it removes: they
+    /// confirm, then delete their share).
     fn validate_reshare(
         &self,
         participants: &BTreeSet<NodeId>,
