@@ -369,5 +369,8 @@ pub enum BenchCommand {
         /// Requests in flight at once.
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
+        /// Preprocessed nonces (one network round per signature): `on` or `off`.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        presign: String,
     },
 }

@@ -237,6 +237,10 @@ impl BoundNode {
             #[cfg(not(feature = "fault-injection"))]
             nonce_observer: None,
             #[cfg(feature = "fault-injection")]
+            pool_observer: Some(faults.nonce_observer()),
+            #[cfg(not(feature = "fault-injection"))]
+            pool_observer: None,
+            #[cfg(feature = "fault-injection")]
             faults,
         };
         let (handle, node_task) = node::spawn(parts);

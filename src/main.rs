@@ -375,7 +375,11 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     threshold,
                     requests,
                     concurrency,
-                } => frostnode::bench::sign(nodes, threshold, requests, concurrency).await,
+                    presign,
+                } => {
+                    let presign = presign == "on";
+                    frostnode::bench::sign(nodes, threshold, requests, concurrency, presign).await
+                }
             }
         }
     }

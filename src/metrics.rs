@@ -68,6 +68,14 @@ pub struct Metrics {
     work_seconds: Family<WorkLabels, Counter<f64, AtomicU64>>,
     work_pending: Gauge,
     gossip_dropped: DroppedEvents,
+    signed_rounds: Family<RoundsLabels, Counter>,
+}
+
+/// Labels of `frostnode_signatures_coordinated`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoundsLabels {
+    /// `one` (every other signer used a preprocessed nonce) or `two`.
+    pub rounds: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -101,6 +109,7 @@ impl Metrics {
             work_seconds: Family::default(),
             work_pending: Gauge::default(),
             gossip_dropped: Family::default(),
+            signed_rounds: Family::default(),
         };
         registry.register(
             "dkg_sessions",
@@ -162,11 +171,27 @@ impl Metrics {
             m.gossip_dropped.clone(),
         );
         registry.register(
+            "signatures_coordinated",
+            "Signatures this node coordinated, by network rounds: `one` when every other signer \
+             signed with a nonce it had preprocessed for this node, `two` otherwise",
+            m.signed_rounds.clone(),
+        );
+        registry.register(
             "work_pending",
             "Jobs of this node waiting for or running on the worker pool",
             m.work_pending.clone(),
         );
         m
+    }
+
+    /// A signature this node coordinated, in one network round or two.
+    pub fn signed_in(&self, one_round: bool) {
+        let rounds = if one_round { "one" } else { "two" };
+        self.signed_rounds
+            .get_or_create(&RoundsLabels {
+                rounds: rounds.into(),
+            })
+            .inc();
     }
 
     /// `delta` jobs joined (positive) or left (negative) the worker pool.

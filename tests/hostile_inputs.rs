@@ -225,6 +225,7 @@ proptest! {
             epoch: 0,
             request_id: SessionId([0; 32]),
             token: None,
+            presigned: Default::default(),
         };
         let now = Instant::now();
         let (mut c, _) = Coordinator::start(params, vec![1, 2, 3, 4, 5], now, Duration::from_secs(1), now + Duration::from_secs(5));

@@ -72,6 +72,7 @@ fn params(k: &Keys, t: u16, message: &[u8]) -> SignParams {
         epoch: 0,
         request_id: SessionId([0; 32]),
         token: None,
+        presigned: Default::default(),
     }
 }
 

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         epoch: 0,
         request_id: SessionId([0; 32]),
         token: None,
+        presigned: Default::default(),
     };
     let now = Instant::now();
     let (mut c, _) = Coordinator::start(

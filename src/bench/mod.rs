@@ -33,12 +33,21 @@ fn bench_dkg_timeout(nodes: u16) -> Duration {
 }
 
 async fn start(nodes: u16, dir: &std::path::Path) -> Result<LocalCluster, String> {
+    start_with(nodes, dir, |_| {}).await
+}
+
+async fn start_with(
+    nodes: u16,
+    dir: &std::path::Path,
+    adjust: impl Fn(&mut crate::config::Config),
+) -> Result<LocalCluster, String> {
     raise_fd_limit();
     let started = Instant::now();
     let dkg_timeout = bench_dkg_timeout(nodes);
     let cluster = LocalCluster::start_with(nodes, dir, |c| {
         c.dkg_timeout = dkg_timeout;
         c.request_timeout = Duration::from_secs(60);
+        adjust(c);
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -60,7 +69,12 @@ pub async fn pulls(cluster: &LocalCluster) -> u64 {
 
 /// Every node's counter `name` (all its labels), summed (from each node's `/metrics`).
 pub async fn metric_sum(cluster: &LocalCluster, name: &str) -> u64 {
-    let prefix = format!("{name}{{");
+    metric_sum_labelled(cluster, name, "").await
+}
+
+/// Every node's counter `name` with labels starting with `labels` (`key="value"`), summed.
+pub async fn metric_sum_labelled(cluster: &LocalCluster, name: &str, labels: &str) -> u64 {
+    let prefix = format!("{name}{{{labels}");
     let http = reqwest::Client::new();
     let mut total = 0.0;
     for addr in cluster.api_addrs() {
@@ -155,12 +169,18 @@ pub async fn sign(
     threshold: u16,
     requests: usize,
     concurrency: usize,
+    presign: bool,
 ) -> Result<(), String> {
     if nodes < 2 || requests == 0 || concurrency == 0 {
         return Err("need --nodes >= 2, --requests >= 1 and --concurrency >= 1".into());
     }
     let dir = bench_dir("sign");
-    let cluster = start(nodes, &dir).await?;
+    let cluster = start_with(nodes, &dir, |c| {
+        if !presign {
+            c.presign_per_coordinator = 0;
+        }
+    })
+    .await?;
     cluster
         .keygen(1, "bench", Some(threshold), None)
         .await
@@ -221,6 +241,19 @@ pub async fn sign(
     if latencies.is_empty() {
         return Err(format!("all {failures} requests failed"));
     }
+    let one = metric_sum_labelled(
+        &cluster,
+        "frostnode_signatures_coordinated_total",
+        "rounds=\"one\"",
+    )
+    .await;
+    let two = metric_sum_labelled(
+        &cluster,
+        "frostnode_signatures_coordinated_total",
+        "rounds=\"two\"",
+    )
+    .await;
+    println!("{one} signatures coordinated in one network round, {two} in two (warm-up included)");
     println!(
         "sign n={nodes} t={threshold} requests={requests} concurrency={concurrency}: \
          p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {:.0} signatures/s, {failures} failed",

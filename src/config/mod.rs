@@ -16,7 +16,7 @@ mod raw;
 
 pub use raw::{
     RawApi, RawClient, RawConfig, RawGossip, RawKeystore, RawLimits, RawPeer, RawTimeouts,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_REQUESTS_PER_SECOND,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_REQUESTS_PER_SECOND, DEFAULT_PRESIGN_PER_COORDINATOR,
 };
 
 /// Default maximum size of one network message.
@@ -192,6 +192,8 @@ pub struct Config {
     pub policy: Option<crate::policy::PolicyCommand>,
     /// Requests per second one listed peer may send (`[limits] peer_requests_per_second`).
     pub peer_requests_per_second: u32,
+    /// Nonces preprocessed per coordinator (`[limits] presign_per_coordinator`; 0: off).
+    pub presign_per_coordinator: usize,
     /// GossipSub's send queues (`[gossip]`).
     pub gossip: crate::net::GossipSettings,
     /// Seal key files found in clear in a store with a passphrase, once (`run
@@ -327,6 +329,12 @@ impl Config {
         if raw.api.max_in_flight == 0 {
             return Err(field_err("api.max_in_flight", "must be positive"));
         }
+        if usize::from(raw.limits.presign_per_coordinator) > crate::signing::presign::MAX_BATCH {
+            return Err(field_err(
+                "limits.presign_per_coordinator",
+                "must be at most 256",
+            ));
+        }
         if !(1..=1_000_000).contains(&raw.limits.peer_requests_per_second) {
             return Err(field_err(
                 "limits.peer_requests_per_second",
@@ -379,6 +387,7 @@ impl Config {
             api_read_token: raw.api.read_token,
             policy,
             peer_requests_per_second: raw.limits.peer_requests_per_second,
+            presign_per_coordinator: usize::from(raw.limits.presign_per_coordinator),
             gossip: raw.gossip.settings()?,
             seal_plaintext_keys: false,
             source: None,

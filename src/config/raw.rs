@@ -138,16 +138,28 @@ pub struct RawLimits {
     /// signature, so the default leaves room for over 2,000 signatures a second per peer.
     #[serde(default = "default_peer_requests_per_second")]
     pub peer_requests_per_second: u32,
+    /// Nonces this node commits to ahead of time for each coordinator (refilled when half are
+    /// used), so that a signature takes one network round; 0 turns preprocessing off.
+    #[serde(default = "default_presign_per_coordinator")]
+    pub presign_per_coordinator: u16,
 }
 
 fn default_peer_requests_per_second() -> u32 {
     DEFAULT_PEER_REQUESTS_PER_SECOND
 }
 
+/// Default of `[limits] presign_per_coordinator`.
+pub const DEFAULT_PRESIGN_PER_COORDINATOR: u16 = 32;
+
+fn default_presign_per_coordinator() -> u16 {
+    DEFAULT_PRESIGN_PER_COORDINATOR
+}
+
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             peer_requests_per_second: DEFAULT_PEER_REQUESTS_PER_SECOND,
+            presign_per_coordinator: DEFAULT_PRESIGN_PER_COORDINATOR,
         }
     }
 }

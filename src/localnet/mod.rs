@@ -185,6 +185,7 @@ pub fn loopback_config(id: NodeId, data_dir: PathBuf, peers: Vec<crate::config::
         api_read_token: None,
         policy: None,
         peer_requests_per_second: crate::config::DEFAULT_PEER_REQUESTS_PER_SECOND,
+        presign_per_coordinator: usize::from(crate::config::DEFAULT_PRESIGN_PER_COORDINATOR),
         gossip: Default::default(),
         seal_plaintext_keys: false,
         source: None,

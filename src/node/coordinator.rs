@@ -18,6 +18,7 @@ use super::signer::{CommitAsk, Package, SignerDriver};
 use super::timers::Timer;
 use crate::signing::coordinator::{Coordinator, Effect, SignOutput, SignParams};
 use crate::signing::participant::Slot;
+use crate::signing::presign::{BootId, CommitmentBook};
 use crate::signing::{election, SignError};
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
 
@@ -73,6 +74,8 @@ struct Coordination {
 pub struct CoordinatorDriver {
     sessions: HashMap<SessionId, Coordination>,
     per_peer: HashMap<NodeId, usize>,
+    /// Commitments signers issued to this node ahead of time.
+    book: CommitmentBook,
 }
 
 /// The coordinator's session id for a request.
@@ -84,6 +87,41 @@ impl CoordinatorDriver {
     /// Sessions running now.
     pub fn active(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// A signer issued this node commitments ahead of time.
+    pub fn on_presign(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        from: NodeId,
+        boot: BootId,
+        commitments: &[(u64, Vec<u8>)],
+    ) -> Body {
+        match self.book.add(ctx.now, from, boot, commitments) {
+            Ok(stocked) => {
+                debug!(
+                    signer = from,
+                    added = commitments.len(),
+                    stocked,
+                    "preprocessed commitments"
+                );
+                Body::Ack
+            }
+            Err(e) => {
+                crate::peer_warn!(ctx.limits.nodes, from, ctx.now, peer = from, error = %e, "preprocessed commitments refused");
+                Body::refused(ErrorKind::BadRequest, e.to_string())
+            }
+        }
+    }
+
+    /// Commitments stocked here, by the signer that issued them.
+    pub fn stocked(&self) -> std::collections::BTreeMap<NodeId, usize> {
+        self.book.stocked_all()
+    }
+
+    /// A signer's last connection closed: what it issued may be gone with it.
+    pub fn on_peer_lost(&mut self, node: NodeId) {
+        self.book.forget(node);
     }
 
     /// Starts coordinating `req`, unless the key check or a limit refuses it.
@@ -134,6 +172,15 @@ impl CoordinatorDriver {
                 .into_iter()
                 .filter(|&id| id != me && ctx.peers.is_connected(id)),
         );
+        // The first signers chosen that issued this node a commitment ahead of time sign in one
+        // round (this node commits itself, locally).
+        let t = usize::from(key.threshold);
+        let presigned = preference
+            .iter()
+            .take(t)
+            .filter(|&&id| id != me)
+            .filter_map(|&id| self.book.take(ctx.now, id).map(|p| (id, p)))
+            .collect();
         let params = SignParams {
             session: sid,
             me,
@@ -146,6 +193,7 @@ impl CoordinatorDriver {
             epoch: key.epoch,
             request_id: req.request,
             token: req.token,
+            presigned,
         };
         let (coordinator, effects) = Coordinator::start(
             params,
@@ -184,6 +232,12 @@ impl CoordinatorDriver {
         let now = ctx.now;
         let attempt = c.coordinator.attempt();
         let effects = match result {
+            Ok(Body::Refused { kind, reason })
+                if kind == ErrorKind::Conflict && c.coordinator.is_one_round(from) =>
+            {
+                debug!(session = %sid, signer = from, %reason, "preprocessed nonce gone; signing in two rounds");
+                c.coordinator.on_stale_nonce(now, from, attempt)
+            }
             Ok(Body::Refused { kind, reason }) if kind.is_refusal() => {
                 warn!(session = %sid, signer = from, %reason, "signer refused the request");
                 c.coordinator.on_refusal(now, from, attempt, reason)
@@ -324,6 +378,10 @@ impl CoordinatorDriver {
         let elapsed_ms = ctx.now.saturating_duration_since(c.started).as_secs_f64() * 1e3;
         let body = match result {
             Ok(out) => {
+                let me = ctx.me();
+                let others = out.signers.iter().filter(|&&s| s != me).count();
+                let one_round = c.coordinator.one_round_signers().count();
+                ctx.metrics.signed_in(others > 0 && one_round == others);
                 if !out.culprits.is_empty() {
                     ctx.blame(&out.culprits);
                     warn!(

@@ -102,7 +102,10 @@ fn on_request(
             roles.coordinate(ctx, Some(req));
             return;
         }
-        body @ Body::CommitRequest { .. } => {
+        Body::Presign { boot, commitments } => {
+            roles.coordinator.on_presign(ctx, from, boot, &commitments)
+        }
+        body @ (Body::CommitRequest { .. } | Body::SignNow { .. }) => {
             // Answered once this node's policy (if any) has decided.
             let held = Held::Commit {
                 session: sid,

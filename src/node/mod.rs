@@ -96,6 +96,8 @@ pub struct NodeParts {
     pub interceptor: Option<Box<dyn Interceptor>>,
     /// Test-only: sees every signing nonce.
     pub nonce_observer: Option<NonceObserver>,
+    /// Test-only: sees every preprocessed signing nonce.
+    pub pool_observer: Option<NonceObserver>,
     /// Test-only switches, shared with the handle.
     #[cfg(feature = "fault-injection")]
     pub faults: faults::Faults,
@@ -156,6 +158,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         .iter()
         .map(|p| (p.id, p.peer_id))
         .collect();
+    let shared_presign = parts.config.presign_per_coordinator;
     let outbox = Outbox::new(
         parts.config.id,
         parts.net,
@@ -200,7 +203,12 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         dkg: DkgDriver::new(parts.confirmation_keys),
         forwarder: Forwarder::default(),
         coordinator: CoordinatorDriver::default(),
-        signer: SignerDriver::new(parts.nonce_observer),
+        signer: SignerDriver::new(
+            parts.nonce_observer,
+            parts.pool_observer,
+            rand::random(),
+            shared_presign,
+        ),
     };
     let queues = Queues {
         inputs: input_rx,
@@ -299,8 +307,14 @@ impl Node {
             Event::Computed(c) => dkg.on_computed(&mut ctx, c),
             Event::Policy(d) => policy::on_decided(&mut ctx, &mut roles, d),
             Event::Net(e) => {
-                if let PeerChange::Lost(node) = change {
-                    dkg.on_peer_lost(&mut ctx, node);
+                match change {
+                    PeerChange::Lost(node) => {
+                        dkg.on_peer_lost(&mut ctx, node);
+                        roles.signer.on_peer_lost(node);
+                        roles.coordinator.on_peer_lost(node);
+                    }
+                    PeerChange::Connected(node) => roles.signer.on_peer_ready(&mut ctx, node),
+                    PeerChange::None => {}
                 }
                 inbound::on_net(&mut ctx, dkg, &mut roles, e);
             }
@@ -347,6 +361,8 @@ fn on_input(
                 keys: ctx.keystore.keys().map(|k| k.key_id.clone()).collect(),
                 active_sessions: dkg.active() + roles.coordinator.active(),
                 culprits: ctx.culprits.tally(),
+                presigned_nonces: roles.signer.presigned(),
+                presigned_commitments: roles.coordinator.stocked(),
             });
         }
         Input::ListKeys { reply } => {

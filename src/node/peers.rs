@@ -41,6 +41,8 @@ pub enum PeerChange {
     None,
     /// The last connection to this node closed.
     Lost(NodeId),
+    /// A connection to this node opened.
+    Connected(NodeId),
 }
 
 /// Configured peers and their live state.
@@ -100,7 +102,7 @@ impl PeerBook {
         let result = match event {
             net::Event::Connected(_) => {
                 self.connected.insert(id);
-                PeerChange::None
+                PeerChange::Connected(id)
             }
             net::Event::Disconnected(_) => {
                 self.connected.remove(&id);

@@ -37,7 +37,7 @@ pub type GateKey = (SessionId, [u8; 32]);
 
 /// A request waiting for the verdict.
 pub enum Held {
-    /// A remote coordinator's `CommitRequest`, answered on `channel`.
+    /// A remote coordinator's `CommitRequest` or `SignNow`, answered on `channel`.
     Commit {
         /// The coordinator's session.
         session: SessionId,
@@ -71,6 +71,30 @@ impl Held {
                 from,
                 body:
                     Body::CommitRequest {
+                        key_id,
+                        group_public_key,
+                        message,
+                        request_id,
+                        token,
+                        ..
+                    },
+                ..
+            } => Some(Ask {
+                request_id: *request_id,
+                key_id,
+                message,
+                token: token.as_deref(),
+                expected_key: Some(*group_public_key),
+                coordinator: Some((
+                    *from,
+                    session.0 == election::session_id(&request_id.0, *from),
+                )),
+            }),
+            Held::Commit {
+                session,
+                from,
+                body:
+                    Body::SignNow {
                         key_id,
                         group_public_key,
                         message,

@@ -109,6 +109,12 @@ pub struct StatusInfo {
     pub active_sessions: usize,
     /// How often each peer was caught misbehaving (invalid shares, equivocation, …).
     pub culprits: BTreeMap<NodeId, u64>,
+    /// Nonces this node holds preprocessed for other coordinators (all together).
+    #[serde(default)]
+    pub presigned_nonces: usize,
+    /// Commitments other signers issued this node ahead of time, by signer.
+    #[serde(default)]
+    pub presigned_commitments: BTreeMap<NodeId, usize>,
 }
 
 /// Default threshold for `n` participants: `floor(2n/3) + 1`, at least 2.

@@ -1,9 +1,10 @@
 //! The signer driver: this node's answers to the coordinators that ask it for nonce
 //! commitments and signature shares, and to its own coordinator (without encoding round
-//! trips). The nonces themselves live in the sans-IO [`Signer`]; this driver checks the
-//! client's token, the operator's policy verdict and the key (one check, shared with the
-//! coordinator), lends the signer time and randomness, and keeps the nonce-expiry deadline up
-//! to date.
+//! trips). The nonces themselves live in the sans-IO [`Signer`] and, preprocessed for each
+//! coordinator, in [`NoncePools`]; this driver checks the client's token, the operator's policy
+//! verdict and the key (one check, shared with the coordinator), lends the state machines time
+//! and randomness, sends each connected coordinator a fresh batch of commitments when its pool
+//! runs low, and keeps the nonce-expiry deadline up to date.
 
 use frost_ed25519::round1::SigningCommitments;
 use frost_ed25519::SigningPackage;
@@ -16,8 +17,9 @@ use super::timers::Timer;
 use crate::auth::Request;
 use crate::signing::election;
 use crate::signing::participant::{
-    Authorization, Commit, NonceObserver, ShareRef, Signer, SignerError, Slot,
+    self, Authorization, Commit, NonceObserver, ShareRef, Signer, SignerError, Slot,
 };
+use crate::signing::presign::{BootId, NoncePools};
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
 
 fn refusal(e: &SignerError) -> Refusal {
@@ -45,24 +47,90 @@ pub struct CommitAsk<'a> {
     pub token: Option<String>,
 }
 
+/// A coordinator's one-round request, as this node's signer checks it.
+struct SignNowAsk {
+    attempt: u8,
+    key_id: String,
+    group_public_key: [u8; 32],
+    epoch: u64,
+    message: Vec<u8>,
+    request_id: SessionId,
+    token: Option<String>,
+    boot: BootId,
+    seq: u64,
+    signing_package: Vec<u8>,
+}
+
 /// This node as a signer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SignerDriver {
     signer: Signer,
+    pools: NoncePools,
 }
 
 impl SignerDriver {
-    /// A signer with no nonces; `observer` (tests only) sees every nonce made.
-    pub fn new(observer: Option<NonceObserver>) -> Self {
+    /// A signer with no nonces, of run `boot`, preprocessing `presign` nonces per coordinator
+    /// (0: none); the observers (tests only) see every nonce made.
+    pub fn new(
+        observer: Option<NonceObserver>,
+        pool_observer: Option<NonceObserver>,
+        boot: BootId,
+        presign: usize,
+    ) -> Self {
         let mut signer = Signer::new();
         if let Some(o) = observer {
             signer.observe_nonces(o);
         }
-        SignerDriver { signer }
+        let mut pools = NoncePools::new(boot, presign, presign / 2);
+        if let Some(o) = pool_observer {
+            pools.observe_nonces(o);
+        }
+        SignerDriver { signer, pools }
     }
 
     fn schedule(&self, ctx: &mut Ctx<'_>) {
-        ctx.timers.set(Timer::Nonces, self.signer.next_expiry());
+        let next = match (self.signer.next_expiry(), self.pools.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ctx.timers.set(Timer::Nonces, next);
+    }
+
+    /// Preprocessed nonces held for all coordinators.
+    pub fn presigned(&self) -> usize {
+        self.pools.held_total()
+    }
+
+    /// Sends `coordinator` a batch of fresh commitments if its pool here is low.
+    pub fn refill(&mut self, ctx: &mut Ctx<'_>, coordinator: NodeId) {
+        if coordinator == ctx.me() || !self.pools.enabled() {
+            return;
+        }
+        let issued = self.pools.refill(ctx.now, coordinator, &mut ctx.rng);
+        if issued.is_empty() {
+            return;
+        }
+        let commitments: Vec<(u64, Vec<u8>)> = issued
+            .iter()
+            .filter_map(|(seq, c)| c.serialize().ok().map(|b| (*seq, b)))
+            .collect();
+        let body = Body::Presign {
+            boot: self.pools.boot(),
+            commitments,
+        };
+        ctx.outbox.send(SessionId([0; 32]), coordinator, body);
+        self.schedule(ctx);
+    }
+
+    /// A peer is ready (connected and subscribed): it may coordinate, so it gets a pool.
+    pub fn on_peer_ready(&mut self, ctx: &mut Ctx<'_>, peer: NodeId) {
+        self.refill(ctx, peer);
+    }
+
+    /// A peer's last connection closed: if it comes back it may have restarted without the
+    /// commitments it held, so its pool is forgotten (and refilled when it is back).
+    pub fn on_peer_lost(&mut self, peer: NodeId) {
+        self.pools.drop_coordinator(peer);
     }
 
     /// Answers a remote coordinator's `CommitRequest` or `SignRequest`.
@@ -117,6 +185,34 @@ impl SignerDriver {
                 self.sign(ctx, slot, Package::Encoded(&signing_package))
                     .map(|share| Body::Share { attempt, share })
             }
+            Body::SignNow {
+                attempt,
+                key_id,
+                group_public_key,
+                epoch,
+                message,
+                request_id,
+                token,
+                boot,
+                seq,
+                signing_package,
+            } => {
+                let ask = SignNowAsk {
+                    attempt,
+                    key_id,
+                    group_public_key,
+                    epoch,
+                    message,
+                    request_id,
+                    token,
+                    boot,
+                    seq,
+                    signing_package,
+                };
+                let result = self.sign_now(ctx, sid, coordinator, ask);
+                self.refill(ctx, coordinator);
+                result
+            }
             other => Err(Refusal::new(
                 ErrorKind::BadRequest,
                 format!("{} is not a signer request", other.kind()),
@@ -125,6 +221,73 @@ impl SignerDriver {
         result.unwrap_or_else(|r| {
             crate::peer_warn!(ctx.limits.nodes, coordinator, ctx.now, session = %sid, coordinator, kind = %r.kind, reason = %r.reason, "signer refused");
             r.to_body()
+        })
+    }
+
+    /// Signs in one round with nonce `seq` issued to `coordinator`: the nonce leaves its pool
+    /// first (it is gone whatever follows), then the request is checked as a `CommitRequest`
+    /// would be, then the package is signed.
+    fn sign_now(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sid: SessionId,
+        coordinator: NodeId,
+        ask: SignNowAsk,
+    ) -> Result<Body, Refusal> {
+        let taken = self.pools.take(ctx.now, coordinator, ask.boot, ask.seq);
+        self.schedule(ctx);
+        let (nonces, commitments) =
+            taken.map_err(|e| Refusal::new(ErrorKind::Conflict, e.to_string()))?;
+        let package = SigningPackage::deserialize(&ask.signing_package)
+            .map_err(|_| refusal(&SignerError::Malformed))?;
+        let me = ctx.me();
+        if sid.0 != election::session_id(&ask.request_id.0, coordinator) {
+            return Err(Refusal::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "session {sid} is not coordinator {coordinator}'s session for request {}",
+                    ask.request_id
+                ),
+            ));
+        }
+        if package.message() != ask.message.as_slice() {
+            return Err(refusal(&SignerError::MessageMismatch));
+        }
+        let message = package.message();
+        let request = || {
+            Request::sign(
+                &ask.key_id,
+                sha2::Sha256::digest(message).into(),
+                ask.request_id.0,
+            )
+        };
+        let now_unix = ctx.unix_seconds();
+        checks::authorize(
+            ctx.config,
+            ctx.auth,
+            now_unix,
+            ask.token.as_deref(),
+            request,
+        )?;
+        ctx.policy.check(ask.request_id, ask.token.as_deref())?;
+        let (key, _) = checks::signing_key(
+            ctx.keystore,
+            me,
+            &ask.key_id,
+            Some(ask.group_public_key),
+            Some(coordinator),
+            message.len(),
+            Some(ask.epoch),
+        )?;
+        let share = ShareRef {
+            key: &key.key_package,
+            participants: &key.participants,
+        };
+        let share = participant::sign_with_nonces(&nonces, commitments, &package, share)
+            .map_err(|e| refusal(&e))?;
+        Ok(Body::Share {
+            attempt: ask.attempt,
+            share,
         })
     }
 
@@ -253,6 +416,13 @@ impl SignerDriver {
     /// Drops expired nonces.
     pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
         self.signer.expire(ctx.now);
+        self.pools.expire(ctx.now);
+        // A coordinator whose nonces expired unused gets fresh ones.
+        for coordinator in self.pools.coordinators() {
+            if ctx.peers.is_connected(coordinator) {
+                self.refill(ctx, coordinator);
+            }
+        }
         self.schedule(ctx);
     }
 }

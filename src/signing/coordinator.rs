@@ -7,6 +7,10 @@
 //! use, so every attempt gathers new commitments). An invalid share is caught by frost's
 //! cheater detection and its signer named. The aggregate is checked against the group key
 //! with a strict Ed25519 verifier before it is returned.
+//!
+//! A signer that issued this coordinator a commitment ahead of time
+//! ([`SignParams::presigned`]) skips the commit round: with such commitments for every chosen
+//! signer but this node (which commits locally), a signature takes one network round.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -16,6 +20,7 @@ use frost_ed25519::round1::SigningCommitments;
 use frost_ed25519::round2::SignatureShare;
 use frost_ed25519::{Identifier, SigningPackage};
 
+use super::presign::Presigned;
 use super::SignError;
 use crate::wire::{Body, NodeId, SessionId};
 
@@ -47,6 +52,10 @@ pub struct SignParams {
     pub request_id: SessionId,
     /// The client's token, passed to every signer.
     pub token: Option<String>,
+    /// Commitments signers issued to this coordinator ahead of time: a chosen signer with one
+    /// signs in one round ([`Body::SignNow`]); the others commit first. Each is spent at most
+    /// once (a retry commits afresh).
+    pub presigned: BTreeMap<NodeId, Presigned>,
 }
 
 /// What the driver must do.
@@ -104,6 +113,8 @@ pub struct Coordinator {
     /// Outstanding requests and their deadlines.
     waiting: BTreeMap<NodeId, Instant>,
     commitments: BTreeMap<NodeId, SigningCommitments>,
+    /// The signers of this attempt that sign with a preprocessed nonce: its run and number.
+    one_round: BTreeMap<NodeId, ([u8; 16], u64)>,
     package: Option<SigningPackage>,
     shares: BTreeMap<NodeId, SignatureShare>,
     signer_timeout: Duration,
@@ -152,6 +163,7 @@ impl Coordinator {
             signers: BTreeSet::new(),
             waiting: BTreeMap::new(),
             commitments: BTreeMap::new(),
+            one_round: BTreeMap::new(),
             package: None,
             shares: BTreeMap::new(),
             signer_timeout,
@@ -241,20 +253,33 @@ impl Coordinator {
         self.phase = Phase::Commit;
         self.signers = chosen.iter().copied().collect();
         self.commitments.clear();
+        self.one_round.clear();
         self.shares.clear();
         self.package = None;
-        self.waiting = chosen
-            .iter()
-            .map(|&id| (id, now + self.signer_timeout))
-            .collect();
+        self.waiting.clear();
         let body = self.commit_request();
-        chosen
-            .into_iter()
-            .map(|to| Effect::Send {
+        let mut effects = Vec::new();
+        for to in chosen {
+            if let Some(p) = self.params.presigned.remove(&to) {
+                self.commitments.insert(to, p.commitments);
+                self.one_round.insert(to, (p.boot, p.seq));
+                continue;
+            }
+            self.waiting.insert(to, now + self.signer_timeout);
+            effects.push(Effect::Send {
                 to,
                 body: body.clone(),
-            })
-            .collect()
+            });
+        }
+        if self.waiting.is_empty() {
+            effects.extend(self.maybe_send_package(now));
+        }
+        effects
+    }
+
+    /// The signers of the current attempt that sign in one round.
+    pub fn one_round_signers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.one_round.keys().copied()
     }
 
     /// A signer dropped out: during the commit phase replace it, afterwards start over.
@@ -265,6 +290,7 @@ impl Coordinator {
             Phase::Commit => {
                 self.signers.remove(&id);
                 self.commitments.remove(&id);
+                self.one_round.remove(&id);
                 let replacement = self.usable().find(|c| !self.signers.contains(c));
                 match replacement {
                     Some(r) => {
@@ -309,6 +335,27 @@ impl Coordinator {
             return Vec::new();
         }
         self.drop_signer(now, from)
+    }
+
+    /// A signer no longer holds the preprocessed nonce this attempt used (it restarted, or the
+    /// nonce expired): not its fault, so it is not excluded; the session starts a fresh
+    /// attempt in which every signer commits first.
+    pub fn on_stale_nonce(&mut self, now: Instant, from: NodeId, attempt: u8) -> Vec<Effect> {
+        if self.is_finished()
+            || attempt != self.attempt
+            || self.phase != Phase::Sign
+            || !self.one_round.contains_key(&from)
+            || !self.waiting.contains_key(&from)
+        {
+            return Vec::new();
+        }
+        self.params.presigned.clear();
+        self.retry(now)
+    }
+
+    /// Whether `from` signs the current attempt with a preprocessed nonce.
+    pub fn is_one_round(&self, from: NodeId) -> bool {
+        self.one_round.contains_key(&from)
     }
 
     /// A signer refused the request (its config or policy does not allow it): it is replaced
@@ -443,12 +490,26 @@ impl Coordinator {
             .collect();
         signers
             .into_iter()
-            .map(|to| Effect::Send {
-                to,
-                body: Body::SignRequest {
-                    attempt: self.attempt,
-                    signing_package: bytes.clone(),
-                },
+            .map(|to| {
+                let body = match self.one_round.get(&to) {
+                    Some(&(boot, seq)) => Body::SignNow {
+                        attempt: self.attempt,
+                        key_id: self.params.key_id.clone(),
+                        group_public_key: self.params.group_public_key,
+                        epoch: self.params.epoch,
+                        message: self.params.message.clone(),
+                        request_id: self.params.request_id,
+                        token: self.params.token.clone(),
+                        boot,
+                        seq,
+                        signing_package: bytes.clone(),
+                    },
+                    None => Body::SignRequest {
+                        attempt: self.attempt,
+                        signing_package: bytes.clone(),
+                    },
+                };
+                Effect::Send { to, body }
             })
             .collect()
     }

@@ -9,6 +9,7 @@
 pub mod coordinator;
 pub mod election;
 pub mod participant;
+pub mod presign;
 
 use crate::wire::{ErrorKind, NodeId};
 

@@ -334,19 +334,31 @@ fn sign_with(
     if digest(package.message()) != pending.message_hash {
         return Err(SignerError::MessageMismatch);
     }
+    sign_with_nonces(&pending.nonces, pending.commitments, package, share)
+}
+
+/// Signs `package` with `nonces` (whose commitments are `commitments`), after checking that
+/// it names only participants of the key and carries this signer's commitments: the last
+/// step of both the two-round and the preprocessed path.
+pub fn sign_with_nonces(
+    nonces: &SigningNonces,
+    commitments: SigningCommitments,
+    package: &SigningPackage,
+    share: ShareRef<'_>,
+) -> Result<Vec<u8>, SignerError> {
     let allowed: Vec<Identifier> = share
         .participants
         .iter()
         .filter_map(|&id| Identifier::try_from(id).ok())
         .collect();
-    let commitments = package.signing_commitments();
-    if commitments.len() > allowed.len() || commitments.keys().any(|i| !allowed.contains(i)) {
+    let named = package.signing_commitments();
+    if named.len() > allowed.len() || named.keys().any(|i| !allowed.contains(i)) {
         return Err(SignerError::UnknownSigners);
     }
-    if package.signing_commitment(share.key.identifier()) != Some(pending.commitments) {
+    if package.signing_commitment(share.key.identifier()) != Some(commitments) {
         return Err(SignerError::CommitmentMismatch);
     }
-    let signature_share = round2::sign(package, &pending.nonces, share.key)
-        .map_err(|e| SignerError::Frost(e.to_string()))?;
+    let signature_share =
+        round2::sign(package, nonces, share.key).map_err(|e| SignerError::Frost(e.to_string()))?;
     Ok(signature_share.serialize())
 }

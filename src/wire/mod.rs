@@ -23,7 +23,8 @@ pub use lifecycle::{RefreshOf, RepairOf, RepairSigma, ReshareOf};
 /// ([`Body::DkgPull`]).
 /// Version 6: key epochs: a DKG session may refresh an existing key ([`DkgStart::refresh`]),
 /// and signing requests name the epoch of the shares they use.
-/// Version 7: resharing to a new threshold and participant set ([`DkgStart::reshare`]).
+/// Version 7: resharing to a new threshold and participant set ([`DkgStart::reshare`]);
+/// preprocessed nonces ([`Body::Presign`], [`Body::SignNow`]).
 pub const WIRE_VERSION: u8 = 7;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
@@ -336,6 +337,39 @@ pub enum Body {
         /// frost serialization of the `SigningPackage`.
         signing_package: Vec<u8>,
     },
+    /// RPC, signer → coordinator: commitments to nonces this signer holds for this
+    /// coordinator alone, numbered, of the signer's run `boot` (answered `Ack`).
+    Presign {
+        /// The signer's boot id.
+        boot: [u8; 16],
+        /// Each commitment's number and frost serialization.
+        commitments: Vec<(u64, Vec<u8>)>,
+    },
+    /// RPC, coordinator → signer: sign in one round, with the preprocessed nonce `seq` of run
+    /// `boot` the signer issued to this coordinator; the signer checks the request as it
+    /// checks a `CommitRequest`, then signs (answered `Share`).
+    SignNow {
+        /// Attempt number.
+        attempt: u8,
+        /// Key to sign with.
+        key_id: String,
+        /// The group key the coordinator holds under `key_id`.
+        group_public_key: [u8; 32],
+        /// The epoch of the shares the signature is made with.
+        epoch: u64,
+        /// The message (the signing package must carry the same).
+        message: Vec<u8>,
+        /// The request id the coordinator's session derives from.
+        request_id: SessionId,
+        /// The client's signing token.
+        token: Option<String>,
+        /// The signer's run the nonce belongs to.
+        boot: [u8; 16],
+        /// The nonce's number.
+        seq: u64,
+        /// frost serialization of the `SigningPackage`.
+        signing_package: Vec<u8>,
+    },
     /// RPC response to `SignRequest`: serialized `SignatureShare`.
     Share {
         /// Attempt number.
@@ -430,6 +464,8 @@ impl Body {
             Body::CommitRequest { .. } => "CommitRequest",
             Body::Commitment { .. } => "Commitment",
             Body::SignRequest { .. } => "SignRequest",
+            Body::Presign { .. } => "Presign",
+            Body::SignNow { .. } => "SignNow",
             Body::Share { .. } => "Share",
             Body::Ack => "Ack",
             Body::Refused { .. } => "Refused",
