@@ -318,6 +318,9 @@ pub enum BenchCommand {
         /// Number of DKGs to time.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Round-trip time added to every connection between nodes (a user-space relay), ms.
+        #[arg(long, default_value_t = 0)]
+        rtt_ms: u64,
     },
     /// Time refreshes of one key (against the DKG that made it).
     Refresh {
@@ -372,5 +375,8 @@ pub enum BenchCommand {
         /// Preprocessed nonces (one network round per signature): `on` or `off`.
         #[arg(long, default_value = "on", value_parser = ["on", "off"])]
         presign: String,
+        /// Round-trip time added to every connection between nodes (a user-space relay), ms.
+        #[arg(long, default_value_t = 0)]
+        rtt_ms: u64,
     },
 }

@@ -352,7 +352,11 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     nodes,
                     threshold,
                     runs,
-                } => frostnode::bench::dkg(nodes, threshold, runs).await,
+                    rtt_ms,
+                } => {
+                    let rtt = std::time::Duration::from_millis(rtt_ms);
+                    frostnode::bench::dkg(nodes, threshold, runs, rtt).await
+                }
                 BenchCommand::Refresh {
                     nodes,
                     threshold,
@@ -376,9 +380,12 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     requests,
                     concurrency,
                     presign,
+                    rtt_ms,
                 } => {
                     let presign = presign == "on";
-                    frostnode::bench::sign(nodes, threshold, requests, concurrency, presign).await
+                    let rtt = std::time::Duration::from_millis(rtt_ms);
+                    frostnode::bench::sign(nodes, threshold, requests, concurrency, presign, rtt)
+                        .await
                 }
             }
         }

@@ -413,3 +413,26 @@ proptest! {
         prop_assert!(pools.take(now, 2, [1; 16], 0).is_err());
     }
 }
+
+#[test]
+fn with_every_other_signer_restarted_an_n_of_n_key_still_signs() {
+    let k = keys(3, 3);
+    let now = Instant::now();
+    let mut signers = Signers::new(3);
+    let mut book = CommitmentBook::new();
+    signers.stock(now, 1, &mut book);
+    // Both other signers restart: both stale commitments are refused, the second after the
+    // retry began; neither is excluded (with 3 of 3 nobody could replace them).
+    signers.pools.insert(2, NoncePools::new([0xe2; 16], 8, 4));
+    signers.pools.insert(3, NoncePools::new([0xe3; 16], 8, 4));
+    let p = params(&k, 1, b"3 of 3", &mut book, now);
+    assert_eq!(p.presigned.len(), 2);
+    let seen = run(&k, &mut signers, p, now);
+    assert!(verifies(&k, b"3 of 3", &seen.result.unwrap()));
+    for id in [2, 3] {
+        assert_eq!(
+            seen.requests[&id],
+            vec!["SignNow", "CommitRequest", "SignRequest"]
+        );
+    }
+}

@@ -1,7 +1,8 @@
-//! The arithmetic floor of a DKG: what frost's own functions cost one participant of an
-//! `n`-node, threshold-`t` DKG on this machine (no network, no node), measured by running
-//! them. `bench dkg` prints it next to its timings, so a figure can be read against the least
-//! any implementation on frost's API could take here.
+//! The arithmetic floors the benchmarks are read against, measured by running frost's own
+//! functions on this machine (no network, no node): what one participant of an `n`-node,
+//! threshold-`t` DKG costs (`bench dkg`), and what one threshold-`t` signature costs with and
+//! without frost's decoding of what each party receives (`bench sign`): the least any
+//! implementation on frost's API could take here.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -93,5 +94,103 @@ pub fn measure(n: u16, t: u16) -> Result<DkgFloor, String> {
         decode,
         part2,
         part3,
+    })
+}
+
+/// What one `t`-of-`n` signature costs with frost alone on one core: its cryptography (`t`
+/// commitments, `t` shares, the aggregate with its verification, one strict verification),
+/// and the same with the decoding frost does of what each party receives in a two-round
+/// protocol (the coordinator decodes `t - 1` commitments and `t - 1` shares, each remote
+/// signer the signing package: every point decompressed and checked) — the *wire floor*.
+#[derive(Clone, Copy, Debug)]
+pub struct SignFloor {
+    /// The cryptography alone.
+    pub crypto: Duration,
+    /// With the decoding: the least any implementation on frost's API pays per signature.
+    pub wire: Duration,
+}
+
+/// Measures [`SignFloor`] for threshold `t` over `runs` signatures (median of each).
+pub fn measure_sign(t: u16, runs: usize) -> Result<SignFloor, String> {
+    use frost_ed25519::{round1, round2, SigningPackage};
+    let err = |e: frost_ed25519::Error| e.to_string();
+    let mut rng = rand::rngs::OsRng;
+    let (shares, public) = frost_ed25519::keys::generate_with_dealer(
+        t,
+        t,
+        frost_ed25519::keys::IdentifierList::Default,
+        rng,
+    )
+    .map_err(err)?;
+    let keys: Vec<frost_ed25519::keys::KeyPackage> = shares
+        .into_values()
+        .map(|s| frost_ed25519::keys::KeyPackage::try_from(s).map_err(err))
+        .collect::<Result<_, _>>()?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(
+        &public
+            .verifying_key()
+            .serialize()
+            .map_err(err)?
+            .try_into()
+            .map_err(|_| "group key is not 32 bytes".to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let (mut crypto, mut wire) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for i in 0..runs.max(1) {
+        let message = [i as u8; 32];
+        for decode in [false, true] {
+            let started = Instant::now();
+            let mut nonces = BTreeMap::new();
+            let mut commitments = BTreeMap::new();
+            for kp in &keys {
+                let (n, c) = round1::commit(kp.signing_share(), &mut rng);
+                let c = if decode && kp.identifier() != keys[0].identifier() {
+                    round1::SigningCommitments::deserialize(&c.serialize().map_err(err)?)
+                        .map_err(err)?
+                } else {
+                    c
+                };
+                nonces.insert(*kp.identifier(), n);
+                commitments.insert(*kp.identifier(), c);
+            }
+            let package = SigningPackage::new(commitments, &message);
+            let bytes = if decode {
+                package.serialize().map_err(err)?
+            } else {
+                Vec::new()
+            };
+            let mut sig_shares = BTreeMap::new();
+            for kp in &keys {
+                let remote = decode && kp.identifier() != keys[0].identifier();
+                let share = if remote {
+                    let theirs = SigningPackage::deserialize(&bytes).map_err(err)?;
+                    let s = round2::sign(&theirs, &nonces[kp.identifier()], kp).map_err(err)?;
+                    round2::SignatureShare::deserialize(&s.serialize()).map_err(err)?
+                } else {
+                    round2::sign(&package, &nonces[kp.identifier()], kp).map_err(err)?
+                };
+                sig_shares.insert(*kp.identifier(), share);
+            }
+            let sig = frost_ed25519::aggregate(&package, &sig_shares, &public).map_err(err)?;
+            let bytes: [u8; 64] = sig
+                .serialize()
+                .map_err(err)?
+                .try_into()
+                .map_err(|_| "signature is not 64 bytes".to_string())?;
+            vk.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&bytes))
+                .map_err(|e| e.to_string())?;
+            let took = started.elapsed();
+            if decode {
+                wire.push(took);
+            } else {
+                crypto.push(took);
+            }
+        }
+    }
+    crypto.sort();
+    wire.sort();
+    Ok(SignFloor {
+        crypto: crypto[crypto.len() / 2],
+        wire: wire[wire.len() / 2],
     })
 }

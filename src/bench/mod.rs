@@ -11,6 +11,7 @@ use crate::localnet::LocalCluster;
 
 pub mod floor;
 mod lifecycle;
+mod wan;
 
 pub use lifecycle::{parse_shape, refresh, repair, reshare};
 
@@ -33,22 +34,43 @@ fn bench_dkg_timeout(nodes: u16) -> Duration {
 }
 
 async fn start(nodes: u16, dir: &std::path::Path) -> Result<LocalCluster, String> {
-    start_with(nodes, dir, |_| {}).await
+    start_with(nodes, dir, Duration::ZERO, |_| {}).await
 }
 
+/// Starts `nodes` nodes in `dir`; with a non-zero `rtt`, every connection between two of them
+/// goes through a relay that delays it by that round-trip time ([`wan`]).
 async fn start_with(
     nodes: u16,
     dir: &std::path::Path,
+    rtt: Duration,
     adjust: impl Fn(&mut crate::config::Config),
 ) -> Result<LocalCluster, String> {
     raise_fd_limit();
     let started = Instant::now();
     let dkg_timeout = bench_dkg_timeout(nodes);
-    let cluster = LocalCluster::start_with(nodes, dir, |c| {
-        c.dkg_timeout = dkg_timeout;
-        c.request_timeout = Duration::from_secs(60);
-        adjust(c);
-    })
+    let route = move |_, addr| {
+        if rtt.is_zero() {
+            addr
+        } else {
+            wan::relay(addr, rtt)
+        }
+    };
+    if !rtt.is_zero() {
+        println!(
+            "every connection between nodes goes through a user-space relay adding {} ms of round-trip time",
+            rtt.as_millis()
+        );
+    }
+    let cluster = LocalCluster::start_routed(
+        nodes,
+        dir,
+        |c| {
+            c.dkg_timeout = dkg_timeout;
+            c.request_timeout = Duration::from_secs(60);
+            adjust(c);
+        },
+        route,
+    )
     .await
     .map_err(|e| e.to_string())?;
     cluster
@@ -101,7 +123,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Times `runs` DKGs one after the other.
-pub async fn dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), String> {
+pub async fn dkg(
+    nodes: u16,
+    threshold: Option<u16>,
+    runs: usize,
+    rtt: Duration,
+) -> Result<(), String> {
     if nodes < 2 || runs == 0 {
         return Err("need --nodes >= 2 and --runs >= 1".into());
     }
@@ -123,7 +150,7 @@ pub async fn dkg(nodes: u16, threshold: Option<u16>, runs: usize) -> Result<(), 
         cluster_floor.as_secs_f64()
     );
     let dir = bench_dir("dkg");
-    let cluster = start(nodes, &dir).await?;
+    let cluster = start_with(nodes, &dir, rtt, |_| {}).await?;
     println!(
         "DKG timeout {} s for {nodes} nodes (raised with n so that a slow machine measures rather than times out); missing messages are pulled after {} s",
         bench_dkg_timeout(nodes).as_secs(),
@@ -170,12 +197,25 @@ pub async fn sign(
     requests: usize,
     concurrency: usize,
     presign: bool,
+    rtt: Duration,
 ) -> Result<(), String> {
     if nodes < 2 || requests == 0 || concurrency == 0 {
         return Err("need --nodes >= 2, --requests >= 1 and --concurrency >= 1".into());
     }
+    let floor = tokio::task::spawn_blocking(move || floor::measure_sign(threshold, 200))
+        .await
+        .map_err(|e| e.to_string())??;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let ceiling = cores as f64 / floor.wire.as_secs_f64();
+    println!(
+        "floors (frost alone, one core, t={threshold}): {:.2} ms of cryptography per signature, \
+         {:.2} ms with frost's decoding of what each party receives (the wire floor); \
+         {cores}-core wire ceiling {ceiling:.0} signatures/s",
+        ms(floor.crypto),
+        ms(floor.wire)
+    );
     let dir = bench_dir("sign");
-    let cluster = start_with(nodes, &dir, |c| {
+    let cluster = start_with(nodes, &dir, rtt, |c| {
         if !presign {
             c.presign_per_coordinator = 0;
         }
@@ -254,6 +294,13 @@ pub async fn sign(
     )
     .await;
     println!("{one} signatures coordinated in one network round, {two} in two (warm-up included)");
+    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "{rate:.0} signatures/s = {:.2} × the {cores}-core wire ceiling; p50 = {:.2} × the \
+         single-core wire cost of one signature",
+        rate / ceiling,
+        percentile(&latencies, 0.5).as_secs_f64() / floor.wire.as_secs_f64()
+    );
     println!(
         "sign n={nodes} t={threshold} requests={requests} concurrency={concurrency}: \
          p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {:.0} signatures/s, {failures} failed",

@@ -222,6 +222,18 @@ impl LocalCluster {
         base_dir: &Path,
         adjust: impl Fn(&mut Config),
     ) -> Result<LocalCluster, StartError> {
+        Self::start_routed(n, base_dir, adjust, |_, addr| addr).await
+    }
+
+    /// Like [`LocalCluster::start_with`], telling the nodes each other's addresses through
+    /// `route` (node id, its listen address → the address its peers dial), for example a
+    /// delaying relay in front of each node.
+    pub async fn start_routed(
+        n: u16,
+        base_dir: &Path,
+        adjust: impl Fn(&mut Config),
+        route: impl Fn(NodeId, Multiaddr) -> Multiaddr,
+    ) -> Result<LocalCluster, StartError> {
         std::fs::create_dir_all(base_dir)
             .map_err(|e| StartError::ClientKey(format!("{}: {e}", base_dir.display())))?;
         let admin = ClientKey::load_or_create(ADMIN_CLIENT, &base_dir.join(CLIENT_KEY_FILE))
@@ -252,7 +264,8 @@ impl LocalCluster {
         }
         let addrs: Vec<(PeerId, Multiaddr)> = bound
             .iter()
-            .map(|b| (b.peer_id(), b.p2p_addr().clone()))
+            .zip(1..=n)
+            .map(|(b, k)| (b.peer_id(), route(k, b.p2p_addr().clone())))
             .collect();
         for (b, (config, _)) in bound.iter_mut().zip(configs.iter_mut()) {
             config.listen = b.p2p_addr().clone();

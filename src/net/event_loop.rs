@@ -83,7 +83,16 @@ impl EventLoop {
                     .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| setup(&e))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .with_swarm_config(|c| {
+                c.with_idle_connection_timeout(Duration::from_secs(3600))
+                    // Every peer is a frostnode speaking the same protocols: a new substream
+                    // names its protocol and sends its request at once, rather than waiting a
+                    // round trip for the protocol to be confirmed (one round trip saved per
+                    // request, which is what a signature costs on a WAN).
+                    .with_substream_upgrade_protocol_override(
+                        libp2p::core::upgrade::Version::V1Lazy,
+                    )
+            })
             .build();
         let topic = IdentTopic::new(DKG_TOPIC);
         swarm

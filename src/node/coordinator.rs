@@ -89,15 +89,22 @@ impl CoordinatorDriver {
         self.sessions.len()
     }
 
-    /// A signer issued this node commitments ahead of time.
+    /// A signer issued this node commitments ahead of time (`reset`: its pool for this node
+    /// starts afresh).
     pub fn on_presign(
         &mut self,
         ctx: &mut Ctx<'_>,
         from: NodeId,
         boot: BootId,
+        reset: bool,
         commitments: &[(u64, Vec<u8>)],
     ) -> Body {
-        match self.book.add(ctx.now, from, boot, commitments) {
+        let added = if reset {
+            self.book.restock(ctx.now, from, boot, commitments)
+        } else {
+            self.book.add(ctx.now, from, boot, commitments)
+        };
+        match added {
             Ok(stocked) => {
                 debug!(
                     signer = from,
@@ -233,7 +240,7 @@ impl CoordinatorDriver {
         let attempt = c.coordinator.attempt();
         let effects = match result {
             Ok(Body::Refused { kind, reason })
-                if kind == ErrorKind::Conflict && c.coordinator.is_one_round(from) =>
+                if kind == ErrorKind::Conflict && c.coordinator.sent_one_round(from) =>
             {
                 debug!(session = %sid, signer = from, %reason, "preprocessed nonce gone; signing in two rounds");
                 c.coordinator.on_stale_nonce(now, from, attempt)

@@ -102,9 +102,13 @@ fn on_request(
             roles.coordinate(ctx, Some(req));
             return;
         }
-        Body::Presign { boot, commitments } => {
-            roles.coordinator.on_presign(ctx, from, boot, &commitments)
-        }
+        Body::Presign {
+            boot,
+            reset,
+            commitments,
+        } => roles
+            .coordinator
+            .on_presign(ctx, from, boot, reset, &commitments),
         body @ (Body::CommitRequest { .. } | Body::SignNow { .. }) => {
             // Answered once this node's policy (if any) has decided.
             let held = Held::Commit {

@@ -103,7 +103,12 @@ impl SignerDriver {
 
     /// Sends `coordinator` a batch of fresh commitments if its pool here is low.
     pub fn refill(&mut self, ctx: &mut Ctx<'_>, coordinator: NodeId) {
-        if coordinator == ctx.me() || !self.pools.enabled() {
+        self.send_batch(ctx, coordinator, false);
+    }
+
+    fn send_batch(&mut self, ctx: &mut Ctx<'_>, coordinator: NodeId, reset: bool) {
+        if coordinator == ctx.me() || !self.pools.enabled() || !ctx.peers.is_connected(coordinator)
+        {
             return;
         }
         let issued = self.pools.refill(ctx.now, coordinator, &mut ctx.rng);
@@ -116,15 +121,18 @@ impl SignerDriver {
             .collect();
         let body = Body::Presign {
             boot: self.pools.boot(),
+            reset,
             commitments,
         };
         ctx.outbox.send(SessionId([0; 32]), coordinator, body);
         self.schedule(ctx);
     }
 
-    /// A peer is ready (connected and subscribed): it may coordinate, so it gets a pool.
+    /// A peer connected: it may coordinate, so it gets a pool, started afresh (whatever it
+    /// still holds of an earlier one is void: the batch says so).
     pub fn on_peer_ready(&mut self, ctx: &mut Ctx<'_>, peer: NodeId) {
-        self.refill(ctx, peer);
+        self.pools.drop_coordinator(peer);
+        self.send_batch(ctx, peer, true);
     }
 
     /// A peer's last connection closed: if it comes back it may have restarted without the

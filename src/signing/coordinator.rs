@@ -115,6 +115,9 @@ pub struct Coordinator {
     commitments: BTreeMap<NodeId, SigningCommitments>,
     /// The signers of this attempt that sign with a preprocessed nonce: its run and number.
     one_round: BTreeMap<NodeId, ([u8; 16], u64)>,
+    /// Every signer sent a one-round request in any attempt (a refusal of its nonce may
+    /// arrive after a retry began).
+    sent_one_round: BTreeSet<NodeId>,
     package: Option<SigningPackage>,
     shares: BTreeMap<NodeId, SignatureShare>,
     signer_timeout: Duration,
@@ -164,6 +167,7 @@ impl Coordinator {
             waiting: BTreeMap::new(),
             commitments: BTreeMap::new(),
             one_round: BTreeMap::new(),
+            sent_one_round: BTreeSet::new(),
             package: None,
             shares: BTreeMap::new(),
             signer_timeout,
@@ -347,15 +351,17 @@ impl Coordinator {
             || !self.one_round.contains_key(&from)
             || !self.waiting.contains_key(&from)
         {
+            // A refusal of a nonce an earlier attempt used: that attempt is over already.
             return Vec::new();
         }
         self.params.presigned.clear();
         self.retry(now)
     }
 
-    /// Whether `from` signs the current attempt with a preprocessed nonce.
-    pub fn is_one_round(&self, from: NodeId) -> bool {
-        self.one_round.contains_key(&from)
+    /// Whether `from` was sent a one-round request in this session (so a refusal of its
+    /// preprocessed nonce is to be taken by [`Coordinator::on_stale_nonce`]).
+    pub fn sent_one_round(&self, from: NodeId) -> bool {
+        self.sent_one_round.contains(&from)
     }
 
     /// A signer refused the request (its config or policy does not allow it): it is replaced
@@ -488,6 +494,7 @@ impl Coordinator {
             .iter()
             .map(|&id| (id, now + self.signer_timeout))
             .collect();
+        self.sent_one_round.extend(self.one_round.keys().copied());
         signers
             .into_iter()
             .map(|to| {

@@ -204,6 +204,11 @@ impl NoncePools {
         let pool = self.pools.get_mut(&coordinator).ok_or(unknown.clone())?;
         let entry = pool.entries.remove(&seq).ok_or(unknown.clone())?;
         pool.expire(now);
+        if pool.order.len() > 4 * self.size.max(1) {
+            // Taken out of order: forget the expiry entries of nonces already gone.
+            let entries = &pool.entries;
+            pool.order.retain(|(_, s)| entries.contains_key(s));
+        }
         if entry.expires <= now {
             return Err(unknown);
         }
@@ -321,6 +326,19 @@ impl CommitmentBook {
         Ok(shelf.queue.len())
     }
 
+    /// Like [`CommitmentBook::add`], for a batch that starts the signer's pool afresh: what
+    /// the book held of the signer is dropped first (it reconnected, its old nonces are gone).
+    pub fn restock(
+        &mut self,
+        now: Instant,
+        signer: NodeId,
+        boot: BootId,
+        batch: &[(u64, Vec<u8>)],
+    ) -> Result<usize, PresignError> {
+        self.shelves.remove(&signer);
+        self.add(now, signer, boot, batch)
+    }
+
     /// One unspent commitment of `signer`, young enough that its nonce is still held; it is
     /// gone from the book.
     pub fn take(&mut self, now: Instant, signer: NodeId) -> Option<Presigned> {
@@ -435,6 +453,10 @@ mod tests {
         let batch = encoded(&restarted.refill(now, 7, &mut OsRng));
         assert_eq!(book.add(now, 2, [2; 16], &batch).unwrap(), 4);
         assert_eq!(book.take(now, 2).unwrap().boot, [2; 16]);
+        // A batch that restarts the signer's pool replaces the shelf, whatever the run.
+        let fresh = encoded(&restarted.refill(now, 8, &mut OsRng));
+        assert_eq!(book.restock(now, 2, [2; 16], &fresh).unwrap(), 4);
+        assert_eq!(book.take(now, 2).unwrap().seq, fresh[0].0);
         // Commitments too old to spend are skipped.
         let late = now + POOL_TTL - SPEND_MARGIN;
         assert!(book.take(late, 2).is_none());

@@ -342,6 +342,9 @@ pub enum Body {
     Presign {
         /// The signer's boot id.
         boot: [u8; 16],
+        /// The signer started its pool for this coordinator afresh (it reconnected): whatever
+        /// the coordinator holds of it is void.
+        reset: bool,
         /// Each commitment's number and frost serialization.
         commitments: Vec<(u64, Vec<u8>)>,
     },
