@@ -148,21 +148,7 @@ fn admit_refresh(
             format!("no key {key_id:?} on node {me}"),
         ));
     };
-    if group_key_bytes(&key.group_public_key) != Some(refresh.group_public_key) {
-        return Err(Refusal::new(
-            ErrorKind::KeyMismatch,
-            format!("node {me} holds a different group key under {key_id:?}"),
-        ));
-    }
-    if key.epoch != refresh.epoch {
-        return Err(Refusal::new(
-            ErrorKind::Conflict,
-            format!(
-                "node {me} holds epoch {} of {key_id:?}, the refresh renews epoch {}",
-                key.epoch, refresh.epoch
-            ),
-        ));
-    }
+    same_key_and_epoch(key, me, refresh)?;
     if start.threshold != key.threshold {
         return Err(Refusal::new(
             ErrorKind::BadRequest,
@@ -187,6 +173,27 @@ fn admit_refresh(
             format!(
                 "nodes {strangers:?} hold no share of {key_id:?} (its participants are {:?}): a refresh renews existing shares; enrol new nodes",
                 key.participants
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `key` is the group key and epoch a session starting from an existing key names.
+fn same_key_and_epoch(key: &StoredKey, me: NodeId, of: &RefreshOf) -> Result<(), Refusal> {
+    let key_id = &key.key_id;
+    if group_key_bytes(&key.group_public_key) != Some(of.group_public_key) {
+        return Err(Refusal::new(
+            ErrorKind::KeyMismatch,
+            format!("node {me} holds a different group key under {key_id:?}"),
+        ));
+    }
+    if key.epoch != of.epoch {
+        return Err(Refusal::new(
+            ErrorKind::Conflict,
+            format!(
+                "node {me} holds epoch {} of {key_id:?}, the session starts from epoch {}",
+                key.epoch, of.epoch
             ),
         ));
     }
@@ -218,21 +225,7 @@ fn admit_reshare(
             format!("no key {key_id:?} on node {me}"),
         ));
     };
-    if group_key_bytes(&key.group_public_key) != Some(refresh.group_public_key) {
-        return Err(Refusal::new(
-            ErrorKind::KeyMismatch,
-            format!("node {me} holds a different group key under {key_id:?}"),
-        ));
-    }
-    if key.epoch != refresh.epoch {
-        return Err(Refusal::new(
-            ErrorKind::Conflict,
-            format!(
-                "node {me} holds epoch {} of {key_id:?}, the reshare starts from epoch {}",
-                key.epoch, refresh.epoch
-            ),
-        ));
-    }
+    same_key_and_epoch(key, me, refresh)?;
     if reshare.dealers.len() != usize::from(key.threshold) {
         return bad(format!(
             "a reshare of {key_id:?} (threshold {}) needs as many dealers, got {:?}",

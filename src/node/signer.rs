@@ -249,35 +249,19 @@ impl SignerDriver {
         let package = SigningPackage::deserialize(&ask.signing_package)
             .map_err(|_| refusal(&SignerError::Malformed))?;
         let me = ctx.me();
-        if sid.0 != election::session_id(&ask.request_id.0, coordinator) {
-            return Err(Refusal::new(
-                ErrorKind::BadRequest,
-                format!(
-                    "session {sid} is not coordinator {coordinator}'s session for request {}",
-                    ask.request_id
-                ),
-            ));
-        }
         if package.message() != ask.message.as_slice() {
             return Err(refusal(&SignerError::MessageMismatch));
         }
         let message = package.message();
-        let request = || {
-            Request::sign(
-                &ask.key_id,
-                sha2::Sha256::digest(message).into(),
-                ask.request_id.0,
-            )
+        let request = Asked {
+            session: sid,
+            coordinator,
+            key_id: &ask.key_id,
+            message,
+            request_id: ask.request_id,
+            token: ask.token.as_deref(),
         };
-        let now_unix = ctx.unix_seconds();
-        checks::authorize(
-            ctx.config,
-            ctx.auth,
-            now_unix,
-            ask.token.as_deref(),
-            request,
-        )?;
-        ctx.policy.check(ask.request_id, ask.token.as_deref())?;
+        admit(ctx, request)?;
         let (key, _) = checks::signing_key(
             ctx.keystore,
             me,
@@ -307,31 +291,15 @@ impl SignerDriver {
         ask: CommitAsk<'_>,
     ) -> Result<SigningCommitments, Refusal> {
         let me = ctx.me();
-        if slot.session.0 != election::session_id(&ask.request_id.0, slot.coordinator) {
-            return Err(Refusal::new(
-                ErrorKind::BadRequest,
-                format!(
-                    "session {} is not coordinator {}'s session for request {}",
-                    slot.session, slot.coordinator, ask.request_id
-                ),
-            ));
-        }
-        let request = || {
-            Request::sign(
-                ask.key_id,
-                sha2::Sha256::digest(ask.message).into(),
-                ask.request_id.0,
-            )
+        let request = Asked {
+            session: slot.session,
+            coordinator: slot.coordinator,
+            key_id: ask.key_id,
+            message: ask.message,
+            request_id: ask.request_id,
+            token: ask.token.as_deref(),
         };
-        let now_unix = ctx.unix_seconds();
-        checks::authorize(
-            ctx.config,
-            ctx.auth,
-            now_unix,
-            ask.token.as_deref(),
-            request,
-        )?;
-        ctx.policy.check(ask.request_id, ask.token.as_deref())?;
+        admit(ctx, request)?;
         let (key, _) = checks::signing_key(
             ctx.keystore,
             me,
@@ -441,4 +409,39 @@ pub enum Package<'a> {
     Encoded(&'a [u8]),
     /// Already decoded.
     Decoded(&'a SigningPackage),
+}
+
+/// What a coordinator asks this node's nonces for.
+struct Asked<'a> {
+    session: SessionId,
+    coordinator: NodeId,
+    key_id: &'a str,
+    message: &'a [u8],
+    request_id: SessionId,
+    token: Option<&'a str>,
+}
+
+/// The checks every coordinator's request for this node's nonces passes, in one round or
+/// two: the session is the coordinator's for the request, the client's token allows signing
+/// this message with this key here, and the operator's policy approved it.
+fn admit(ctx: &mut Ctx<'_>, asked: Asked<'_>) -> Result<(), Refusal> {
+    if asked.session.0 != election::session_id(&asked.request_id.0, asked.coordinator) {
+        return Err(Refusal::new(
+            ErrorKind::BadRequest,
+            format!(
+                "session {} is not coordinator {}'s session for request {}",
+                asked.session, asked.coordinator, asked.request_id
+            ),
+        ));
+    }
+    let request = || {
+        Request::sign(
+            asked.key_id,
+            sha2::Sha256::digest(asked.message).into(),
+            asked.request_id.0,
+        )
+    };
+    let now_unix = ctx.unix_seconds();
+    checks::authorize(ctx.config, ctx.auth, now_unix, asked.token, request)?;
+    ctx.policy.check(asked.request_id, asked.token)
 }
