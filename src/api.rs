@@ -19,8 +19,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::keystore::{self, KeyInfo};
 use crate::metrics::SharedRegistry;
 use crate::node::{
-    KeygenRequest, NodeError, NodeHandle, RefreshRequest, RepairRequest, ReshareRequest,
-    SignResponse, StatusInfo,
+    BatchSignResponse, KeygenRequest, NodeError, NodeHandle, RefreshRequest, RepairRequest,
+    ReshareRequest, SignResponse, StatusInfo, MAX_BATCH,
 };
 use crate::wire::NodeId;
 
@@ -464,12 +464,44 @@ async fn get_key(State(node): State<NodeHandle>, Path(key_id): Path<String>) -> 
     }
 }
 
-/// Body of `POST /v1/keys/{key_id}/sign`.
+/// Body of `POST /v1/keys/{key_id}/sign`: one message, or a batch of them.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     /// Message to sign, hex.
-    pub message: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Messages to sign in one session (at most [`MAX_BATCH`]), hex each.
+    #[serde(default)]
+    pub messages: Option<Vec<String>>,
+}
+
+/// The answer of `POST /v1/keys/{key_id}/sign`: shaped like the request.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum SignAnswer {
+    /// For `message`.
+    One(SignResponse),
+    /// For `messages`.
+    Batch(BatchSignResponse),
+}
+
+/// Decodes a batch's hex messages; the first bad one refuses the whole batch, named by index.
+pub fn decode_batch(messages: &[String]) -> Result<Vec<Vec<u8>>, String> {
+    if messages.is_empty() {
+        return Err("messages is empty".into());
+    }
+    if messages.len() > MAX_BATCH {
+        return Err(format!(
+            "a batch of {} messages exceeds the limit of {MAX_BATCH}",
+            messages.len()
+        ));
+    }
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| hex::decode(m.trim()).map_err(|e| format!("message {i} is not hex: {e}")))
+        .collect()
 }
 
 async fn sign(
@@ -478,18 +510,85 @@ async fn sign(
     Path(key_id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<SignRequest>, JsonRejection>,
-) -> ApiResult<SignResponse> {
+) -> ApiResult<SignAnswer> {
     let _permit = in_flight.enter()?;
     keystore::validate_key_id(&key_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let Json(req) = body.map_err(rejected)?;
-    let message = hex::decode(req.message.trim())
-        .map_err(|e| ApiError::bad_request(format!("message is not hex: {e}")))?;
-    Ok(Json(node.sign(&key_id, message, bearer(&headers)).await?))
+    match (req.message, req.messages) {
+        (Some(message), None) => {
+            let message = hex::decode(message.trim())
+                .map_err(|e| ApiError::bad_request(format!("message is not hex: {e}")))?;
+            let signed = node.sign(&key_id, message, bearer(&headers)).await?;
+            Ok(Json(SignAnswer::One(signed)))
+        }
+        (None, Some(messages)) => {
+            let messages = decode_batch(&messages).map_err(ApiError::bad_request)?;
+            let signed = node.sign_batch(&key_id, messages, bearer(&headers)).await?;
+            Ok(Json(SignAnswer::Batch(signed)))
+        }
+        _ => Err(ApiError::bad_request(
+            "give exactly one of `message` (hex) and `messages` (a list of hex)",
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A batch decodes whole, or is refused naming its first message that is not hex.
+        #[test]
+        fn batches_decode_whole_or_name_the_first_bad_message(
+            messages in prop::collection::vec(prop_oneof![
+                "[0-9a-f]{0,8}".prop_map(|s| if s.len() % 2 == 1 { format!("{s}0") } else { s }),
+                ".{0,6}",
+            ], 0..300)
+        ) {
+            let first_bad = messages.iter().position(|m| hex::decode(m.trim()).is_err());
+            match decode_batch(&messages) {
+                Ok(decoded) => {
+                    prop_assert!(first_bad.is_none());
+                    prop_assert!((1..=MAX_BATCH).contains(&decoded.len()));
+                    for (d, m) in decoded.iter().zip(&messages) {
+                        prop_assert_eq!(&hex::encode(d), m.trim());
+                    }
+                }
+                Err(reason) if messages.is_empty() || messages.len() > MAX_BATCH => {
+                    prop_assert!(reason.contains("empty") || reason.contains("limit"), "{}", reason);
+                }
+                Err(reason) => {
+                    let bad = first_bad.expect("refused for a bad message");
+                    let named = format!("message {bad} is not hex");
+                    prop_assert!(reason.contains(&named), "{}", reason);
+                }
+            }
+        }
+
+        /// A batch's token binding depends on every message and their order, and never equals
+        /// a single message's.
+        #[test]
+        fn the_batch_binding_covers_order_and_count(
+            a in prop::collection::vec(any::<u8>(), 0..40),
+            b in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            use crate::auth::MessageBinding;
+            let ab = MessageBinding::of(&[a.clone(), b.clone()]);
+            prop_assert_eq!(ab.batch, Some(2));
+            if a != b {
+                prop_assert_ne!(ab, MessageBinding::of(&[b.clone(), a.clone()]));
+            }
+            prop_assert_ne!(ab, MessageBinding::of(&[a.clone(), b.clone(), a.clone()]));
+            let concatenated: Vec<u8> = {
+                use sha2::{Digest, Sha256};
+                [Sha256::digest(&a), Sha256::digest(&b)].concat()
+            };
+            let single = MessageBinding::of(&[concatenated]);
+            prop_assert_eq!(single.digest, ab.digest, "the digest alone would collide");
+            prop_assert_ne!(single, ab, "the count does not");
+        }
+    }
 
     #[tokio::test]
     async fn abort_errors_carry_culprits_and_reports_apart() {

@@ -183,13 +183,17 @@ pub enum Command {
         /// Message, hex.
         #[arg(
             long,
-            conflicts_with = "message_file",
-            required_unless_present = "message_file"
+            conflicts_with_all = ["message_file", "batch_file"],
+            required_unless_present_any = ["message_file", "batch_file"]
         )]
         message: Option<String>,
         /// File whose bytes are the message.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "batch_file")]
         message_file: Option<PathBuf>,
+        /// File with one hex message per line (blank lines skipped): the messages are signed
+        /// in one session and the signatures printed in the same order.
+        #[arg(long)]
+        batch_file: Option<PathBuf>,
         /// Client private key (PKCS#8 PEM) that signs the request's token (`cluster-config`
         /// writes one: DIR/client.key).
         #[arg(long, env = "FROSTNODE_CLIENT_KEY")]
@@ -366,7 +370,7 @@ pub enum BenchCommand {
         /// Threshold.
         #[arg(long, default_value_t = 3)]
         threshold: u16,
-        /// Number of signatures.
+        /// Number of messages signed (with `--batch N`, N per request).
         #[arg(long, default_value_t = 2000)]
         requests: usize,
         /// Requests in flight at once.
@@ -378,5 +382,8 @@ pub enum BenchCommand {
         /// Round-trip time added to every connection between nodes (a user-space relay), ms.
         #[arg(long, default_value_t = 0)]
         rtt_ms: u64,
+        /// Messages per request (a batch signed in one session), 1 to 256.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
     },
 }

@@ -119,12 +119,12 @@ pub async fn post_authorized(
 /// What a token is for.
 #[derive(Clone, Debug)]
 pub enum TokenFor {
-    /// Signing `message` with `key_id`.
+    /// Signing `messages` (one, or a batch) with `key_id`.
     Sign {
         /// The key.
         key_id: String,
-        /// The message.
-        message: Vec<u8>,
+        /// The message, or the batch's messages in order.
+        messages: Vec<Vec<u8>>,
     },
     /// Generating `key_id`, optionally fixing the threshold and participants.
     Keygen {
@@ -169,20 +169,24 @@ pub fn make_token(
     what: TokenFor,
     ttl_secs: u64,
 ) -> Result<String, String> {
-    use sha2::{Digest, Sha256};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
     let jti = hex::encode(rand::random::<[u8; 16]>());
+    let mut batch = None;
     let (act, key_id, msg, threshold, participants) = match what {
-        TokenFor::Sign { key_id, message } => (
-            crate::auth::Action::Sign,
-            key_id,
-            Some(hex::encode(Sha256::digest(&message))),
-            None,
-            None,
-        ),
+        TokenFor::Sign { key_id, messages } => {
+            let binding = crate::auth::MessageBinding::of(&messages);
+            batch = binding.batch;
+            (
+                crate::auth::Action::Sign,
+                key_id,
+                Some(hex::encode(binding.digest)),
+                None,
+                None,
+            )
+        }
         TokenFor::Keygen {
             key_id,
             threshold,
@@ -239,6 +243,7 @@ pub fn make_token(
         act,
         key_id,
         msg,
+        batch,
         threshold,
         participants,
     };
@@ -306,7 +311,15 @@ impl ClientKey {
     pub fn sign_token(&self, key_id: &str, message: &[u8]) -> String {
         self.token(TokenFor::Sign {
             key_id: key_id.into(),
-            message: message.to_vec(),
+            messages: vec![message.to_vec()],
+        })
+    }
+
+    /// A fresh token to sign the batch `messages` with `key_id`.
+    pub fn batch_token(&self, key_id: &str, messages: &[Vec<u8>]) -> String {
+        self.token(TokenFor::Sign {
+            key_id: key_id.into(),
+            messages: messages.to_vec(),
         })
     }
 

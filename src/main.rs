@@ -204,9 +204,36 @@ async fn dispatch(command: Command) -> Result<(), String> {
             key_id,
             message,
             message_file,
+            batch_file,
             client_key,
             client,
         } => {
+            if let Some(file) = batch_file {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let lines: Vec<String> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect();
+                let messages = frostnode::api::decode_batch(&lines).map_err(|e| {
+                    format!(
+                        "{}: {e} (messages count from 0, blank lines skipped)",
+                        file.display()
+                    )
+                })?;
+                let what = TokenFor::Sign {
+                    key_id: key_id.clone(),
+                    messages,
+                };
+                let token = token_for(client_key, client, what)?;
+                let path = format!("/v1/keys/{key_id}/sign");
+                let body = json!({ "messages": lines });
+                let v = http(reqwest::Method::POST, &api, &path, Some(body), Some(&token)).await?;
+                print_json(&v);
+                return Ok(());
+            }
             let hex_message = match (message, message_file) {
                 (Some(m), _) => m,
                 (None, Some(f)) => hex::encode(
@@ -218,7 +245,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
                 hex::decode(hex_message.trim()).map_err(|e| format!("message is not hex: {e}"))?;
             let what = TokenFor::Sign {
                 key_id: key_id.clone(),
-                message,
+                messages: vec![message],
             };
             let token = token_for(client_key, client, what)?;
             let path = format!("/v1/keys/{key_id}/sign");
@@ -248,8 +275,10 @@ async fn dispatch(command: Command) -> Result<(), String> {
             let what = match act.as_str() {
                 "sign" => TokenFor::Sign {
                     key_id,
-                    message: hex::decode(message.ok_or("--act sign needs --message")?.trim())
-                        .map_err(|e| format!("message is not hex: {e}"))?,
+                    messages: vec![hex::decode(
+                        message.ok_or("--act sign needs --message")?.trim(),
+                    )
+                    .map_err(|e| format!("message is not hex: {e}"))?],
                 },
                 "keygen" => TokenFor::Keygen {
                     key_id,
@@ -381,11 +410,20 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     concurrency,
                     presign,
                     rtt_ms,
+                    batch,
                 } => {
                     let presign = presign == "on";
                     let rtt = std::time::Duration::from_millis(rtt_ms);
-                    frostnode::bench::sign(nodes, threshold, requests, concurrency, presign, rtt)
-                        .await
+                    frostnode::bench::sign(
+                        nodes,
+                        threshold,
+                        requests,
+                        concurrency,
+                        presign,
+                        rtt,
+                        batch,
+                    )
+                    .await
                 }
             }
         }

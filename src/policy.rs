@@ -71,8 +71,11 @@ pub struct PolicyRequest {
     pub client: String,
     /// The key to sign with.
     pub key_id: String,
-    /// The message, lowercase hex.
-    pub message: String,
+    /// The message, lowercase hex, for a request that signs one message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Every message of the request (one, or a batch), lowercase hex, in order.
+    pub messages: Vec<String>,
     /// The request id, lowercase hex (the same on every node for one request).
     pub request_id: String,
 }

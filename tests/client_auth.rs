@@ -60,6 +60,7 @@ fn token(act: Action, key_id: &str, message: Option<&[u8]>, jti: &str) -> String
         act,
         key_id: key_id.into(),
         msg: message.map(|m| hex::encode(Sha256::digest(m))),
+        batch: None,
         threshold: None,
         participants: None,
     };
@@ -331,7 +332,7 @@ async fn a_listed_participant_gets_no_commitment_without_the_clients_token() {
             key_id: "k".into(),
             group_public_key: gpk,
             epoch: 0,
-            message: message.clone(),
+            messages: vec![message.clone()],
             request_id,
             token: tok,
         };

@@ -39,6 +39,7 @@ fn sign_claims(iss: &str, jti: &str, key_id: &str, message: &[u8]) -> Claims {
         act: Action::Sign,
         key_id: key_id.into(),
         msg: Some(hex::encode(Sha256::digest(message))),
+        batch: None,
         threshold: None,
         participants: None,
     }
@@ -49,6 +50,7 @@ fn sign_request<'a>(key_id: &'a str, message: &[u8], binding: u8) -> Request<'a>
         act: Action::Sign,
         key_id,
         message_hash: Some(Sha256::digest(message).into()),
+        batch: None,
         threshold: None,
         participants: None,
         binding: [binding; 32],
@@ -216,6 +218,7 @@ fn keygen_tokens_bind_the_parameters_they_fix_and_rates_are_limited() {
         act: Action::Keygen,
         key_id: "new-key".into(),
         msg: None,
+        batch: None,
         threshold,
         participants,
     };
@@ -223,6 +226,7 @@ fn keygen_tokens_bind_the_parameters_they_fix_and_rates_are_limited() {
         act: Action::Keygen,
         key_id: "new-key",
         message_hash: None,
+        batch: None,
         threshold: Some(threshold),
         participants: Some(participants),
         binding: [binding; 32],
@@ -352,6 +356,7 @@ fn reshare_tokens_must_fix_the_new_threshold_and_participants() {
         act: Action::Reshare,
         key_id: "k".into(),
         msg: None,
+        batch: None,
         threshold,
         participants,
     };
@@ -359,6 +364,7 @@ fn reshare_tokens_must_fix_the_new_threshold_and_participants() {
         act: Action::Reshare,
         key_id: "k",
         message_hash: None,
+        batch: None,
         threshold: Some(2),
         participants: Some(&[1, 2, 3]),
         binding: [binding; 32],

@@ -79,15 +79,20 @@ fn arb_body() -> impl Strategy<Value = Body> {
         any::<[u8; 32]>().prop_map(|g| Body::DkgResult(DkgOutcome::Stored {
             group_public_key: g
         })),
-        (any::<u8>(), arb_bytes()).prop_map(|(attempt, commitments)| Body::Commitment {
-            attempt,
-            commitments
-        }),
-        (any::<u8>(), arb_bytes()).prop_map(|(attempt, share)| Body::Share { attempt, share }),
-        (any::<u8>(), arb_bytes()).prop_map(|(attempt, signing_package)| Body::SignRequest {
-            attempt,
-            signing_package
-        }),
+        (any::<u8>(), prop::collection::vec(arb_bytes(), 0..3)).prop_map(
+            |(attempt, commitments)| Body::Commitment {
+                attempt,
+                commitments
+            }
+        ),
+        (any::<u8>(), prop::collection::vec(arb_bytes(), 0..3))
+            .prop_map(|(attempt, shares)| Body::Share { attempt, shares }),
+        (any::<u8>(), prop::collection::vec(arb_bytes(), 0..3)).prop_map(
+            |(attempt, signing_packages)| Body::SignRequest {
+                attempt,
+                signing_packages
+            }
+        ),
         (prop::sample::select(ErrorKind::ALL.to_vec()), ".{0,40}")
             .prop_map(|(kind, reason)| Body::Refused { kind, reason }),
     ]
@@ -196,16 +201,16 @@ proptest! {
     }
 
     #[test]
-    fn signer_survives_arbitrary_packages(package in arb_bytes(), attempt in any::<u8>(), coordinator in any::<u16>()) {
+    fn signer_survives_arbitrary_packages(packages in prop::collection::vec(arb_bytes(), 0..3), attempt in any::<u8>(), coordinator in any::<u16>()) {
         let (shares, _) = frost::keys::generate_with_dealer(3, 2, frost::keys::IdentifierList::Default, rand::rngs::OsRng).unwrap();
         let key = frost::keys::KeyPackage::try_from(shares.into_values().next().unwrap()).unwrap();
         let mut signer = Signer::new();
         let now = Instant::now();
         let sid = SessionId([4; 32]);
         let slot = Slot { coordinator, session: sid, attempt };
-        signer.commit(now, slot, Commit { key_id: "k", epoch: 0, message: b"m", key: &key }, None, &mut rand::rngs::OsRng).unwrap();
+        signer.commit(now, slot, Commit { key_id: "k", epoch: 0, messages: &[b"m".to_vec()], key: &key }, None, &mut rand::rngs::OsRng).unwrap();
         let share = ShareRef { key: &key, participants: &[1, 2, 3] };
-        prop_assert!(signer.sign(now, slot, &package, share).is_err());
+        prop_assert!(signer.sign(now, slot, &packages, share).is_err());
         prop_assert_eq!(signer.pending(), 0);
     }
 
@@ -217,7 +222,7 @@ proptest! {
             session: SessionId([5; 32]),
             me: 1,
             key_id: "k".into(),
-            message: b"m".to_vec(),
+            messages: vec![b"m".to_vec()],
             threshold: 3,
             participants: vec![1, 2, 3, 4, 5],
             public_key_package: public,

@@ -70,7 +70,7 @@ async fn hostile_listed_peer_is_refused_and_the_cluster_carries_on() {
                 3,
                 Body::SignRequest {
                     attempt: 0,
-                    signing_package: vec![1, 2, 3],
+                    signing_packages: vec![vec![1, 2, 3]],
                 },
             ),
         ),

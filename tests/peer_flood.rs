@@ -63,7 +63,7 @@ async fn a_flooding_peer_neither_starves_the_others_nor_fills_the_log() {
                     key_id: "k".into(),
                     group_public_key: [0; 32],
                     epoch: 0,
-                    message: i.to_be_bytes().to_vec(),
+                    messages: vec![i.to_be_bytes().to_vec()],
                     request_id,
                     token: None,
                 };
@@ -110,10 +110,13 @@ async fn a_flooding_peer_neither_starves_the_others_nor_fills_the_log() {
         sent as f64 / seconds,
         about_3.len()
     );
-    assert!(sent > 20_000, "the flood was a flood: {sent} requests");
-    assert!(signed > 0);
     // Everything beyond the burst and the steady rate was refused unread.
     let allowed = f64::from(LIMIT) * (BURST_SECONDS + seconds);
+    assert!(
+        sent as f64 > 1.2 * allowed,
+        "the flood was a flood: {sent} requests, {allowed:.0} allowed"
+    );
+    assert!(signed > 0);
     assert!(
         limited as f64 >= sent as f64 - allowed * 1.1,
         "{sent} requests in {seconds:.1} s, at most {allowed:.0} allowed, only {limited} refused by the limit"

@@ -112,7 +112,8 @@ async fn two_refusing_policies_of_five_still_leave_three_yeses() {
         assert_eq!(req.action, "sign");
         assert_eq!(req.client, "admin");
         assert_eq!(req.key_id, "k");
-        let message = String::from_utf8(hex::decode(&req.message).unwrap()).unwrap();
+        let message =
+            String::from_utf8(hex::decode(req.message.as_deref().unwrap()).unwrap()).unwrap();
         assert!(message.starts_with("pay 10 coins, via "), "{message}");
         assert_eq!(req.request_id.len(), 64);
     }

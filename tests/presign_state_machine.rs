@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use frost_ed25519 as frost;
 use frostnode::signing::coordinator::{Coordinator, Effect, SignParams};
 use frostnode::signing::participant::{
-    sign_with_nonces, Commit, ShareRef, Signer, SignerError, Slot,
+    decode_packages, sign_all, sign_with_nonces, Commit, ShareRef, Signer, SignerError, Slot,
 };
 use frostnode::signing::presign::{CommitmentBook, NoncePools, PresignError};
 use frostnode::wire::{Body, NodeId, SessionId};
@@ -90,19 +90,29 @@ fn params(
     book: &mut CommitmentBook,
     now: Instant,
 ) -> SignParams {
+    batch_params(k, me, &[message.to_vec()], book, now)
+}
+
+fn batch_params(
+    k: &Keys,
+    me: NodeId,
+    messages: &[Vec<u8>],
+    book: &mut CommitmentBook,
+    now: Instant,
+) -> SignParams {
     let t = usize::from(*k.packages[&me].min_signers());
     let order = preference(k, me);
     let presigned = order
         .iter()
         .take(t)
         .filter(|&&id| id != me)
-        .filter_map(|&id| book.take(now, id).map(|p| (id, p)))
+        .filter_map(|&id| book.take_n(now, id, messages.len()).map(|p| (id, p)))
         .collect();
     SignParams {
         session: SessionId([me as u8; 32]),
         me,
         key_id: "k".into(),
-        message: message.to_vec(),
+        messages: messages.to_vec(),
         threshold: t as u16,
         participants: k.packages.keys().copied().collect(),
         public_key_package: k.public.clone(),
@@ -122,7 +132,7 @@ fn preference(k: &Keys, me: NodeId) -> Vec<NodeId> {
 
 /// What a run saw: the result, and the kinds of request each signer got.
 struct Seen {
-    result: Result<[u8; 64], frostnode::signing::SignError>,
+    result: Result<Vec<[u8; 64]>, frostnode::signing::SignError>,
     requests: BTreeMap<NodeId, Vec<&'static str>>,
 }
 
@@ -145,7 +155,7 @@ fn run(k: &Keys, signers: &mut Signers, p: SignParams, now: Instant) -> Seen {
         let (to, body) = match effect {
             Effect::Done(out) => {
                 return Seen {
-                    result: Ok(out.signature),
+                    result: Ok(out.signatures),
                     requests,
                 }
             }
@@ -170,12 +180,12 @@ fn run(k: &Keys, signers: &mut Signers, p: SignParams, now: Instant) -> Seen {
         };
         let reply = match body {
             Body::CommitRequest {
-                attempt, message, ..
+                attempt, messages, ..
             } => {
                 let what = Commit {
                     key_id: "k",
                     epoch: 0,
-                    message: &message,
+                    messages: &messages,
                     key,
                 };
                 let signer = signers.two_round.get_mut(&to).unwrap();
@@ -184,33 +194,32 @@ fn run(k: &Keys, signers: &mut Signers, p: SignParams, now: Instant) -> Seen {
                     .unwrap();
                 Ok(Body::Commitment {
                     attempt,
-                    commitments: commitments.serialize().unwrap(),
+                    commitments: commitments.iter().map(|c| c.serialize().unwrap()).collect(),
                 })
             }
             Body::SignRequest {
                 attempt,
-                signing_package,
+                signing_packages,
             } => {
                 let signer = signers.two_round.get_mut(&to).unwrap();
-                let share = signer
-                    .sign(now, slot(attempt), &signing_package, share)
+                let shares = signer
+                    .sign(now, slot(attempt), &signing_packages, share)
                     .unwrap();
-                Ok(Body::Share { attempt, share })
+                Ok(Body::Share { attempt, shares })
             }
             Body::SignNow {
                 attempt,
                 boot,
-                seq,
-                signing_package,
+                seqs,
+                signing_packages,
                 ..
             } => {
                 let pools = signers.pools.get_mut(&to).unwrap();
-                match pools.take(now, me, boot, seq) {
-                    Ok((nonces, commitments)) => {
-                        let package = frost::SigningPackage::deserialize(&signing_package).unwrap();
-                        let share =
-                            sign_with_nonces(&nonces, commitments, &package, share).unwrap();
-                        Ok(Body::Share { attempt, share })
+                match pools.take_all(now, me, boot, &seqs) {
+                    Ok(nonces) => {
+                        let packages = decode_packages(&signing_packages).unwrap();
+                        let shares = sign_all(&nonces, &packages, share).unwrap();
+                        Ok(Body::Share { attempt, shares })
                     }
                     Err(e) => Err((attempt, e)),
                 }
@@ -245,7 +254,7 @@ fn with_preprocessed_commitments_a_signature_takes_one_round() {
         let p = params(&k, 1, &message, &mut book, now);
         assert_eq!(p.presigned.len(), 2, "two other signers stocked");
         let seen = run(&k, &mut signers, p, now);
-        let signature = seen.result.unwrap();
+        let signature = seen.result.unwrap()[0];
         assert!(verifies(&k, &message, &signature));
         // Node 1 commits locally; nodes 2 and 3 get one request each, the signing package.
         assert_eq!(seen.requests[&2], vec!["SignNow"]);
@@ -255,6 +264,44 @@ fn with_preprocessed_commitments_a_signature_takes_one_round() {
         signers.stock(now, 1, &mut book);
         assert!(signers.pools[&2].held(1) > 0 && signers.pools[&2].held(1) <= 8);
     }
+}
+
+#[test]
+fn a_batch_takes_one_round_when_every_signer_stocked_enough_commitments() {
+    let k = keys(5, 3);
+    let now = Instant::now();
+    let mut signers = Signers::new(5);
+    let mut book = CommitmentBook::new();
+    signers.stock(now, 1, &mut book);
+    // Pools of 8: a batch of 6 is preprocessed, a batch of 12 (more than any pool) is not.
+    let six: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 20]).collect();
+    let p = batch_params(&k, 1, &six, &mut book, now);
+    assert_eq!(p.presigned.len(), 2);
+    let seen = run(&k, &mut signers, p, now);
+    let sigs = seen.result.unwrap();
+    assert_eq!(sigs.len(), 6);
+    for (m, s) in six.iter().zip(&sigs) {
+        assert!(verifies(&k, m, s));
+    }
+    assert_eq!(seen.requests[&2], vec!["SignNow"]);
+    assert_eq!(seen.requests[&3], vec!["SignNow"]);
+    assert_eq!(signers.pools[&2].held(1), 2, "six nonces of eight used");
+    signers.stock(now, 1, &mut book);
+    let twelve: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 20]).collect();
+    let stocked = book.stocked(2);
+    let p = batch_params(&k, 1, &twelve, &mut book, now);
+    assert!(p.presigned.is_empty(), "no signer holds twelve");
+    assert_eq!(
+        book.stocked(2),
+        stocked,
+        "the book keeps what it could not use"
+    );
+    let seen = run(&k, &mut signers, p, now);
+    let sigs = seen.result.unwrap();
+    for (m, s) in twelve.iter().zip(&sigs) {
+        assert!(verifies(&k, m, s));
+    }
+    assert_eq!(seen.requests[&2], vec!["CommitRequest", "SignRequest"]);
 }
 
 #[test]
@@ -268,7 +315,7 @@ fn a_restarted_signer_is_refused_its_old_commitments_and_the_coordinator_signs_i
     signers.pools.insert(2, NoncePools::new([0xee; 16], 8, 4));
     let p = params(&k, 1, b"after a restart", &mut book, now);
     let seen = run(&k, &mut signers, p, now);
-    let signature = seen.result.unwrap();
+    let signature = seen.result.unwrap()[0];
     assert!(verifies(&k, b"after a restart", &signature));
     // The stale commitment was tried, then every signer committed first (node 2 was not
     // excluded: it did nothing wrong).
@@ -280,7 +327,7 @@ fn a_restarted_signer_is_refused_its_old_commitments_and_the_coordinator_signs_i
     signers.stock(now, 1, &mut book);
     let p = params(&k, 1, b"again", &mut book, now);
     let seen = run(&k, &mut signers, p, now);
-    assert!(verifies(&k, b"again", &seen.result.unwrap()));
+    assert!(verifies(&k, b"again", &seen.result.unwrap()[0]));
     assert_eq!(seen.requests[&2], vec!["SignNow"]);
 }
 
@@ -428,7 +475,7 @@ fn with_every_other_signer_restarted_an_n_of_n_key_still_signs() {
     let p = params(&k, 1, b"3 of 3", &mut book, now);
     assert_eq!(p.presigned.len(), 2);
     let seen = run(&k, &mut signers, p, now);
-    assert!(verifies(&k, b"3 of 3", &seen.result.unwrap()));
+    assert!(verifies(&k, b"3 of 3", &seen.result.unwrap()[0]));
     for id in [2, 3] {
         assert_eq!(
             seen.requests[&id],

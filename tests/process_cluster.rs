@@ -71,6 +71,59 @@ async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["signature"].as_str().unwrap().len(), 128);
+    // A batch from a file, one hex message per line: signatures in the file's order.
+    let batch = c.dir.path().join("batch.txt");
+    let lines = ["00", "", "0102", "  abcdef  ", "ff"];
+    std::fs::write(&batch, lines.join("\n")).unwrap();
+    let cli_sign_batch = |file: &std::path::Path| {
+        Command::new(BIN)
+            .args([
+                "sign",
+                "--api",
+                &c.url(4, ""),
+                "--key-id",
+                "k1",
+                "--batch-file",
+            ])
+            .arg(file)
+            .env("FROSTNODE_CLIENT_KEY", c.dir.path().join("client.key"))
+            .output()
+            .unwrap()
+    };
+    let out = cli_sign_batch(&batch);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let signatures = v["signatures"].as_array().unwrap();
+    let messages = ["00", "0102", "abcdef", "ff"];
+    assert_eq!(
+        signatures.len(),
+        messages.len(),
+        "blank lines are skipped: {v}"
+    );
+    for (m, s) in messages.iter().zip(signatures) {
+        let verify = Command::new(BIN)
+            .args([
+                "verify",
+                "--public-key",
+                &gpk,
+                "--message",
+                m,
+                "--signature",
+            ])
+            .arg(s.as_str().unwrap())
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "signature of {m}");
+    }
+    std::fs::write(&batch, "00\n0g\n").unwrap();
+    let out = cli_sign_batch(&batch);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("message 1 is not hex"), "{stderr}");
     let (s, b) = c
         .post(1, "/v1/keys/k1/sign", json!({ "message": "xyz" }))
         .await;

@@ -53,7 +53,7 @@ async fn replayed_signing_package_is_refused() {
             key_id: "k".into(),
             group_public_key: gpk,
             epoch: 0,
-            message: b"x".to_vec(),
+            messages: vec![b"x".to_vec()],
             request_id,
             token: None,
         },
@@ -72,7 +72,7 @@ async fn replayed_signing_package_is_refused() {
         key_id: "k".into(),
         group_public_key: [9; 32],
         epoch: 0,
-        message: b"x".to_vec(),
+        messages: vec![b"x".to_vec()],
         request_id,
         token: cluster.token("k", b"x"),
     })
@@ -89,14 +89,14 @@ async fn replayed_signing_package_is_refused() {
         key_id: "k".into(),
         group_public_key: gpk,
         epoch: 0,
-        message: message.clone(),
+        messages: vec![message.clone()],
         request_id,
         token: token.clone(),
     })
     .await
     {
         Body::Commitment { commitments, .. } => {
-            frost::round1::SigningCommitments::deserialize(&commitments).unwrap()
+            frost::round1::SigningCommitments::deserialize(&commitments[0]).unwrap()
         }
         other => panic!("expected commitments, got {other:?}"),
     };
@@ -110,12 +110,13 @@ async fn replayed_signing_package_is_refused() {
         .unwrap();
     let sign = Body::SignRequest {
         attempt: 0,
-        signing_package: package,
+        signing_packages: vec![package],
     };
 
     match ask(sign.clone()).await {
-        Body::Share { share, .. } => {
-            frost::round2::SignatureShare::deserialize(&share).unwrap();
+        Body::Share { shares, .. } => {
+            assert_eq!(shares.len(), 1);
+            frost::round2::SignatureShare::deserialize(&shares[0]).unwrap();
         }
         other => panic!("expected a share, got {other:?}"),
     }
@@ -132,7 +133,7 @@ async fn replayed_signing_package_is_refused() {
         key_id: "k".into(),
         group_public_key: gpk,
         epoch: 0,
-        message: b"pay 1 coin".to_vec(),
+        messages: vec![b"pay 1 coin".to_vec()],
         request_id,
         token,
     })
@@ -145,7 +146,7 @@ async fn replayed_signing_package_is_refused() {
         .unwrap();
     match ask(Body::SignRequest {
         attempt: 1,
-        signing_package: forged,
+        signing_packages: vec![forged],
     })
     .await
     {

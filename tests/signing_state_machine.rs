@@ -60,11 +60,15 @@ fn keys(n: u16, t: u16) -> Keys {
 }
 
 fn params(k: &Keys, t: u16, message: &[u8]) -> SignParams {
+    batch_params(k, t, &[message])
+}
+
+fn batch_params(k: &Keys, t: u16, messages: &[&[u8]]) -> SignParams {
     SignParams {
         session: SessionId(rand::random()),
         me: 1,
         key_id: "k".into(),
-        message: message.to_vec(),
+        messages: messages.iter().map(|m| m.to_vec()).collect(),
         threshold: t,
         participants: k.packages.keys().copied().collect(),
         public_key_package: k.public.clone(),
@@ -95,7 +99,7 @@ fn run(
 ) {
     let mut now = Instant::now();
     let session = p.session;
-    let message = p.message.clone();
+    let messages = p.messages.clone();
     let mut signers: BTreeMap<NodeId, Signer> =
         k.packages.keys().map(|&id| (id, Signer::new())).collect();
     let (mut c, first) = Coordinator::start(
@@ -121,10 +125,10 @@ fn run(
                     let reply = match body {
                         Body::CommitRequest {
                             attempt,
-                            message: m,
+                            messages: m,
                             ..
                         } => {
-                            assert_eq!(m, message);
+                            assert_eq!(m, messages);
                             let c = signer
                                 .commit(
                                     now,
@@ -132,7 +136,7 @@ fn run(
                                     Commit {
                                         key_id: "k",
                                         epoch: 0,
-                                        message: &m,
+                                        messages: &m,
                                         key,
                                     },
                                     None,
@@ -141,28 +145,30 @@ fn run(
                                 .unwrap();
                             Body::Commitment {
                                 attempt,
-                                commitments: c.serialize().unwrap(),
+                                commitments: c.iter().map(|c| c.serialize().unwrap()).collect(),
                             }
                         }
                         Body::SignRequest {
                             attempt,
-                            signing_package,
+                            signing_packages,
                         } => {
                             let participants: Vec<NodeId> = k.packages.keys().copied().collect();
-                            let mut share = signer
+                            let mut shares = signer
                                 .sign(
                                     now,
                                     slot(session, attempt, 1),
-                                    &signing_package,
+                                    &signing_packages,
                                     share(key, &participants),
                                 )
                                 .unwrap();
                             if matches!(action, Fate::CorruptShare) {
-                                share = frost::round2::SignatureShare::deserialize(&[5u8; 32])
-                                    .unwrap()
-                                    .serialize();
+                                // Only the last message's share is wrong.
+                                *shares.last_mut().unwrap() =
+                                    frost::round2::SignatureShare::deserialize(&[5u8; 32])
+                                        .unwrap()
+                                        .serialize();
                             }
-                            Body::Share { attempt, share }
+                            Body::Share { attempt, shares }
                         }
                         other => panic!("unexpected request {other:?}"),
                     };
@@ -194,7 +200,7 @@ fn three_of_five_signs() {
         vec![1, 2, 3],
         "the first t reachable, in preference order"
     );
-    verify(&k, b"hello", &out.signature);
+    verify(&k, b"hello", &out.signatures[0]);
 }
 
 #[test]
@@ -209,7 +215,7 @@ fn silent_signer_is_replaced_during_commitments() {
     });
     let out = out.unwrap();
     assert_eq!(out.signers, vec![1, 3, 4]);
-    verify(&k, b"m", &out.signature);
+    verify(&k, b"m", &out.signatures[0]);
 }
 
 #[test]
@@ -224,7 +230,7 @@ fn signer_silent_after_committing_triggers_a_fresh_attempt() {
     });
     let out = out.unwrap();
     assert!(!out.signers.contains(&3));
-    verify(&k, b"m", &out.signature);
+    verify(&k, b"m", &out.signatures[0]);
 }
 
 #[test]
@@ -240,7 +246,45 @@ fn corrupted_share_names_its_signer_and_signing_succeeds_without_it() {
     let out = out.unwrap();
     assert_eq!(culprits, vec![2]);
     assert!(!out.signers.contains(&2));
-    verify(&k, b"m", &out.signature);
+    verify(&k, b"m", &out.signatures[0]);
+}
+
+#[test]
+fn a_batch_is_one_session_and_a_bad_share_in_it_names_its_signer() {
+    let k = keys(5, 3);
+    let messages: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(|m| m.as_slice()).collect();
+    let mut asked = BTreeMap::<NodeId, usize>::new();
+    let (out, culprits) = run(
+        &k,
+        batch_params(&k, 3, &refs),
+        vec![1, 2, 3, 4, 5],
+        |to, body| {
+            *asked.entry(to).or_default() += 1;
+            match body {
+                Body::CommitRequest { messages: m, .. } => assert_eq!(m.len(), 5),
+                Body::SignRequest {
+                    signing_packages, ..
+                } => assert_eq!(signing_packages.len(), 5),
+                _ => {}
+            }
+            // Signer 2's share for the last message is wrong, the other four are right.
+            if to == 2 && matches!(body, Body::SignRequest { .. }) {
+                Fate::CorruptShare
+            } else {
+                Fate::Answer
+            }
+        },
+    );
+    let out = out.unwrap();
+    assert_eq!(culprits, vec![2]);
+    assert!(!out.signers.contains(&2));
+    assert_eq!(out.signatures.len(), 5);
+    for (m, sig) in messages.iter().zip(&out.signatures) {
+        verify(&k, m, sig);
+    }
+    // Two requests per signer and attempt, whatever the batch's size.
+    assert_eq!(asked[&3], 4, "commit and sign, in each of the two attempts");
 }
 
 #[test]
@@ -274,7 +318,7 @@ fn package_for(
     session: SessionId,
     message: &[u8],
     id: NodeId,
-) -> Vec<u8> {
+) -> Vec<Vec<u8>> {
     let now = Instant::now();
     let mine = signer
         .commit(
@@ -283,7 +327,7 @@ fn package_for(
             Commit {
                 key_id: "k",
                 epoch: 0,
-                message,
+                messages: &[message.to_vec()],
                 key: &k.packages[&id],
             },
             None,
@@ -291,12 +335,12 @@ fn package_for(
         )
         .unwrap();
     let mut commitments = BTreeMap::new();
-    commitments.insert(frost::Identifier::try_from(id).unwrap(), mine);
+    commitments.insert(frost::Identifier::try_from(id).unwrap(), mine[0]);
     let other = frost::round1::commit(k.packages[&2].signing_share(), &mut rand::rngs::OsRng).1;
     commitments.insert(frost::Identifier::try_from(2u16).unwrap(), other);
-    frost::SigningPackage::new(commitments, message)
+    vec![frost::SigningPackage::new(commitments, message)
         .serialize()
-        .unwrap()
+        .unwrap()]
 }
 
 const P: &[NodeId] = &[1, 2, 3];
@@ -375,7 +419,7 @@ fn signer_checks_message_commitment_signers_and_coordinator() {
     let d = SessionId([5; 32]);
     let _ = package_for(&k, &mut s, d, b"m", 1);
     assert_eq!(
-        s.sign(now, slot(d, 0, 9), b"junk", share(key, P))
+        s.sign(now, slot(d, 0, 9), &[b"junk".to_vec()], share(key, P))
             .unwrap_err(),
         SignerError::Malformed
     );
@@ -395,7 +439,7 @@ fn commit_is_idempotent_and_nonces_expire() {
             Commit {
                 key_id: "k",
                 epoch: 0,
-                message: b"m",
+                messages: &[b"m".to_vec()],
                 key,
             },
             None,
@@ -409,7 +453,7 @@ fn commit_is_idempotent_and_nonces_expire() {
             Commit {
                 key_id: "k",
                 epoch: 0,
-                message: b"m",
+                messages: &[b"m".to_vec()],
                 key,
             },
             None,
@@ -424,7 +468,7 @@ fn commit_is_idempotent_and_nonces_expire() {
             Commit {
                 key_id: "k",
                 epoch: 0,
-                message: b"other",
+                messages: &[b"other".to_vec()],
                 key
             },
             None,
@@ -470,7 +514,7 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
             Commit {
                 key_id: "k",
                 epoch: 0,
-                message: b"m",
+                messages: &[b"m".to_vec()],
                 key,
             },
             None,
@@ -485,7 +529,7 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
             Commit {
                 key_id: "k",
                 epoch: 0,
-                message: b"m",
+                messages: &[b"m".to_vec()],
                 key
             },
             None,
@@ -500,7 +544,7 @@ fn one_coordinator_cannot_fill_the_nonce_table() {
         Commit {
             key_id: "k",
             epoch: 0,
-            message: b"m",
+            messages: &[b"m".to_vec()],
             key,
         },
         None,
@@ -524,7 +568,7 @@ fn used_nonces_leave_the_expiry_queue() {
         Commit {
             key_id: "k",
             epoch: 0,
-            message: b"m",
+            messages: &[b"m".to_vec()],
             key,
         },
         None,

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         act: Action::Sign,
         key_id: "k",
         message_hash: Some([0; 32]),
+        batch: None,
         threshold: None,
         participants: None,
         binding: [0; 32],

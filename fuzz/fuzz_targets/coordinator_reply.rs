@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         session: SessionId([5; 32]),
         me: 1,
         key_id: "k".into(),
-        message: b"m".to_vec(),
+        messages: vec![b"m".to_vec()],
         threshold: 3,
         participants: vec![1, 2, 3, 4, 5],
         public_key_package: public,

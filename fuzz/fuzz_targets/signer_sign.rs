@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
             Commit {
                 key_id: "k",
                 epoch: 0,
-                message: b"m",
+                messages: &[b"m".to_vec()],
                 key: &key,
             },
             None,
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         key: &key,
         participants: &[1, 2, 3],
     };
-    let _ = signer.sign(now, slot, data, share);
+    let _ = signer.sign(now, slot, &[data.to_vec()], share);
     assert_eq!(
         signer.pending(),
         0,

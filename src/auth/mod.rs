@@ -102,9 +102,14 @@ pub struct Claims {
     pub act: Action,
     /// The key acted on.
     pub key_id: String,
-    /// For `sign`: lowercase hex SHA-256 of the message.
+    /// For `sign`: lowercase hex SHA-256 of the message; for a batch, of the concatenation of
+    /// the messages' SHA-256 digests, in order ([`MessageBinding`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msg: Option<String>,
+    /// For a batch `sign`: how many messages (absent for a single message, so a token for one
+    /// message never passes for a batch whose digests concatenate to it, nor the reverse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u16>,
     /// For `keygen`: the threshold, when the client fixes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u16>,
@@ -133,8 +138,10 @@ pub struct Request<'a> {
     pub act: Action,
     /// The key.
     pub key_id: &'a str,
-    /// For signatures: SHA-256 of the message.
+    /// For signatures: SHA-256 of the message, or the batch digest ([`MessageBinding`]).
     pub message_hash: Option<[u8; 32]>,
+    /// For a batch of signatures: how many messages.
+    pub batch: Option<u16>,
     /// For key generation: the threshold the DKG runs with.
     pub threshold: Option<u16>,
     /// For key generation: the participants the DKG runs with.
@@ -145,16 +152,51 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    /// A signature of the message whose SHA-256 is `message_hash` with `key_id`, for the
-    /// request `binding` (its request id).
-    pub fn sign(key_id: &'a str, message_hash: [u8; 32], binding: [u8; 32]) -> Self {
+    /// Signatures of the messages `message` binds with `key_id`, for the request `binding`
+    /// (its request id).
+    pub fn sign(key_id: &'a str, message: MessageBinding, binding: [u8; 32]) -> Self {
         Request {
             act: Action::Sign,
             key_id,
-            message_hash: Some(message_hash),
+            message_hash: Some(message.digest),
+            batch: message.batch,
             threshold: None,
             participants: None,
             binding,
+        }
+    }
+}
+
+/// What a signing token binds of the messages: SHA-256 of a single message; for a batch of
+/// several, SHA-256 of the concatenation of the messages' SHA-256 digests, in order, and their
+/// number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageBinding {
+    /// The `msg` claim's value.
+    pub digest: [u8; 32],
+    /// The `batch` claim's value: the number of messages of a batch of more than one.
+    pub batch: Option<u16>,
+}
+
+impl MessageBinding {
+    /// The binding of `messages` (one message, or a batch).
+    pub fn of(messages: &[impl AsRef<[u8]>]) -> Self {
+        use sha2::{Digest, Sha256};
+        match messages {
+            [one] => MessageBinding {
+                digest: Sha256::digest(one.as_ref()).into(),
+                batch: None,
+            },
+            many => {
+                let mut outer = Sha256::new();
+                for m in many {
+                    outer.update(Sha256::digest(m.as_ref()));
+                }
+                MessageBinding {
+                    digest: outer.finalize().into(),
+                    batch: Some(u16::try_from(many.len()).unwrap_or(u16::MAX)),
+                }
+            }
         }
     }
 }
@@ -506,7 +548,9 @@ fn check_request(claims: &Claims, request: &Request<'_>) -> Result<(), AuthError
         });
     }
     if let Some(hash) = request.message_hash {
-        if claims.msg.as_deref() != Some(hex::encode(hash).as_str()) {
+        if claims.msg.as_deref() != Some(hex::encode(hash).as_str())
+            || claims.batch != request.batch
+        {
             return Err(AuthError::WrongMessage);
         }
     }

@@ -10,7 +10,7 @@ use crate::wire::{DkgStart, ErrorKind, NodeId, RefreshOf, RepairOf, SessionId};
 
 use super::context::Ctx;
 use super::error::Refusal;
-use super::requests::MAX_SIGN_MESSAGE;
+use super::requests::{MAX_BATCH, MAX_SIGN_MESSAGE};
 
 /// Whether this node can take part in the DKG `start` (session `session`), started by
 /// `initiator`: its client token first, then the parameters. `busy` says whether a DKG for the
@@ -39,6 +39,7 @@ pub fn admit_dkg(
         },
         key_id: &start.key_id,
         message_hash: None,
+        batch: None,
         threshold: Some(start.threshold),
         participants: Some(match (&target, &start.reshare) {
             (Some(t), _) => &t[..],
@@ -313,7 +314,7 @@ pub fn signing_key<'k>(
     key_id: &str,
     expected_group_key: Option<[u8; 32]>,
     requester: Option<NodeId>,
-    message_len: usize,
+    messages: &[impl AsRef<[u8]>],
     epoch: Option<u64>,
 ) -> Result<(&'k StoredKey, [u8; 32]), Refusal> {
     let current = keystore.get(key_id);
@@ -362,13 +363,35 @@ pub fn signing_key<'k>(
             ));
         }
     }
-    if message_len > MAX_SIGN_MESSAGE {
-        return Err(Refusal::new(
-            ErrorKind::BadRequest,
-            format!("message of {message_len} bytes exceeds the limit of {MAX_SIGN_MESSAGE} bytes"),
+    batch_size(messages)?;
+    Ok((key, ours))
+}
+
+/// A signing request carries one to [`MAX_BATCH`] messages, of [`MAX_SIGN_MESSAGE`] bytes at
+/// most in all.
+pub fn batch_size(messages: &[impl AsRef<[u8]>]) -> Result<(), Refusal> {
+    let bad = |reason: String| Err(Refusal::new(ErrorKind::BadRequest, reason));
+    if messages.is_empty() {
+        return bad("no message to sign".into());
+    }
+    if messages.len() > MAX_BATCH {
+        return bad(format!(
+            "a batch of {} messages exceeds the limit of {MAX_BATCH}",
+            messages.len()
         ));
     }
-    Ok((key, ours))
+    let total: usize = messages.iter().map(|m| m.as_ref().len()).sum();
+    if total > MAX_SIGN_MESSAGE {
+        let what = if messages.len() == 1 {
+            "message"
+        } else {
+            "batch"
+        };
+        return bad(format!(
+            "{what} of {total} bytes exceeds the limit of {MAX_SIGN_MESSAGE} bytes"
+        ));
+    }
+    Ok(())
 }
 
 /// The 32 bytes of a hex group key.

@@ -46,8 +46,8 @@ pub struct CoordinateRequest {
     pub key_id: String,
     /// The group key the requester holds under `key_id`, if it said.
     pub expected_key: Option<[u8; 32]>,
-    /// Message to sign.
-    pub message: Vec<u8>,
+    /// Messages to sign (one, or a batch).
+    pub messages: Vec<Vec<u8>>,
     /// The client's token, passed to every signer.
     pub token: Option<String>,
     /// Where the answer goes.
@@ -160,7 +160,7 @@ impl CoordinatorDriver {
             &req.key_id,
             req.expected_key,
             None,
-            req.message.len(),
+            &req.messages,
             None,
         );
         let (key, group_public_key) = match checked {
@@ -179,20 +179,21 @@ impl CoordinatorDriver {
                 .into_iter()
                 .filter(|&id| id != me && ctx.peers.is_connected(id)),
         );
-        // The first signers chosen that issued this node a commitment ahead of time sign in one
-        // round (this node commits itself, locally).
+        // The first signers chosen that issued this node a commitment per message ahead of time
+        // sign in one round (this node commits itself, locally).
         let t = usize::from(key.threshold);
+        let n = req.messages.len();
         let presigned = preference
             .iter()
             .take(t)
             .filter(|&&id| id != me)
-            .filter_map(|&id| self.book.take(ctx.now, id).map(|p| (id, p)))
+            .filter_map(|&id| self.book.take_n(ctx.now, id, n).map(|p| (id, p)))
             .collect();
         let params = SignParams {
             session: sid,
             me,
             key_id: req.key_id.clone(),
-            message: req.message,
+            messages: req.messages,
             threshold: key.threshold,
             participants: key.participants.clone(),
             public_key_package: key.public_key_package.clone(),
@@ -328,7 +329,7 @@ impl CoordinatorDriver {
                 attempt,
                 key_id,
                 epoch,
-                message,
+                messages,
                 request_id,
                 token,
                 ..
@@ -337,7 +338,7 @@ impl CoordinatorDriver {
                     key_id: &key_id,
                     epoch,
                     expected_key: None,
-                    message: &message,
+                    messages: &messages,
                     request_id,
                     token,
                 };
@@ -347,12 +348,10 @@ impl CoordinatorDriver {
                 }
             }
             Body::SignRequest { attempt, .. } => {
-                let Some(package) = c.coordinator.signing_package() else {
-                    return Vec::new();
-                };
-                match signer.sign(ctx, slot(attempt), Package::Decoded(package)) {
-                    Ok(share) => {
-                        match ctx.outbox.answer_self(sid, Body::Share { attempt, share }) {
+                let packages = c.coordinator.signing_packages();
+                match signer.sign(ctx, slot(attempt), Package::Decoded(packages)) {
+                    Ok(shares) => {
+                        match ctx.outbox.answer_self(sid, Body::Share { attempt, shares }) {
                             Some(reply) => c.coordinator.on_reply(now, me, reply),
                             None => Vec::new(),
                         }
@@ -398,9 +397,10 @@ impl CoordinatorDriver {
                         "signers sent invalid signature shares; signed without them"
                     );
                 }
-                info!(session = %sid, key_id = %c.key_id, signers = ?out.signers, elapsed_ms, "signed");
+                let messages = out.signatures.len();
+                info!(session = %sid, key_id = %c.key_id, signers = ?out.signers, messages, elapsed_ms, "signed");
                 Body::SignDone {
-                    signature: out.signature.to_vec(),
+                    signatures: out.signatures.iter().map(|s| s.to_vec()).collect(),
                     signers: out.signers,
                     coordinator: ctx.me(),
                 }

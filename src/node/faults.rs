@@ -100,12 +100,13 @@ impl Interceptor for Faults {
     fn outgoing(&mut self, _session: SessionId, to: Option<NodeId>, body: Body) -> Vec<Body> {
         let s = self.lock();
         match body {
-            Body::Share { attempt, .. } if s.corrupt_shares => {
-                // A valid scalar that is not this signer's share.
+            Body::Share { attempt, shares } if s.corrupt_shares => {
+                // A valid scalar that is not this signer's share, for every message.
                 let share = frost_ed25519::round2::SignatureShare::deserialize(&[3u8; 32])
                     .map(|s| s.serialize())
                     .unwrap_or_default();
-                vec![Body::Share { attempt, share }]
+                let shares = vec![share; shares.len()];
+                vec![Body::Share { attempt, shares }]
             }
             Body::DkgRound2 { package } if s.dkg.corrupt_repair => {
                 let wrong = crate::wire::RepairSigma::decode(&package.0)

@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -16,7 +15,7 @@ use super::context::Ctx;
 use super::coordinator::{CoordinateRequest, Responder};
 use super::error::NodeError;
 use super::outbox::ReplyTag;
-use super::requests::SignResponse;
+use super::requests::BatchSignResponse;
 use super::timers::Timer;
 use crate::auth;
 use crate::signing::{election, SignError};
@@ -27,8 +26,8 @@ use crate::wire::{Body, ErrorKind, NodeId, SessionId};
 pub struct SignInput {
     /// The key.
     pub key_id: String,
-    /// The message.
-    pub message: Vec<u8>,
+    /// The messages (one, or a batch), signed in one session.
+    pub messages: Vec<Vec<u8>>,
     /// A fixed request id, or none for a fresh one.
     pub request_id: Option<SessionId>,
     /// The client's token.
@@ -36,12 +35,12 @@ pub struct SignInput {
 }
 
 /// Where a signing request's caller gets its answer.
-pub type SignReply = oneshot::Sender<Result<SignResponse, NodeError>>;
+pub type SignReply = oneshot::Sender<Result<BatchSignResponse, NodeError>>;
 
 /// A request received by this node, travelling down the coordinator ranking.
 struct Forward {
     key_id: String,
-    message: Vec<u8>,
+    messages: Vec<Vec<u8>>,
     token: Option<String>,
     group_public_key: [u8; 32],
     candidates: VecDeque<NodeId>,
@@ -100,7 +99,7 @@ impl Forwarder {
     ) -> Option<CoordinateRequest> {
         let SignInput {
             key_id,
-            message,
+            messages,
             request_id,
             token,
         } = req;
@@ -117,8 +116,11 @@ impl Forwarder {
             ctx.rng.fill_bytes(&mut id);
             SessionId(id)
         });
-        let request =
-            || auth::Request::sign(&key_id, Sha256::digest(&message).into(), request_id.0);
+        if let Err(r) = checks::batch_size(&messages) {
+            return refuse(ctx, reply, r.into());
+        }
+        let binding = auth::MessageBinding::of(&messages);
+        let request = || auth::Request::sign(&key_id, binding, request_id.0);
         let now_unix = ctx.unix_seconds();
         if let Err(r) = checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), request)
         {
@@ -126,7 +128,7 @@ impl Forwarder {
             return refuse(ctx, reply, r.into_error(me));
         }
         let (key, group_public_key) =
-            match checks::signing_key(ctx.keystore, me, &key_id, None, None, message.len(), None) {
+            match checks::signing_key(ctx.keystore, me, &key_id, None, None, &messages, None) {
                 Ok(found) => found,
                 Err(r) => return refuse(ctx, reply, r.into()),
             };
@@ -168,7 +170,7 @@ impl Forwarder {
             request_id,
             Forward {
                 key_id,
-                message,
+                messages,
                 token,
                 group_public_key,
                 candidates,
@@ -201,7 +203,7 @@ impl Forwarder {
                 request: rid,
                 key_id: fwd.key_id.clone(),
                 expected_key: None,
-                message: fwd.message.clone(),
+                messages: fwd.messages.clone(),
                 token: fwd.token.clone(),
                 responder: Responder::Local(rid),
             });
@@ -210,7 +212,7 @@ impl Forwarder {
         let body = Body::SignForward {
             key_id: fwd.key_id.clone(),
             group_public_key: fwd.group_public_key,
-            message: fwd.message.clone(),
+            messages: fwd.messages.clone(),
             token: fwd.token.clone(),
         };
         ctx.outbox.request(rid, next, body, ReplyTag::Forward);
@@ -232,13 +234,21 @@ impl Forwarder {
         }
         match result {
             Ok(Body::SignDone {
-                signature,
+                signatures,
                 signers,
                 coordinator,
             }) => {
-                // Never pass on a signature that does not verify, whoever produced it (our own
-                // coordinator already checked its aggregate).
-                if from != ctx.me() && !verifies(&fwd.group_public_key, &fwd.message, &signature) {
+                // A remote coordinator is one node: it could return anything, and this node
+                // answers its caller for what it passes on, so each signature is checked here
+                // against the group key (strictly). This node's own coordinator needs no second
+                // check: frost verified every aggregate it made.
+                let valid = from == ctx.me()
+                    || (signatures.len() == fwd.messages.len()
+                        && signatures
+                            .iter()
+                            .zip(&fwd.messages)
+                            .all(|(s, m)| verifies(&fwd.group_public_key, m, s)));
+                if !valid {
                     warn!(request = %rid, coordinator = from, "coordinator returned an invalid signature");
                     fwd.last_error = Some(NodeError::Internal(format!(
                         "coordinator {from} returned an invalid signature"
@@ -246,8 +256,8 @@ impl Forwarder {
                     ctx.blame(&[from]);
                     return self.next_coordinator(ctx, rid);
                 }
-                let response = SignResponse {
-                    signature: hex::encode(signature),
+                let response = BatchSignResponse {
+                    signatures: signatures.iter().map(hex::encode).collect(),
                     group_public_key: hex::encode(fwd.group_public_key),
                     signers,
                     coordinator,
@@ -314,7 +324,7 @@ impl Forwarder {
         &mut self,
         ctx: &mut Ctx<'_>,
         rid: SessionId,
-        result: Result<SignResponse, NodeError>,
+        result: Result<BatchSignResponse, NodeError>,
     ) {
         let Some(fwd) = self.forwards.remove(&rid) else {
             return;

@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::error::NodeError;
 use super::forwarder::SignInput;
 use super::requests::{
-    KeygenRequest, RefreshRequest, RepairRequest, ReshareRequest, SignResponse, StatusInfo,
+    BatchSignResponse, KeygenRequest, RefreshRequest, RepairRequest, ReshareRequest, SignResponse,
+    StatusInfo,
 };
 use crate::keystore::KeyInfo;
 use crate::wire::{NodeId, SessionId};
@@ -70,12 +71,12 @@ pub enum Input {
         /// Where the answer goes.
         reply: oneshot::Sender<Option<KeyInfo>>,
     },
-    /// Sign a message.
+    /// Sign a message, or a batch.
     Sign {
         /// The request.
         req: SignInput,
         /// Where the answer goes.
-        reply: oneshot::Sender<Result<SignResponse, NodeError>>,
+        reply: oneshot::Sender<Result<BatchSignResponse, NodeError>>,
     },
 }
 
@@ -207,9 +208,28 @@ impl NodeHandle {
         message: Vec<u8>,
         token: Option<String>,
     ) -> Result<SignResponse, NodeError> {
+        let signed = self
+            .submit(SignInput {
+                key_id: key_id.to_string(),
+                messages: vec![message],
+                request_id: None,
+                token,
+            })
+            .await?;
+        Ok(signed.single())
+    }
+
+    /// Signs a batch of messages with key `key_id` in one session (one signature per message,
+    /// in order); the token binds the batch ([`crate::auth::MessageBinding`]).
+    pub async fn sign_batch(
+        &self,
+        key_id: &str,
+        messages: Vec<Vec<u8>>,
+        token: Option<String>,
+    ) -> Result<BatchSignResponse, NodeError> {
         self.submit(SignInput {
             key_id: key_id.to_string(),
-            message,
+            messages,
             request_id: None,
             token,
         })
@@ -217,7 +237,7 @@ impl NodeHandle {
     }
 
     /// Submits a signing request.
-    pub async fn submit(&self, req: SignInput) -> Result<SignResponse, NodeError> {
+    pub async fn submit(&self, req: SignInput) -> Result<BatchSignResponse, NodeError> {
         self.ask(|reply| Input::Sign { req, reply }).await?
     }
 
@@ -231,13 +251,15 @@ impl NodeHandle {
         request_id: SessionId,
         token: Option<String>,
     ) -> Result<SignResponse, NodeError> {
-        self.submit(SignInput {
-            key_id: key_id.to_string(),
-            message,
-            request_id: Some(request_id),
-            token,
-        })
-        .await
+        let signed = self
+            .submit(SignInput {
+                key_id: key_id.to_string(),
+                messages: vec![message],
+                request_id: Some(request_id),
+                token,
+            })
+            .await?;
+        Ok(signed.single())
     }
 
     /// Node status.

@@ -87,7 +87,7 @@ fn on_request(
         Body::SignForward {
             key_id,
             group_public_key,
-            message,
+            messages,
             token,
         } => {
             // Answered when the signature is done.
@@ -95,7 +95,7 @@ fn on_request(
                 request: sid,
                 key_id,
                 expected_key: Some(group_public_key),
-                message,
+                messages,
                 token,
                 responder: Responder::Peer { channel, to: from },
             };

@@ -67,8 +67,8 @@ pub use forwarder::SignInput;
 pub use handle::NodeHandle;
 pub use reload::ReloadReport;
 pub use requests::{
-    default_threshold, KeygenRequest, RefreshRequest, RepairRequest, ReshareRequest, SignResponse,
-    StatusInfo, MAX_SIGN_MESSAGE,
+    default_threshold, BatchSignResponse, KeygenRequest, RefreshRequest, RepairRequest,
+    ReshareRequest, SignResponse, StatusInfo, MAX_BATCH, MAX_SIGN_MESSAGE,
 };
 
 /// Capacity of the queues into the node.

@@ -18,7 +18,7 @@ use super::context::Ctx;
 use super::coordinator::CoordinateRequest;
 use super::error::Refusal;
 use super::roles::Roles;
-use crate::auth::{Request, CLOCK_SKEW_SECS, MAX_LIFETIME_SECS};
+use crate::auth::{MessageBinding, Request, CLOCK_SKEW_SECS, MAX_LIFETIME_SECS};
 use crate::policy::{PolicyRequest, PolicyRunner, Verdict};
 use crate::signing::election;
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
@@ -55,7 +55,7 @@ pub enum Held {
 struct Ask<'a> {
     request_id: SessionId,
     key_id: &'a str,
-    message: &'a [u8],
+    messages: &'a [Vec<u8>],
     token: Option<&'a str>,
     /// The group key the coordinator holds, for a remote coordinator's request.
     expected_key: Option<[u8; 32]>,
@@ -73,7 +73,7 @@ impl Held {
                     Body::CommitRequest {
                         key_id,
                         group_public_key,
-                        message,
+                        messages,
                         request_id,
                         token,
                         ..
@@ -82,7 +82,7 @@ impl Held {
             } => Some(Ask {
                 request_id: *request_id,
                 key_id,
-                message,
+                messages,
                 token: token.as_deref(),
                 expected_key: Some(*group_public_key),
                 coordinator: Some((
@@ -97,7 +97,7 @@ impl Held {
                     Body::SignNow {
                         key_id,
                         group_public_key,
-                        message,
+                        messages,
                         request_id,
                         token,
                         ..
@@ -106,7 +106,7 @@ impl Held {
             } => Some(Ask {
                 request_id: *request_id,
                 key_id,
-                message,
+                messages,
                 token: token.as_deref(),
                 expected_key: Some(*group_public_key),
                 coordinator: Some((
@@ -118,7 +118,7 @@ impl Held {
             Held::Coordinate(r) => Some(Ask {
                 request_id: r.request,
                 key_id: &r.key_id,
-                message: &r.message,
+                messages: &r.messages,
                 token: r.token.as_deref(),
                 expected_key: r.expected_key,
                 coordinator: None,
@@ -235,19 +235,14 @@ pub fn admit(ctx: &mut Ctx<'_>, held: Held) -> Option<Held> {
         ask.key_id,
         ask.expected_key,
         ask.coordinator.map(|(c, _)| c),
-        ask.message.len(),
+        ask.messages,
         None,
     );
     if checked.is_err() {
         return Some(held);
     }
-    let request = || {
-        Request::sign(
-            ask.key_id,
-            Sha256::digest(ask.message).into(),
-            ask.request_id.0,
-        )
-    };
+    let binding = MessageBinding::of(ask.messages);
+    let request = || Request::sign(ask.key_id, binding, ask.request_id.0);
     let now_unix = ctx.unix_seconds();
     let Ok(client) = checks::authorize(ctx.config, ctx.auth, now_unix, Some(token), request) else {
         return Some(held);
@@ -261,7 +256,11 @@ pub fn admit(ctx: &mut Ctx<'_>, held: Held) -> Option<Held> {
         node: ctx.me(),
         client: client.clone(),
         key_id: ask.key_id.to_string(),
-        message: hex::encode(ask.message),
+        message: match ask.messages {
+            [one] => Some(hex::encode(one)),
+            _ => None,
+        },
+        messages: ask.messages.iter().map(hex::encode).collect(),
         request_id: hex::encode(ask.request_id.0),
     };
     let tx = ctx.policy.decided.clone();

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::NodeId;
 
-/// Largest message a node signs.
+/// Largest message a node signs; also the most bytes a batch's messages hold in all.
 pub const MAX_SIGN_MESSAGE: usize = 64 * 1024;
+/// Most messages one signing request (a batch) carries.
+pub const MAX_BATCH: usize = 256;
 
 /// A request to generate a key.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -90,6 +92,31 @@ pub struct SignResponse {
     pub signers: Vec<NodeId>,
     /// The node that coordinated.
     pub coordinator: NodeId,
+}
+
+/// The answer to a batch: `POST /v1/keys/{key_id}/sign` with `messages`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchSignResponse {
+    /// One 64-byte Ed25519 signature per message, hex, in the messages' order.
+    pub signatures: Vec<String>,
+    /// Group public key, hex.
+    pub group_public_key: String,
+    /// Signers whose shares make up the signatures.
+    pub signers: Vec<NodeId>,
+    /// The node that coordinated.
+    pub coordinator: NodeId,
+}
+
+impl BatchSignResponse {
+    /// The answer for a single message (the batch's only signature).
+    pub fn single(self) -> SignResponse {
+        SignResponse {
+            signature: self.signatures.into_iter().next().unwrap_or_default(),
+            group_public_key: self.group_public_key,
+            signers: self.signers,
+            coordinator: self.coordinator,
+        }
+    }
 }
 
 /// What `GET /v1/status` shows.

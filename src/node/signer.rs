@@ -8,13 +8,12 @@
 
 use frost_ed25519::round1::SigningCommitments;
 use frost_ed25519::SigningPackage;
-use sha2::Digest;
 
 use super::checks;
 use super::context::Ctx;
 use super::error::Refusal;
 use super::timers::Timer;
-use crate::auth::Request;
+use crate::auth::{MessageBinding, Request};
 use crate::signing::election;
 use crate::signing::participant::{
     self, Authorization, Commit, NonceObserver, ShareRef, Signer, SignerError, Slot,
@@ -39,8 +38,8 @@ pub struct CommitAsk<'a> {
     pub epoch: u64,
     /// The group key the coordinator holds (none when this node coordinates).
     pub expected_key: Option<[u8; 32]>,
-    /// The message.
-    pub message: &'a [u8],
+    /// The messages.
+    pub messages: &'a [Vec<u8>],
     /// The request the coordinator's session derives from.
     pub request_id: SessionId,
     /// The client's token.
@@ -53,12 +52,12 @@ struct SignNowAsk {
     key_id: String,
     group_public_key: [u8; 32],
     epoch: u64,
-    message: Vec<u8>,
+    messages: Vec<Vec<u8>>,
     request_id: SessionId,
     token: Option<String>,
     boot: BootId,
-    seq: u64,
-    signing_package: Vec<u8>,
+    seqs: Vec<u64>,
+    signing_packages: Vec<Vec<u8>>,
 }
 
 /// This node as a signer.
@@ -155,7 +154,7 @@ impl SignerDriver {
                 key_id,
                 group_public_key,
                 epoch,
-                message,
+                messages,
                 request_id,
                 token,
             } => {
@@ -168,12 +167,14 @@ impl SignerDriver {
                     key_id: &key_id,
                     epoch,
                     expected_key: Some(group_public_key),
-                    message: &message,
+                    messages: &messages,
                     request_id,
                     token,
                 };
                 self.commit(ctx, slot, ask).and_then(|c| {
-                    c.serialize()
+                    c.iter()
+                        .map(|c| c.serialize())
+                        .collect::<Result<Vec<_>, _>>()
                         .map(|commitments| Body::Commitment {
                             attempt,
                             commitments,
@@ -183,39 +184,39 @@ impl SignerDriver {
             }
             Body::SignRequest {
                 attempt,
-                signing_package,
+                signing_packages,
             } => {
                 let slot = Slot {
                     coordinator,
                     session: sid,
                     attempt,
                 };
-                self.sign(ctx, slot, Package::Encoded(&signing_package))
-                    .map(|share| Body::Share { attempt, share })
+                self.sign(ctx, slot, Package::Encoded(&signing_packages))
+                    .map(|shares| Body::Share { attempt, shares })
             }
             Body::SignNow {
                 attempt,
                 key_id,
                 group_public_key,
                 epoch,
-                message,
+                messages,
                 request_id,
                 token,
                 boot,
-                seq,
-                signing_package,
+                seqs,
+                signing_packages,
             } => {
                 let ask = SignNowAsk {
                     attempt,
                     key_id,
                     group_public_key,
                     epoch,
-                    message,
+                    messages,
                     request_id,
                     token,
                     boot,
-                    seq,
-                    signing_package,
+                    seqs,
+                    signing_packages,
                 };
                 let result = self.sign_now(ctx, sid, coordinator, ask);
                 self.refill(ctx, coordinator);
@@ -232,9 +233,9 @@ impl SignerDriver {
         })
     }
 
-    /// Signs in one round with nonce `seq` issued to `coordinator`: the nonce leaves its pool
-    /// first (it is gone whatever follows), then the request is checked as a `CommitRequest`
-    /// would be, then the package is signed.
+    /// Signs in one round with nonces `seqs` issued to `coordinator`: the nonces leave their
+    /// pool first (they are gone whatever follows), then the request is checked as a
+    /// `CommitRequest` would be, then the packages are signed.
     fn sign_now(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -242,22 +243,29 @@ impl SignerDriver {
         coordinator: NodeId,
         ask: SignNowAsk,
     ) -> Result<Body, Refusal> {
-        let taken = self.pools.take(ctx.now, coordinator, ask.boot, ask.seq);
+        let taken = self
+            .pools
+            .take_all(ctx.now, coordinator, ask.boot, &ask.seqs);
         self.schedule(ctx);
-        let (nonces, commitments) =
-            taken.map_err(|e| Refusal::new(ErrorKind::Conflict, e.to_string()))?;
-        let package = SigningPackage::deserialize(&ask.signing_package)
-            .map_err(|_| refusal(&SignerError::Malformed))?;
-        let me = ctx.me();
-        if package.message() != ask.message.as_slice() {
+        let nonces = taken.map_err(|e| Refusal::new(ErrorKind::Conflict, e.to_string()))?;
+        checks::batch_size(&ask.messages)?;
+        let packages =
+            participant::decode_packages(&ask.signing_packages).map_err(|e| refusal(&e))?;
+        if packages.len() != ask.messages.len()
+            || packages
+                .iter()
+                .zip(&ask.messages)
+                .any(|(p, m)| p.message() != m.as_slice())
+        {
             return Err(refusal(&SignerError::MessageMismatch));
         }
-        let message = package.message();
+        let me = ctx.me();
+        let messages = &ask.messages;
         let request = Asked {
             session: sid,
             coordinator,
             key_id: &ask.key_id,
-            message,
+            messages: MessageBinding::of(messages),
             request_id: ask.request_id,
             token: ask.token.as_deref(),
         };
@@ -268,18 +276,17 @@ impl SignerDriver {
             &ask.key_id,
             Some(ask.group_public_key),
             Some(coordinator),
-            message.len(),
+            messages,
             Some(ask.epoch),
         )?;
         let share = ShareRef {
             key: &key.key_package,
             participants: &key.participants,
         };
-        let share = participant::sign_with_nonces(&nonces, commitments, &package, share)
-            .map_err(|e| refusal(&e))?;
+        let shares = participant::sign_all(&nonces, &packages, share).map_err(|e| refusal(&e))?;
         Ok(Body::Share {
             attempt: ask.attempt,
-            share,
+            shares,
         })
     }
 
@@ -289,13 +296,15 @@ impl SignerDriver {
         ctx: &mut Ctx<'_>,
         slot: Slot,
         ask: CommitAsk<'_>,
-    ) -> Result<SigningCommitments, Refusal> {
+    ) -> Result<Vec<SigningCommitments>, Refusal> {
         let me = ctx.me();
+        // Sizes first: the binding hashes every message.
+        checks::batch_size(ask.messages)?;
         let request = Asked {
             session: slot.session,
             coordinator: slot.coordinator,
             key_id: ask.key_id,
-            message: ask.message,
+            messages: MessageBinding::of(ask.messages),
             request_id: ask.request_id,
             token: ask.token.as_deref(),
         };
@@ -306,13 +315,13 @@ impl SignerDriver {
             ask.key_id,
             ask.expected_key,
             Some(slot.coordinator),
-            ask.message.len(),
+            ask.messages,
             Some(ask.epoch),
         )?;
         let what = Commit {
             key_id: ask.key_id,
             epoch: ask.epoch,
-            message: ask.message,
+            messages: ask.messages,
             key: &key.key_package,
         };
         let authorization = ask.token.map(|token| Authorization {
@@ -326,13 +335,14 @@ impl SignerDriver {
         result.map_err(|e| refusal(&e))
     }
 
-    /// This node's signature share for `slot` (its nonces are consumed whatever happens).
+    /// This node's signature shares for `slot`, one per message (its nonces are consumed
+    /// whatever happens).
     pub fn sign(
         &mut self,
         ctx: &mut Ctx<'_>,
         slot: Slot,
-        package: Package<'_>,
-    ) -> Result<Vec<u8>, Refusal> {
+        packages: Package<'_>,
+    ) -> Result<Vec<Vec<u8>>, Refusal> {
         let unknown = || {
             refusal(&SignerError::UnknownSession {
                 session: slot.session,
@@ -346,7 +356,7 @@ impl SignerDriver {
         let request_id = committed
             .authorization
             .map_or(SessionId([0; 32]), |a| a.request_id);
-        let request = || Request::sign(key_id, committed.message_hash, request_id.0);
+        let request = || Request::sign(key_id, committed.messages, request_id.0);
         let token = committed.authorization.map(|a| a.token.as_str());
         let now_unix = ctx.unix_seconds();
         let checked = checks::authorize(ctx.config, ctx.auth, now_unix, token, request)
@@ -376,9 +386,9 @@ impl SignerDriver {
             key: &key.key_package,
             participants: &key.participants,
         };
-        let result = match package {
+        let result = match packages {
             Package::Encoded(bytes) => self.signer.sign(ctx.now, slot, bytes, share),
-            Package::Decoded(p) => self.signer.sign_package(ctx.now, slot, p, share),
+            Package::Decoded(p) => self.signer.sign_packages(ctx.now, slot, p, share),
         };
         self.schedule(ctx);
         result.map_err(|e| refusal(&e))
@@ -403,12 +413,13 @@ impl SignerDriver {
     }
 }
 
-/// A signing package as it arrives: from the network, or from this node's own coordinator.
+/// A session's signing packages (one per message) as they arrive: from the network, or from
+/// this node's own coordinator.
 pub enum Package<'a> {
-    /// frost serialization.
-    Encoded(&'a [u8]),
+    /// frost serializations.
+    Encoded(&'a [Vec<u8>]),
     /// Already decoded.
-    Decoded(&'a SigningPackage),
+    Decoded(&'a [SigningPackage]),
 }
 
 /// What a coordinator asks this node's nonces for.
@@ -416,7 +427,7 @@ struct Asked<'a> {
     session: SessionId,
     coordinator: NodeId,
     key_id: &'a str,
-    message: &'a [u8],
+    messages: MessageBinding,
     request_id: SessionId,
     token: Option<&'a str>,
 }
@@ -434,13 +445,7 @@ fn admit(ctx: &mut Ctx<'_>, asked: Asked<'_>) -> Result<(), Refusal> {
             ),
         ));
     }
-    let request = || {
-        Request::sign(
-            asked.key_id,
-            sha2::Sha256::digest(asked.message).into(),
-            asked.request_id.0,
-        )
-    };
+    let request = || Request::sign(asked.key_id, asked.messages, asked.request_id.0);
     let now_unix = ctx.unix_seconds();
     checks::authorize(ctx.config, ctx.auth, now_unix, asked.token, request)?;
     ctx.policy.check(asked.request_id, asked.token)

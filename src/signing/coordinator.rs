@@ -1,12 +1,16 @@
 //! The coordinator's session (sans-IO): pick `t` signers, collect their commitments, hand out
-//! the signing package, collect shares, aggregate, verify.
+//! the signing packages, collect shares, aggregate, verify. A session signs a batch of
+//! messages (often one): every signer commits to a nonce pair per message, and the signer set,
+//! rounds and retries are the batch's.
 //!
 //! A signer that does not answer in time, or refuses, is replaced by the next reachable
 //! participant while commitments are being gathered; once the signing package is out, a
 //! missing or invalid share starts a fresh attempt without that signer (nonces are single
 //! use, so every attempt gathers new commitments). An invalid share is caught by frost's
-//! cheater detection and its signer named. The aggregate is checked against the group key
-//! with a strict Ed25519 verifier before it is returned.
+//! cheater detection and its signer named. frost's aggregation verifies each signature against
+//! the group key before it is returned; that is the one check: every point it involves was
+//! checked to be in the prime-order subgroup when decoded (commitments, shares, group key), so
+//! frost's cofactored equation and a strict verifier's cofactorless one agree.
 //!
 //! A signer that issued this coordinator a commitment ahead of time
 //! ([`SignParams::presigned`]) skips the commit round: with such commitments for every chosen
@@ -36,8 +40,8 @@ pub struct SignParams {
     pub me: NodeId,
     /// Key name.
     pub key_id: String,
-    /// Message to sign.
-    pub message: Vec<u8>,
+    /// Messages to sign (at least one), in order.
+    pub messages: Vec<Vec<u8>>,
     /// Threshold.
     pub threshold: u16,
     /// Every participant of the key.
@@ -52,10 +56,10 @@ pub struct SignParams {
     pub request_id: SessionId,
     /// The client's token, passed to every signer.
     pub token: Option<String>,
-    /// Commitments signers issued to this coordinator ahead of time: a chosen signer with one
-    /// signs in one round ([`Body::SignNow`]); the others commit first. Each is spent at most
-    /// once (a retry commits afresh).
-    pub presigned: BTreeMap<NodeId, Presigned>,
+    /// Commitments signers issued to this coordinator ahead of time, one per message: a chosen
+    /// signer with them signs in one round ([`Body::SignNow`]); the others commit first. Each
+    /// is spent at most once (a retry commits afresh).
+    pub presigned: BTreeMap<NodeId, Vec<Presigned>>,
 }
 
 /// What the driver must do.
@@ -80,11 +84,11 @@ pub enum Effect {
     },
 }
 
-/// A finished signature.
+/// Finished signatures.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignOutput {
-    /// The 64-byte Ed25519 signature.
-    pub signature: [u8; 64],
+    /// The 64-byte Ed25519 signatures, one per message, in order.
+    pub signatures: Vec<[u8; 64]>,
     /// The signers whose shares make it up.
     pub signers: Vec<NodeId>,
     /// Signers caught sending invalid shares (excluded from the retry).
@@ -112,14 +116,17 @@ pub struct Coordinator {
     signers: BTreeSet<NodeId>,
     /// Outstanding requests and their deadlines.
     waiting: BTreeMap<NodeId, Instant>,
-    commitments: BTreeMap<NodeId, SigningCommitments>,
-    /// The signers of this attempt that sign with a preprocessed nonce: its run and number.
-    one_round: BTreeMap<NodeId, ([u8; 16], u64)>,
+    /// Each signer's commitments, one per message.
+    commitments: BTreeMap<NodeId, Vec<SigningCommitments>>,
+    /// The signers of this attempt that sign with preprocessed nonces: their run and numbers.
+    one_round: BTreeMap<NodeId, ([u8; 16], Vec<u64>)>,
     /// Every signer sent a one-round request in any attempt (a refusal of its nonce may
     /// arrive after a retry began).
     sent_one_round: BTreeSet<NodeId>,
-    package: Option<SigningPackage>,
-    shares: BTreeMap<NodeId, SignatureShare>,
+    /// The signing packages of this attempt, one per message.
+    packages: Vec<SigningPackage>,
+    /// Each signer's shares, one per message.
+    shares: BTreeMap<NodeId, Vec<SignatureShare>>,
     signer_timeout: Duration,
     deadline: Instant,
 }
@@ -168,7 +175,7 @@ impl Coordinator {
             commitments: BTreeMap::new(),
             one_round: BTreeMap::new(),
             sent_one_round: BTreeSet::new(),
-            package: None,
+            packages: Vec::new(),
             shares: BTreeMap::new(),
             signer_timeout,
             deadline,
@@ -241,10 +248,15 @@ impl Coordinator {
             key_id: self.params.key_id.clone(),
             group_public_key: self.params.group_public_key,
             epoch: self.params.epoch,
-            message: self.params.message.clone(),
+            messages: self.params.messages.clone(),
             request_id: self.params.request_id,
             token: self.params.token.clone(),
         }
+    }
+
+    /// How many messages the session signs.
+    pub fn batch(&self) -> usize {
+        self.params.messages.len()
     }
 
     fn begin_attempt(&mut self, now: Instant) -> Vec<Effect> {
@@ -259,15 +271,21 @@ impl Coordinator {
         self.commitments.clear();
         self.one_round.clear();
         self.shares.clear();
-        self.package = None;
+        self.packages.clear();
         self.waiting.clear();
         let body = self.commit_request();
         let mut effects = Vec::new();
+        let n = self.batch();
         for to in chosen {
             if let Some(p) = self.params.presigned.remove(&to) {
-                self.commitments.insert(to, p.commitments);
-                self.one_round.insert(to, (p.boot, p.seq));
-                continue;
+                if p.len() == n && p.iter().all(|q| q.boot == p[0].boot) {
+                    let boot = p[0].boot;
+                    self.commitments
+                        .insert(to, p.iter().map(|q| q.commitments).collect());
+                    self.one_round
+                        .insert(to, (boot, p.iter().map(|q| q.seq).collect()));
+                    continue;
+                }
             }
             self.waiting.insert(to, now + self.signer_timeout);
             effects.push(Effect::Send {
@@ -390,21 +408,31 @@ impl Coordinator {
                 attempt,
                 commitments,
             } if attempt == self.attempt && self.phase == Phase::Commit => {
-                match SigningCommitments::deserialize(&commitments) {
-                    Ok(c) => self.on_commitments(now, from, attempt, c),
-                    Err(_) => self.drop_signer(now, from),
+                let decoded: Option<Vec<SigningCommitments>> = commitments
+                    .iter()
+                    .map(|c| SigningCommitments::deserialize(c).ok())
+                    .collect();
+                match decoded {
+                    Some(c) if c.len() == self.batch() => {
+                        self.on_commitments(now, from, attempt, c)
+                    }
+                    _ => self.drop_signer(now, from),
                 }
             }
-            Body::Share { attempt, share }
+            Body::Share { attempt, shares }
                 if attempt == self.attempt && self.phase == Phase::Sign =>
             {
-                match SignatureShare::deserialize(&share) {
-                    Ok(s) => {
+                let decoded: Option<Vec<SignatureShare>> = shares
+                    .iter()
+                    .map(|s| SignatureShare::deserialize(s).ok())
+                    .collect();
+                match decoded {
+                    Some(s) if s.len() == self.batch() => {
                         self.waiting.remove(&from);
                         self.shares.insert(from, s);
                         self.maybe_aggregate(now)
                     }
-                    Err(_) => {
+                    _ => {
                         self.culprits.push(from);
                         self.drop_signer(now, from)
                     }
@@ -419,13 +447,14 @@ impl Coordinator {
         }
     }
 
-    /// Already decoded commitments (from this node's own signer: no encoding round trip).
+    /// Already decoded commitments, one per message (from this node's own signer: no
+    /// encoding round trip).
     pub fn on_commitments(
         &mut self,
         now: Instant,
         from: NodeId,
         attempt: u8,
-        commitments: SigningCommitments,
+        commitments: Vec<SigningCommitments>,
     ) -> Vec<Effect> {
         if self.is_finished()
             || attempt != self.attempt
@@ -434,14 +463,17 @@ impl Coordinator {
         {
             return Vec::new();
         }
+        if commitments.len() != self.batch() {
+            return self.drop_signer(now, from);
+        }
         self.waiting.remove(&from);
         self.commitments.insert(from, commitments);
         self.maybe_send_package(now)
     }
 
-    /// The signing package of the current attempt, once built.
-    pub fn signing_package(&self) -> Option<&SigningPackage> {
-        self.package.as_ref()
+    /// The signing packages of the current attempt (one per message), once built.
+    pub fn signing_packages(&self) -> &[SigningPackage] {
+        &self.packages
     }
 
     /// Replaces signers whose time is up; fails at the session deadline.
@@ -476,18 +508,23 @@ impl Coordinator {
         if self.commitments.len() < usize::from(self.params.threshold) || !self.waiting.is_empty() {
             return Vec::new();
         }
-        let mut by_ident = BTreeMap::new();
-        for (&id, c) in &self.commitments {
-            if let Some(i) = ident(id) {
-                by_ident.insert(i, *c);
+        let mut packages = Vec::with_capacity(self.batch());
+        let mut encoded = Vec::with_capacity(self.batch());
+        for (k, message) in self.params.messages.iter().enumerate() {
+            let mut by_ident = BTreeMap::new();
+            for (&id, c) in &self.commitments {
+                if let (Some(i), Some(c)) = (ident(id), c.get(k)) {
+                    by_ident.insert(i, *c);
+                }
             }
+            let package = SigningPackage::new(by_ident, message);
+            match package.serialize() {
+                Ok(b) => encoded.push(b),
+                Err(e) => return self.fail(SignError::Frost(e.to_string())),
+            }
+            packages.push(package);
         }
-        let package = SigningPackage::new(by_ident, &self.params.message);
-        let bytes = match package.serialize() {
-            Ok(b) => b,
-            Err(e) => return self.fail(SignError::Frost(e.to_string())),
-        };
-        self.package = Some(package);
+        self.packages = packages;
         self.phase = Phase::Sign;
         let signers: Vec<NodeId> = self.commitments.keys().copied().collect();
         self.waiting = signers
@@ -499,21 +536,21 @@ impl Coordinator {
             .into_iter()
             .map(|to| {
                 let body = match self.one_round.get(&to) {
-                    Some(&(boot, seq)) => Body::SignNow {
+                    Some((boot, seqs)) => Body::SignNow {
                         attempt: self.attempt,
                         key_id: self.params.key_id.clone(),
                         group_public_key: self.params.group_public_key,
                         epoch: self.params.epoch,
-                        message: self.params.message.clone(),
+                        messages: self.params.messages.clone(),
                         request_id: self.params.request_id,
                         token: self.params.token.clone(),
-                        boot,
-                        seq,
-                        signing_package: bytes.clone(),
+                        boot: *boot,
+                        seqs: seqs.clone(),
+                        signing_packages: encoded.clone(),
                     },
                     None => Body::SignRequest {
                         attempt: self.attempt,
-                        signing_package: bytes.clone(),
+                        signing_packages: encoded.clone(),
                     },
                 };
                 Effect::Send { to, body }
@@ -525,67 +562,62 @@ impl Coordinator {
         if !self.waiting.is_empty() || self.shares.len() < usize::from(self.params.threshold) {
             return Vec::new();
         }
-        let Some(package) = self.package.as_ref() else {
-            return self.fail(SignError::Frost("signing package missing".into()));
-        };
-        let mut by_ident = BTreeMap::new();
-        let mut id_of = BTreeMap::new();
-        for (&id, s) in &self.shares {
-            if let Some(i) = ident(id) {
-                by_ident.insert(i, *s);
-                id_of.insert(i, id);
-            }
+        if self.packages.len() != self.batch() {
+            return self.fail(SignError::Frost("signing packages missing".into()));
         }
-        match frost_ed25519::aggregate_custom(
-            package,
-            &by_ident,
-            &self.params.public_key_package,
-            frost_ed25519::CheaterDetection::AllCheaters,
-        ) {
-            Ok(sig) => self.finish(&sig),
-            Err(frost_ed25519::Error::InvalidSignatureShare { culprits }) => {
-                let named: Vec<NodeId> = culprits
-                    .iter()
-                    .filter_map(|i| id_of.get(i))
-                    .copied()
-                    .collect();
-                if named.is_empty() {
-                    return self.fail(SignError::Frost(
-                        "invalid share from an unknown signer".into(),
-                    ));
-                }
-                for id in &named {
-                    self.excluded.insert(*id);
-                    if !self.culprits.contains(id) {
-                        self.culprits.push(*id);
+        let id_of: BTreeMap<Identifier, NodeId> = self
+            .shares
+            .keys()
+            .filter_map(|&id| ident(id).map(|i| (i, id)))
+            .collect();
+        let mut signatures = Vec::with_capacity(self.batch());
+        let mut named = BTreeSet::new();
+        for (k, package) in self.packages.iter().enumerate() {
+            let by_ident: BTreeMap<Identifier, SignatureShare> = self
+                .shares
+                .iter()
+                .filter_map(|(&id, s)| Some((ident(id)?, *s.get(k)?)))
+                .collect();
+            // frost verifies the aggregate against the group key (and, when it does not
+            // verify, every share, naming the culprits).
+            match frost_ed25519::aggregate_custom(
+                package,
+                &by_ident,
+                &self.params.public_key_package,
+                frost_ed25519::CheaterDetection::AllCheaters,
+            ) {
+                Ok(sig) => match sig.serialize().ok().and_then(|b| b.try_into().ok()) {
+                    Some(bytes) => signatures.push(bytes),
+                    None => return self.fail(SignError::BadSignature),
+                },
+                Err(frost_ed25519::Error::InvalidSignatureShare { culprits }) => {
+                    let these: Vec<NodeId> = culprits
+                        .iter()
+                        .filter_map(|i| id_of.get(i))
+                        .copied()
+                        .collect();
+                    if these.is_empty() {
+                        return self.fail(SignError::Frost(
+                            "invalid share from an unknown signer".into(),
+                        ));
                     }
+                    named.extend(these);
                 }
-                self.retry(now)
+                Err(e) => return self.fail(SignError::Frost(e.to_string())),
             }
-            Err(e) => self.fail(SignError::Frost(e.to_string())),
         }
-    }
-
-    fn finish(&mut self, sig: &frost_ed25519::Signature) -> Vec<Effect> {
-        let bytes: Option<[u8; 64]> = sig.serialize().ok().and_then(|b| b.try_into().ok());
-        let Some(signature) = bytes else {
-            return self.fail(SignError::BadSignature);
-        };
-        let valid = ed25519_dalek::VerifyingKey::from_bytes(&self.params.group_public_key)
-            .map(|vk| {
-                vk.verify_strict(
-                    &self.params.message,
-                    &ed25519_dalek::Signature::from_bytes(&signature),
-                )
-                .is_ok()
-            })
-            .unwrap_or(false);
-        if !valid {
-            return self.fail(SignError::BadSignature);
+        if !named.is_empty() {
+            for id in named {
+                self.excluded.insert(id);
+                if !self.culprits.contains(&id) {
+                    self.culprits.push(id);
+                }
+            }
+            return self.retry(now);
         }
         self.phase = Phase::Finished;
         vec![Effect::Done(SignOutput {
-            signature,
+            signatures,
             signers: self.shares.keys().copied().collect(),
             culprits: self.culprits.clone(),
         })]

@@ -1,7 +1,7 @@
 //! The signer's side of a signing session (sans-IO).
 //!
-//! `commit` makes fresh nonces for one [`Slot`] (coordinator, session, attempt) and keeps them
-//! in memory only; `sign` takes them *out* of the table before using them, so a second signing
+//! `commit` makes fresh nonces for one [`Slot`] (coordinator, session, attempt), a pair per
+//! message of the session's batch, and keeps them in memory only; `sign` takes them *out* of the table before using them, so a second signing
 //! package for the same session finds none: a nonce signs at most once. Nonces are never
 //! written anywhere and expire if the coordinator does not come back. Each coordinator has its
 //! own quota, so one participant cannot fill the table for the others. Time and randomness come
@@ -16,6 +16,7 @@ use frost_ed25519::{round2, Identifier, SigningPackage};
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
+use crate::auth::MessageBinding;
 use crate::wire::{NodeId, SessionId};
 
 /// How long unused nonces are kept.
@@ -40,9 +41,17 @@ pub enum SignerError {
     /// A second commit for the same session with other parameters.
     #[error("session {0} is already committed with other parameters")]
     Conflict(SessionId),
-    /// The signing package's message differs from the committed one.
+    /// A signing package's message differs from the committed one.
     #[error("signing package message differs from the message committed to")]
     MessageMismatch,
+    /// Not one signing package per message committed to.
+    #[error("{got} signing packages for {want} messages")]
+    WrongCount {
+        /// Packages received.
+        got: usize,
+        /// Messages committed to.
+        want: usize,
+    },
     /// The signing package lacks our commitment or carries another one.
     #[error("signing package does not contain this signer's commitment")]
     CommitmentMismatch,
@@ -78,8 +87,8 @@ pub struct Commit<'a> {
     pub key_id: &'a str,
     /// The epoch of the key's shares.
     pub epoch: u64,
-    /// The message that will be signed.
-    pub message: &'a [u8],
+    /// The messages that will be signed.
+    pub messages: &'a [Vec<u8>],
     /// This node's key package.
     pub key: &'a KeyPackage,
 }
@@ -107,8 +116,8 @@ pub struct Committed<'a> {
     pub key_id: &'a str,
     /// The epoch of the key's shares the signature must be made with.
     pub epoch: u64,
-    /// SHA-256 of the message.
-    pub message_hash: [u8; 32],
+    /// What a client token must bind of the messages.
+    pub messages: MessageBinding,
     /// The client authorization, if one was given.
     pub authorization: Option<&'a Authorization>,
 }
@@ -127,9 +136,11 @@ pub struct ShareRef<'a> {
 pub type NonceObserver = Box<dyn FnMut(&SigningNonces) + Send>;
 
 struct Pending {
-    nonces: SigningNonces,
-    commitments: SigningCommitments,
-    message_hash: [u8; 32],
+    /// A nonce pair and its commitments per message.
+    nonces: Vec<(SigningNonces, SigningCommitments)>,
+    /// SHA-256 of each message.
+    message_hashes: Vec<[u8; 32]>,
+    binding: MessageBinding,
     key_id: String,
     epoch: u64,
     authorization: Option<Authorization>,
@@ -199,8 +210,9 @@ impl Signer {
         Some(p)
     }
 
-    /// Round 1: fresh nonces for `slot`; returns the commitments. Repeating the same request
-    /// returns the same commitments (the coordinator may retry).
+    /// Round 1: fresh nonces for `slot`, a pair per message; returns the commitments in message
+    /// order. Repeating the same request returns the same commitments (the coordinator may
+    /// retry).
     pub fn commit<R: RngCore + CryptoRng>(
         &mut self,
         now: Instant,
@@ -208,18 +220,18 @@ impl Signer {
         what: Commit<'_>,
         authorization: Option<Authorization>,
         rng: &mut R,
-    ) -> Result<SigningCommitments, SignerError> {
+    ) -> Result<Vec<SigningCommitments>, SignerError> {
         self.expire(now);
         let Commit {
             key_id,
             epoch,
-            message,
+            messages,
             key,
         } = what;
-        let message_hash = digest(message);
+        let message_hashes: Vec<[u8; 32]> = messages.iter().map(|m| digest(m)).collect();
         if let Some(p) = self.pending.get(&slot) {
-            if p.message_hash == message_hash && p.key_id == key_id && p.epoch == epoch {
-                return Ok(p.commitments);
+            if p.message_hashes == message_hashes && p.key_id == key_id && p.epoch == epoch {
+                return Ok(p.nonces.iter().map(|(_, c)| *c).collect());
             }
             return Err(SignerError::Conflict(slot.session));
         }
@@ -231,17 +243,23 @@ impl Signer {
         if self.pending.len() >= MAX_PENDING || mine >= MAX_PENDING_PER_COORDINATOR {
             return Err(SignerError::Busy);
         }
-        let (nonces, commitments) = round1::commit(key.signing_share(), rng);
+        let nonces: Vec<(SigningNonces, SigningCommitments)> = messages
+            .iter()
+            .map(|_| round1::commit(key.signing_share(), rng))
+            .collect();
         if let Some(observe) = self.observer.as_mut() {
-            observe(&nonces);
+            for (n, _) in &nonces {
+                observe(n);
+            }
         }
+        let commitments = nonces.iter().map(|(_, c)| *c).collect();
         let expires = now + NONCE_TTL;
         self.pending.insert(
             slot,
             Pending {
                 nonces,
-                commitments,
-                message_hash,
+                binding: MessageBinding::of(messages),
+                message_hashes,
                 key_id: key_id.to_string(),
                 epoch,
                 authorization,
@@ -258,35 +276,35 @@ impl Signer {
         self.pending.get(slot).map(|p| Committed {
             key_id: &p.key_id,
             epoch: p.epoch,
-            message_hash: p.message_hash,
+            messages: p.binding,
             authorization: p.authorization.as_ref(),
         })
     }
 
-    /// Round 2: signs the serialized package with the nonces of `slot`, which are consumed
-    /// whatever the outcome.
+    /// Round 2: signs the serialized packages (one per message) with the nonces of `slot`,
+    /// which are consumed whatever the outcome; returns the shares in message order.
     pub fn sign(
         &mut self,
         now: Instant,
         slot: Slot,
-        package: &[u8],
+        packages: &[Vec<u8>],
         share: ShareRef<'_>,
-    ) -> Result<Vec<u8>, SignerError> {
+    ) -> Result<Vec<Vec<u8>>, SignerError> {
         let pending = self.take_live(now, slot)?;
-        let package = SigningPackage::deserialize(package).map_err(|_| SignerError::Malformed)?;
-        sign_with(pending, &package, share)
+        let packages = decode_packages(packages)?;
+        sign_with(pending, &packages, share)
     }
 
-    /// Round 2 with an already decoded package (this node coordinates: no encoding round trip).
-    pub fn sign_package(
+    /// Round 2 with already decoded packages (this node coordinates: no encoding round trip).
+    pub fn sign_packages(
         &mut self,
         now: Instant,
         slot: Slot,
-        package: &SigningPackage,
+        packages: &[SigningPackage],
         share: ShareRef<'_>,
-    ) -> Result<Vec<u8>, SignerError> {
+    ) -> Result<Vec<Vec<u8>>, SignerError> {
         let pending = self.take_live(now, slot)?;
-        sign_with(pending, package, share)
+        sign_with(pending, packages, share)
     }
 
     fn take_live(&mut self, now: Instant, slot: Slot) -> Result<Pending, SignerError> {
@@ -326,15 +344,52 @@ impl Signer {
     }
 }
 
+/// Decodes signing packages (every point checked by frost).
+pub fn decode_packages(packages: &[Vec<u8>]) -> Result<Vec<SigningPackage>, SignerError> {
+    packages
+        .iter()
+        .map(|p| SigningPackage::deserialize(p).map_err(|_| SignerError::Malformed))
+        .collect()
+}
+
 fn sign_with(
     pending: Pending,
-    package: &SigningPackage,
+    packages: &[SigningPackage],
     share: ShareRef<'_>,
-) -> Result<Vec<u8>, SignerError> {
-    if digest(package.message()) != pending.message_hash {
+) -> Result<Vec<Vec<u8>>, SignerError> {
+    if packages.len() != pending.nonces.len() {
+        return Err(SignerError::WrongCount {
+            got: packages.len(),
+            want: pending.nonces.len(),
+        });
+    }
+    if packages
+        .iter()
+        .zip(&pending.message_hashes)
+        .any(|(p, h)| digest(p.message()) != *h)
+    {
         return Err(SignerError::MessageMismatch);
     }
-    sign_with_nonces(&pending.nonces, pending.commitments, package, share)
+    sign_all(&pending.nonces, packages, share)
+}
+
+/// Signs each package with the nonce pair of the same index (see [`sign_with_nonces`]).
+pub fn sign_all(
+    nonces: &[(SigningNonces, SigningCommitments)],
+    packages: &[SigningPackage],
+    share: ShareRef<'_>,
+) -> Result<Vec<Vec<u8>>, SignerError> {
+    if packages.len() != nonces.len() {
+        return Err(SignerError::WrongCount {
+            got: packages.len(),
+            want: nonces.len(),
+        });
+    }
+    nonces
+        .iter()
+        .zip(packages)
+        .map(|((n, c), p)| sign_with_nonces(n, *c, p, share))
+        .collect()
 }
 
 /// Signs `package` with `nonces` (whose commitments are `commitments`), after checking that

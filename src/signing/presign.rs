@@ -215,6 +215,22 @@ impl NoncePools {
         Ok((entry.nonces, entry.commitments))
     }
 
+    /// Takes nonces `seqs` (one per message of a batch) like [`NoncePools::take`]: every one
+    /// named leaves its pool, and if any is unknown the batch is refused (naming the first).
+    pub fn take_all(
+        &mut self,
+        now: Instant,
+        coordinator: NodeId,
+        boot: BootId,
+        seqs: &[u64],
+    ) -> Result<Vec<(SigningNonces, SigningCommitments)>, PresignError> {
+        let taken: Vec<_> = seqs
+            .iter()
+            .map(|&seq| self.take(now, coordinator, boot, seq))
+            .collect();
+        taken.into_iter().collect()
+    }
+
     /// The coordinators this signer holds a pool for.
     pub fn coordinators(&self) -> Vec<NodeId> {
         self.pools.keys().copied().collect()
@@ -342,14 +358,26 @@ impl CommitmentBook {
     /// One unspent commitment of `signer`, young enough that its nonce is still held; it is
     /// gone from the book.
     pub fn take(&mut self, now: Instant, signer: NodeId) -> Option<Presigned> {
+        self.take_n(now, signer, 1)?.pop()
+    }
+
+    /// `n` unspent commitments of `signer` (one per message of a batch), if it has that many
+    /// young enough; they are gone from the book. With fewer, the book keeps them and the
+    /// batch is signed in two rounds by that signer.
+    pub fn take_n(&mut self, now: Instant, signer: NodeId, n: usize) -> Option<Vec<Presigned>> {
         let shelf = self.shelves.get_mut(&signer)?;
         let usable = POOL_TTL.saturating_sub(SPEND_MARGIN);
-        while let Some((received, p)) = shelf.queue.pop_front() {
-            if now.saturating_duration_since(received) < usable {
-                return Some(p);
-            }
+        while shelf
+            .queue
+            .front()
+            .is_some_and(|(received, _)| now.saturating_duration_since(*received) >= usable)
+        {
+            shelf.queue.pop_front();
         }
-        None
+        if n == 0 || shelf.queue.len() < n {
+            return None;
+        }
+        Some(shelf.queue.drain(..n).map(|(_, p)| p).collect())
     }
 
     /// Commitments stocked for `signer`.

@@ -25,7 +25,9 @@ pub use lifecycle::{RefreshOf, RepairOf, RepairSigma, ReshareOf};
 /// and signing requests name the epoch of the shares they use.
 /// Version 7: resharing to a new threshold and participant set ([`DkgStart::reshare`]);
 /// preprocessed nonces ([`Body::Presign`], [`Body::SignNow`]).
-pub const WIRE_VERSION: u8 = 7;
+/// Version 8: a signing session signs a batch of messages (one commitment, signing package
+/// and share per message).
+pub const WIRE_VERSION: u8 = 8;
 /// GossipSub topic for DKG broadcasts.
 pub const DKG_TOPIC: &str = "frostnode/dkg/1";
 /// Request-response protocol name for unicasts.
@@ -290,21 +292,21 @@ pub enum Body {
         key_id: String,
         /// The group key the sender holds under `key_id`; a coordinator holding another refuses.
         group_public_key: [u8; 32],
-        /// Message to sign.
-        message: Vec<u8>,
+        /// Messages to sign (one, or a batch), in order.
+        messages: Vec<Vec<u8>>,
         /// The client's signing token.
         token: Option<String>,
     },
-    /// RPC response to `SignForward`: the finished signature.
+    /// RPC response to `SignForward`: the finished signatures.
     SignDone {
-        /// 64-byte Ed25519 signature.
-        signature: Vec<u8>,
+        /// One 64-byte Ed25519 signature per message, in order.
+        signatures: Vec<Vec<u8>>,
         /// Signers whose shares were aggregated.
         signers: Vec<NodeId>,
         /// The coordinator.
         coordinator: NodeId,
     },
-    /// RPC, coordinator → signer: commit to fresh nonces for this message.
+    /// RPC, coordinator → signer: commit to fresh nonces for these messages (a pair each).
     CommitRequest {
         /// Attempt number within the session.
         attempt: u8,
@@ -315,27 +317,27 @@ pub enum Body {
         /// The epoch of the shares the signature is made with; a signer that does not hold
         /// it (yet, or any more) refuses.
         epoch: u64,
-        /// Message that will be signed.
-        message: Vec<u8>,
+        /// Messages that will be signed, in order.
+        messages: Vec<Vec<u8>>,
         /// The request id the coordinator's session derives from (a client token is bound to
         /// one request).
         request_id: SessionId,
         /// The client's signing token, checked by every signer against its own config.
         token: Option<String>,
     },
-    /// RPC response to `CommitRequest`: serialized `SigningCommitments`.
+    /// RPC response to `CommitRequest`: serialized `SigningCommitments`, one per message.
     Commitment {
         /// Attempt number.
         attempt: u8,
-        /// frost serialization.
-        commitments: Vec<u8>,
+        /// frost serializations, in message order.
+        commitments: Vec<Vec<u8>>,
     },
-    /// RPC, coordinator → signer: the signing package to sign.
+    /// RPC, coordinator → signer: the signing packages to sign, one per message.
     SignRequest {
         /// Attempt number.
         attempt: u8,
-        /// frost serialization of the `SigningPackage`.
-        signing_package: Vec<u8>,
+        /// frost serializations of the `SigningPackage`s, in message order.
+        signing_packages: Vec<Vec<u8>>,
     },
     /// RPC, signer → coordinator: commitments to nonces this signer holds for this
     /// coordinator alone, numbered, of the signer's run `boot` (answered `Ack`).
@@ -348,9 +350,9 @@ pub enum Body {
         /// Each commitment's number and frost serialization.
         commitments: Vec<(u64, Vec<u8>)>,
     },
-    /// RPC, coordinator → signer: sign in one round, with the preprocessed nonce `seq` of run
-    /// `boot` the signer issued to this coordinator; the signer checks the request as it
-    /// checks a `CommitRequest`, then signs (answered `Share`).
+    /// RPC, coordinator → signer: sign in one round, with the preprocessed nonces `seqs` of run
+    /// `boot` the signer issued to this coordinator (one per message); the signer checks the
+    /// request as it checks a `CommitRequest`, then signs (answered `Share`).
     SignNow {
         /// Attempt number.
         attempt: u8,
@@ -360,25 +362,26 @@ pub enum Body {
         group_public_key: [u8; 32],
         /// The epoch of the shares the signature is made with.
         epoch: u64,
-        /// The message (the signing package must carry the same).
-        message: Vec<u8>,
+        /// The messages, in order (the signing packages must carry the same).
+        messages: Vec<Vec<u8>>,
         /// The request id the coordinator's session derives from.
         request_id: SessionId,
         /// The client's signing token.
         token: Option<String>,
-        /// The signer's run the nonce belongs to.
+        /// The signer's run the nonces belong to.
         boot: [u8; 16],
-        /// The nonce's number.
-        seq: u64,
-        /// frost serialization of the `SigningPackage`.
-        signing_package: Vec<u8>,
+        /// The nonces' numbers, in message order.
+        seqs: Vec<u64>,
+        /// frost serializations of the `SigningPackage`s, in message order.
+        signing_packages: Vec<Vec<u8>>,
     },
-    /// RPC response to `SignRequest`: serialized `SignatureShare`.
+    /// RPC response to `SignRequest` and `SignNow`: serialized `SignatureShare`s, one per
+    /// message.
     Share {
         /// Attempt number.
         attempt: u8,
-        /// frost serialization.
-        share: Vec<u8>,
+        /// frost serializations, in message order.
+        shares: Vec<Vec<u8>>,
     },
     /// RPC response to `SignForward`: fewer than `t` signers approved the request.
     SignRefused {
