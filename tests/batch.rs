@@ -72,7 +72,12 @@ async fn a_batch_of_256_comes_back_as_256_signatures_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_message_refuses_the_whole_batch_naming_its_index() {
-    let (c, _) = Cluster::with_key(3, 2).await;
+    let c = Cluster::start_with(3, |cfg| cfg.max_message_size = 32 * 1024).await;
+    let gpk = c
+        .keygen(1, "k", Some(2), None)
+        .await
+        .unwrap()
+        .group_public_key;
     let addr = c.api_addrs()[0];
     let http = reqwest::Client::new();
     let post = |body: Value| {
@@ -124,6 +129,33 @@ async fn a_bad_message_refuses_the_whole_batch_naming_its_index() {
         matches!(&err, NodeError::BadRequest(m) if m.contains("batch of 92160 bytes")),
         "{err:?}"
     );
+    // A batch that would not fit the nodes' network messages is refused, saying what fits;
+    // a smaller one signs.
+    let many: Vec<Vec<u8>> = (0..256u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let err = c
+        .handle(2)
+        .sign_batch("k", many.clone(), Some(c.admin().batch_token("k", &many)))
+        .await
+        .unwrap_err();
+    let NodeError::BadRequest(m) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(m.contains("max_message_size (32768)"), "{m}");
+    let fits: usize = m
+        .split("send at most ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!(fits > 10 && fits < 256, "{m}");
+    let some = many[..fits].to_vec();
+    let signed = c
+        .handle(2)
+        .sign_batch("k", some.clone(), Some(c.admin().batch_token("k", &some)))
+        .await
+        .unwrap();
+    let sigs: Vec<Value> = signed.signatures.iter().map(|s| json!(s)).collect();
+    verify_all(&gpk, &some, &sigs);
     c.shutdown().await;
 }
 

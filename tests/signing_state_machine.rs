@@ -268,6 +268,14 @@ fn a_batch_is_one_session_and_a_bad_share_in_it_names_its_signer() {
                 } => assert_eq!(signing_packages.len(), 5),
                 _ => {}
             }
+            // What the forwarder's size check assumes bounds what goes on the wire.
+            let bytes = frostnode::wire::encode(&frostnode::wire::Envelope::new(
+                SessionId([0; 32]),
+                1,
+                body.clone(),
+            ))
+            .unwrap();
+            assert!(bytes.len() <= frostnode::node::checks::batch_wire_bytes(&messages, 3));
             // Signer 2's share for the last message is wrong, the other four are right.
             if to == 2 && matches!(body, Body::SignRequest { .. }) {
                 Fate::CorruptShare

@@ -19,8 +19,9 @@ pub use raw::{
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_PEER_REQUESTS_PER_SECOND, DEFAULT_PRESIGN_PER_COORDINATOR,
 };
 
-/// Default maximum size of one network message.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024;
+/// Default maximum size of one network message (a batch of 256 signatures of a 3-of-n key
+/// takes about 100 KiB; one of a 30-of-n key most of this).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// Default time a whole DKG may take.
 pub const DEFAULT_DKG_TIMEOUT_MS: u64 = 30_000;
 /// Default time a coordinator may take for one signature.

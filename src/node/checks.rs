@@ -367,6 +367,22 @@ pub fn signing_key<'k>(
     Ok((key, ours))
 }
 
+/// An upper bound on the bytes one signer's request of a session over `messages` takes on the
+/// wire for a `threshold`-of-n key: a signing package per message (each signer's identifier
+/// and two points, and the message) and the messages themselves again.
+pub fn batch_wire_bytes(messages: &[impl AsRef<[u8]>], threshold: u16) -> usize {
+    let per_message = 32 + 2 * 16 + usize::from(threshold) * 110;
+    messages
+        .iter()
+        .map(|m| per_message + 2 * m.as_ref().len())
+        .sum::<usize>()
+        + BATCH_WIRE_FIXED
+}
+
+/// The part of [`batch_wire_bytes`] that does not grow with the messages: the envelope, the
+/// key id, the client token.
+pub const BATCH_WIRE_FIXED: usize = 2048;
+
 /// A signing request carries one to [`MAX_BATCH`] messages, of [`MAX_SIGN_MESSAGE`] bytes at
 /// most in all.
 pub fn batch_size(messages: &[impl AsRef<[u8]>]) -> Result<(), Refusal> {

@@ -134,6 +134,23 @@ impl Forwarder {
             };
         let participants = key.participants.clone();
         let threshold = key.threshold;
+        let wire = checks::batch_wire_bytes(&messages, threshold);
+        if wire > ctx.config.max_message_size {
+            let per_message = (wire - checks::BATCH_WIRE_FIXED).div_ceil(messages.len());
+            let room = ctx
+                .config
+                .max_message_size
+                .saturating_sub(checks::BATCH_WIRE_FIXED);
+            let fits = room / per_message.max(1);
+            let err = NodeError::BadRequest(format!(
+                "a batch of {} messages for a {threshold}-of-{} key takes about {wire} bytes on \
+                 the wire, more than max_message_size ({}): send at most {fits} per request",
+                messages.len(),
+                participants.len(),
+                ctx.config.max_message_size
+            ));
+            return refuse(ctx, reply, err);
+        }
         let unreachable: Vec<NodeId> = participants
             .iter()
             .copied()
