@@ -153,6 +153,10 @@ fn run(k: &Keys, signers: &mut Signers, p: SignParams, now: Instant) -> Seen {
     let mut queue: VecDeque<Effect> = first.into();
     while let Some(effect) = queue.pop_front() {
         let (to, body) = match effect {
+            Effect::Aggregate(job) => {
+                queue.extend(c.on_aggregated(now, job.run()));
+                continue;
+            }
             Effect::Done(out) => {
                 return Seen {
                     result: Ok(out.signatures),

@@ -113,6 +113,7 @@ fn run(
     loop {
         while let Some(effect) = queue.pop_front() {
             match effect {
+                Effect::Aggregate(job) => queue.extend(c.on_aggregated(now, job.run())),
                 Effect::Done(out) => return (Ok(out.clone()), out.culprits),
                 Effect::Failed { error, culprits } => return (Err(error), culprits),
                 Effect::Send { to, body } => {

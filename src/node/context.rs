@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::offload::Finished;
 use super::outbox::Outbox;
 use super::peers::PeerBook;
 use super::policy::PolicyGate;
@@ -107,6 +108,8 @@ pub struct Shared {
     pub workers: Workers,
     /// Where finished arithmetic reports.
     pub computed: mpsc::Sender<Computed>,
+    /// Where finished signing arithmetic reports.
+    pub finished: mpsc::Sender<Finished>,
     /// The wall clock.
     pub wall: WallClock,
     /// Client tokens, checked against this node's own clients.
@@ -134,6 +137,7 @@ impl Shared {
             stored: &self.stored,
             workers: &self.workers,
             computed: &self.computed,
+            finished: &self.finished,
             auth: &mut self.auth,
             policy: &mut self.policy,
             limits: &mut self.limits,
@@ -169,6 +173,8 @@ pub struct Ctx<'a> {
     pub workers: &'a Workers,
     /// Where finished arithmetic reports.
     pub computed: &'a mpsc::Sender<Computed>,
+    /// Where finished signing arithmetic reports.
+    pub finished: &'a mpsc::Sender<Finished>,
     /// Client tokens.
     pub auth: &'a mut Authorizer,
     /// The operator's policy verdicts.
@@ -248,6 +254,32 @@ impl Ctx<'_> {
                 }
                 // The session waits until its deadline, which names the phase.
                 None => warn!(%session, kind, "DKG arithmetic did not finish"),
+            }
+        });
+    }
+
+    /// Runs signing arithmetic (`kind` names it in the metrics) on the worker pool; what it
+    /// returns comes back to the node task as a [`Finished`]. A job that panics reports
+    /// nothing: its session times out or its requester sees the request fail.
+    pub fn offload(&mut self, kind: &'static str, job: impl FnOnce() -> Finished + Send + 'static) {
+        let workers = self.workers.clone();
+        let tx = self.finished.clone();
+        let metrics = self.metrics.clone();
+        metrics.work_queued(1);
+        tokio::spawn(async move {
+            let done = workers
+                .run(move || {
+                    let started = Instant::now();
+                    (job(), started.elapsed())
+                })
+                .await;
+            metrics.work_queued(-1);
+            match done {
+                Some((finished, took)) => {
+                    metrics.work_done(kind, took.as_secs_f64());
+                    let _ = tx.send(finished).await;
+                }
+                None => warn!(kind, "signing arithmetic did not finish"),
             }
         });
     }

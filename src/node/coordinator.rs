@@ -13,11 +13,12 @@ use tracing::{debug, info, warn};
 use super::checks;
 use super::context::Ctx;
 use super::error::Refusal;
+use super::offload::Finished;
 use super::outbox::ReplyTag;
-use super::signer::{CommitAsk, Package, SignerDriver};
+use super::signer::{CommitAsk, SignerDriver};
 use super::timers::Timer;
-use crate::signing::coordinator::{Coordinator, Effect, SignOutput, SignParams};
-use crate::signing::participant::Slot;
+use crate::signing::coordinator::{Aggregated, Coordinator, Effect, SignOutput, SignParams};
+use crate::signing::participant::{SignerError, Slot};
 use crate::signing::presign::{BootId, CommitmentBook};
 use crate::signing::{election, SignError};
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
@@ -263,6 +264,44 @@ impl CoordinatorDriver {
         self.apply(ctx, signer, sid, effects)
     }
 
+    /// This node's own shares for a session it coordinates, made on the worker pool.
+    pub fn on_own_shares(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        signer: &mut SignerDriver,
+        sid: SessionId,
+        attempt: u8,
+        result: Result<Vec<Vec<u8>>, SignerError>,
+    ) -> Option<LocalAnswer> {
+        let me = ctx.me();
+        let c = self.sessions.get_mut(&sid)?;
+        let effects = match result {
+            // Through the outbox's interceptor, as a remote signer's shares would come.
+            Ok(shares) => match ctx.outbox.answer_self(sid, Body::Share { attempt, shares }) {
+                Some(reply) => c.coordinator.on_reply(ctx.now, me, reply),
+                None => Vec::new(),
+            },
+            Err(e) => {
+                warn!(session = %sid, error = %e, "this node's own signer failed");
+                c.coordinator.on_failure(ctx.now, me, attempt)
+            }
+        };
+        self.apply(ctx, signer, sid, effects)
+    }
+
+    /// A session's aggregation finished on the worker pool.
+    pub fn on_aggregated(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        signer: &mut SignerDriver,
+        sid: SessionId,
+        done: Aggregated,
+    ) -> Option<LocalAnswer> {
+        let c = self.sessions.get_mut(&sid)?;
+        let effects = c.coordinator.on_aggregated(ctx.now, done);
+        self.apply(ctx, signer, sid, effects)
+    }
+
     /// A signer's or the session's deadline passed.
     pub fn on_timer(
         &mut self,
@@ -291,6 +330,10 @@ impl CoordinatorDriver {
                     queue.extend(self.answer_self(ctx, signer, sid, body));
                 }
                 Effect::Send { to, body } => ctx.outbox.request(sid, to, body, ReplyTag::Signer),
+                Effect::Aggregate(job) => ctx.offload("aggregate", move || Finished::Aggregated {
+                    session: sid,
+                    done: job.run(),
+                }),
                 Effect::Done(out) => answer = self.end(ctx, signer, sid, Ok(out)),
                 Effect::Failed { error, culprits } => {
                     ctx.blame(&culprits);
@@ -347,18 +390,18 @@ impl CoordinatorDriver {
                     Err(r) => own_refusal(&mut c.coordinator, sid, now, me, attempt, r),
                 }
             }
-            Body::SignRequest { attempt, .. } => {
-                let packages = c.coordinator.signing_packages();
-                match signer.sign(ctx, slot(attempt), Package::Decoded(packages)) {
-                    Ok(shares) => {
-                        match ctx.outbox.answer_self(sid, Body::Share { attempt, shares }) {
-                            Some(reply) => c.coordinator.on_reply(now, me, reply),
-                            None => Vec::new(),
-                        }
-                    }
-                    Err(r) => own_refusal(&mut c.coordinator, sid, now, me, attempt, r),
+            Body::SignRequest { attempt, .. } => match signer.prepare_sign(ctx, slot(attempt)) {
+                Ok(signing) => {
+                    let packages = c.coordinator.signing_packages().to_vec();
+                    ctx.offload("sign", move || Finished::OwnShares {
+                        session: sid,
+                        attempt,
+                        result: signing.decoded(&packages),
+                    });
+                    Vec::new()
                 }
-            }
+                Err(r) => own_refusal(&mut c.coordinator, sid, now, me, attempt, r),
+            },
             _ => Vec::new(),
         }
     }

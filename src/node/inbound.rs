@@ -122,7 +122,11 @@ fn on_request(
             }
             return;
         }
-        body @ Body::SignRequest { .. } => roles.signer.serve(ctx, sid, from, body),
+        body @ Body::SignRequest { .. } => {
+            // Answered once the shares are made.
+            roles.signer.serve(ctx, sid, from, body, channel);
+            return;
+        }
         Body::DkgStart(start) => dkg.on_dkg_start(ctx, sid, from, start),
         Body::DkgPull { want } => dkg.on_pull(ctx, sid, from, want),
         Body::DkgResult(outcome) => {

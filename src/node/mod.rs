@@ -23,6 +23,7 @@ pub mod forwarder;
 pub mod handle;
 mod inbound;
 pub mod initiator;
+pub mod offload;
 pub mod outbox;
 pub mod peers;
 pub mod policy;
@@ -120,6 +121,7 @@ enum Event {
     Reply(Reply),
     Stored(Stored),
     Computed(Computed),
+    Finished(offload::Finished),
     Policy(policy::Decided),
     Net(net::Event),
     Timers,
@@ -131,6 +133,7 @@ struct Queues {
     replies: mpsc::Receiver<Reply>,
     stored: mpsc::Receiver<Stored>,
     computed: mpsc::Receiver<Computed>,
+    finished: mpsc::Receiver<offload::Finished>,
     decided: mpsc::Receiver<policy::Decided>,
     events: mpsc::Receiver<net::Event>,
 }
@@ -142,6 +145,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
     let (stored_tx, stored_rx) = mpsc::channel(QUEUE);
     let (policy_tx, policy_rx) = mpsc::channel(QUEUE);
     let (computed_tx, computed_rx) = mpsc::channel(QUEUE);
+    let (finished_tx, finished_rx) = mpsc::channel(QUEUE);
     let (peers, ready) = PeerBook::new(&parts.config);
     let peer_id = parts.keypair.public().to_peer_id();
     let handle = NodeHandle {
@@ -178,6 +182,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         stored: stored_tx,
         workers: crate::workers::Workers::shared(),
         computed: computed_tx,
+        finished: finished_tx,
         wall: WallClock::new(
             std::time::Instant::now(),
             std::time::SystemTime::now()
@@ -215,6 +220,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         replies: reply_rx,
         stored: stored_rx,
         computed: computed_rx,
+        finished: finished_rx,
         decided: policy_rx,
         events: parts.events,
     };
@@ -237,6 +243,7 @@ impl Node {
                 Some(reply) = q.replies.recv() => Event::Reply(reply),
                 Some(s) = q.stored.recv() => Event::Stored(s),
                 Some(c) = q.computed.recv() => Event::Computed(c),
+                Some(f) = q.finished.recv() => Event::Finished(f),
                 Some(d) = q.decided.recv() => Event::Policy(d),
                 event = q.events.recv() => match event {
                     Some(e) => Event::Net(e),
@@ -305,6 +312,7 @@ impl Node {
             },
             Event::Stored(s) => dkg.on_stored(&mut ctx, s),
             Event::Computed(c) => dkg.on_computed(&mut ctx, c),
+            Event::Finished(f) => roles.on_finished(&mut ctx, f),
             Event::Policy(d) => policy::on_decided(&mut ctx, &mut roles, d),
             Event::Net(e) => {
                 match change {

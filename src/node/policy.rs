@@ -313,8 +313,7 @@ pub fn release(ctx: &mut Ctx<'_>, roles: &mut Roles<'_>, held: Held) {
             body,
             channel,
         } => {
-            let reply = roles.signer.serve(ctx, session, from, body);
-            ctx.outbox.respond(channel, session, from, reply);
+            roles.signer.serve(ctx, session, from, body, channel);
         }
         Held::Coordinate(req) => roles.coordinate(ctx, Some(req)),
     }

@@ -5,6 +5,7 @@
 use super::context::Ctx;
 use super::coordinator::{CoordinateRequest, CoordinatorDriver, LocalAnswer};
 use super::forwarder::Forwarder;
+use super::offload::Finished;
 use super::policy::{self, Held};
 use super::signer::SignerDriver;
 
@@ -32,6 +33,35 @@ impl Roles<'_> {
     pub fn answered(&mut self, ctx: &mut Ctx<'_>, answer: Option<LocalAnswer>) {
         let next = self.deliver(ctx, answer);
         self.coordinate(ctx, next);
+    }
+
+    /// Signing arithmetic finished on the worker pool: a reply goes to its remote
+    /// coordinator, shares and aggregates to this node's coordinator.
+    pub fn on_finished(&mut self, ctx: &mut Ctx<'_>, finished: Finished) {
+        match finished {
+            Finished::Reply {
+                session,
+                to,
+                channel,
+                result,
+            } => self.signer.reply(ctx, session, to, channel, result),
+            Finished::OwnShares {
+                session,
+                attempt,
+                result,
+            } => {
+                let answer =
+                    self.coordinator
+                        .on_own_shares(ctx, self.signer, session, attempt, result);
+                self.answered(ctx, answer);
+            }
+            Finished::Aggregated { session, done } => {
+                let answer = self
+                    .coordinator
+                    .on_aggregated(ctx, self.signer, session, done);
+                self.answered(ctx, answer);
+            }
+        }
     }
 
     fn deliver(

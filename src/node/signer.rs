@@ -6,12 +6,15 @@
 //! and randomness, sends each connected coordinator a fresh batch of commitments when its pool
 //! runs low, and keeps the nonce-expiry deadline up to date.
 
-use frost_ed25519::round1::SigningCommitments;
+use frost_ed25519::keys::KeyPackage;
+use frost_ed25519::round1::{SigningCommitments, SigningNonces};
 use frost_ed25519::SigningPackage;
+use libp2p::request_response::ResponseChannel;
 
 use super::checks;
 use super::context::Ctx;
 use super::error::Refusal;
+use super::offload::Finished;
 use super::timers::Timer;
 use crate::auth::{MessageBinding, Request};
 use crate::signing::election;
@@ -140,14 +143,16 @@ impl SignerDriver {
         self.pools.drop_coordinator(peer);
     }
 
-    /// Answers a remote coordinator's `CommitRequest` or `SignRequest`.
+    /// Answers a remote coordinator's `CommitRequest`, `SignRequest` or `SignNow` on
+    /// `channel`: commitments at once, shares once the worker pool has made them.
     pub fn serve(
         &mut self,
         ctx: &mut Ctx<'_>,
         sid: SessionId,
         coordinator: NodeId,
         body: Body,
-    ) -> Body {
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
         let result = match body {
             Body::CommitRequest {
                 attempt,
@@ -191,8 +196,18 @@ impl SignerDriver {
                     session: sid,
                     attempt,
                 };
-                self.sign(ctx, slot, Package::Encoded(&signing_packages))
-                    .map(|shares| Body::Share { attempt, shares })
+                match self.prepare_sign(ctx, slot) {
+                    Ok(signing) => {
+                        ctx.offload("sign", move || Finished::Reply {
+                            session: sid,
+                            to: coordinator,
+                            channel,
+                            result: signing.encoded(attempt, &signing_packages),
+                        });
+                        return;
+                    }
+                    Err(r) => Err(r),
+                }
             }
             Body::SignNow {
                 attempt,
@@ -220,44 +235,65 @@ impl SignerDriver {
                 };
                 let result = self.sign_now(ctx, sid, coordinator, ask);
                 self.refill(ctx, coordinator);
-                result
+                match result {
+                    Ok((signing, attempt, packages)) => {
+                        ctx.offload("sign", move || Finished::Reply {
+                            session: sid,
+                            to: coordinator,
+                            channel,
+                            result: signing.encoded(attempt, &packages),
+                        });
+                        return;
+                    }
+                    Err(r) => Err(r),
+                }
             }
             other => Err(Refusal::new(
                 ErrorKind::BadRequest,
                 format!("{} is not a signer request", other.kind()),
             )),
         };
-        result.unwrap_or_else(|r| {
-            crate::peer_warn!(ctx.limits.nodes, coordinator, ctx.now, session = %sid, coordinator, kind = %r.kind, reason = %r.reason, "signer refused");
-            r.to_body()
-        })
+        self.reply(ctx, sid, coordinator, channel, result);
     }
 
-    /// Signs in one round with nonces `seqs` issued to `coordinator`: the nonces leave their
-    /// pool first (they are gone whatever follows), then the request is checked as a
-    /// `CommitRequest` would be, then the packages are signed.
+    /// Sends a remote coordinator this node's answer (a refusal is logged, rate-limited per
+    /// peer).
+    pub fn reply(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sid: SessionId,
+        coordinator: NodeId,
+        channel: ResponseChannel<Vec<u8>>,
+        result: Result<Body, Refusal>,
+    ) {
+        let body = result.unwrap_or_else(|r| {
+            crate::peer_warn!(ctx.limits.nodes, coordinator, ctx.now, session = %sid, coordinator, kind = %r.kind, reason = %r.reason, "signer refused");
+            r.to_body()
+        });
+        ctx.outbox.respond(channel, sid, coordinator, body);
+    }
+
+    /// Prepares signing in one round with nonces `seqs` issued to `coordinator`: the nonces
+    /// leave their pool first (they are gone whatever follows), then the request is checked as
+    /// a `CommitRequest` would be. The packages are decoded and signed on the worker pool.
     fn sign_now(
         &mut self,
         ctx: &mut Ctx<'_>,
         sid: SessionId,
         coordinator: NodeId,
         ask: SignNowAsk,
-    ) -> Result<Body, Refusal> {
+    ) -> Result<(Signing, u8, Vec<Vec<u8>>), Refusal> {
         let taken = self
             .pools
             .take_all(ctx.now, coordinator, ask.boot, &ask.seqs);
         self.schedule(ctx);
         let nonces = taken.map_err(|e| Refusal::new(ErrorKind::Conflict, e.to_string()))?;
         checks::batch_size(&ask.messages)?;
-        let packages =
-            participant::decode_packages(&ask.signing_packages).map_err(|e| refusal(&e))?;
-        if packages.len() != ask.messages.len()
-            || packages
-                .iter()
-                .zip(&ask.messages)
-                .any(|(p, m)| p.message() != m.as_slice())
-        {
-            return Err(refusal(&SignerError::MessageMismatch));
+        if nonces.len() != ask.messages.len() || ask.signing_packages.len() != ask.messages.len() {
+            return Err(refusal(&SignerError::WrongCount {
+                got: ask.signing_packages.len(),
+                want: ask.messages.len(),
+            }));
         }
         let me = ctx.me();
         let messages = &ask.messages;
@@ -279,15 +315,15 @@ impl SignerDriver {
             messages,
             Some(ask.epoch),
         )?;
-        let share = ShareRef {
-            key: &key.key_package,
-            participants: &key.participants,
+        let signing = Signing {
+            taken: Taken::Preprocessed {
+                nonces,
+                messages: ask.messages,
+            },
+            key_package: key.key_package.clone(),
+            participants: key.participants.clone(),
         };
-        let shares = participant::sign_all(&nonces, &packages, share).map_err(|e| refusal(&e))?;
-        Ok(Body::Share {
-            attempt: ask.attempt,
-            shares,
-        })
+        Ok((signing, ask.attempt, ask.signing_packages))
     }
 
     /// Fresh nonces for `slot`, after the client's token and the key are checked.
@@ -335,14 +371,11 @@ impl SignerDriver {
         result.map_err(|e| refusal(&e))
     }
 
-    /// This node's signature shares for `slot`, one per message (its nonces are consumed
-    /// whatever happens).
-    pub fn sign(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        slot: Slot,
-        packages: Package<'_>,
-    ) -> Result<Vec<Vec<u8>>, Refusal> {
+    /// Before this node's shares for `slot` are made: the client's token and the policy's
+    /// verdict are checked again (the token may have expired since the commitment) and the
+    /// nonces leave their table (they are gone whatever follows). Returns them with what they
+    /// sign with, for the arithmetic to run where it may.
+    pub fn prepare_sign(&mut self, ctx: &mut Ctx<'_>, slot: Slot) -> Result<Signing, Refusal> {
         let unknown = || {
             refusal(&SignerError::UnknownSession {
                 session: slot.session,
@@ -351,8 +384,6 @@ impl SignerDriver {
         };
         let committed = self.signer.committed(&slot).ok_or_else(unknown)?;
         let key_id = committed.key_id;
-        // The client's token is checked again before the share leaves (it may have expired
-        // since the commitment), and so is the policy's verdict.
         let request_id = committed
             .authorization
             .map_or(SessionId([0; 32]), |a| a.request_id);
@@ -361,37 +392,30 @@ impl SignerDriver {
         let now_unix = ctx.unix_seconds();
         let checked = checks::authorize(ctx.config, ctx.auth, now_unix, token, request)
             .and_then(|_| ctx.policy.check(request_id, token));
-        if let Err(refusal) = checked {
-            self.signer
-                .forget(slot.coordinator, slot.session, slot.attempt);
-            self.schedule(ctx);
-            return Err(refusal);
-        }
         // The share of the epoch the commitment was made for, whatever the current one is now:
         // a signature never mixes two epochs' shares.
-        let Some(key) = ctx.keystore.get_epoch(key_id, committed.epoch) else {
-            let refusal = Refusal::new(
-                ErrorKind::NotFound,
-                format!(
-                    "epoch {} of key {key_id:?} was retired on this node",
-                    committed.epoch
-                ),
-            );
-            self.signer
-                .forget(slot.coordinator, slot.session, slot.attempt);
-            self.schedule(ctx);
-            return Err(refusal);
-        };
-        let share = ShareRef {
-            key: &key.key_package,
-            participants: &key.participants,
-        };
-        let result = match packages {
-            Package::Encoded(bytes) => self.signer.sign(ctx.now, slot, bytes, share),
-            Package::Decoded(p) => self.signer.sign_packages(ctx.now, slot, p, share),
-        };
+        let key = checked.and_then(|_| {
+            ctx.keystore
+                .get_epoch(key_id, committed.epoch)
+                .ok_or_else(|| {
+                    Refusal::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "epoch {} of key {key_id:?} was retired on this node",
+                            committed.epoch
+                        ),
+                    )
+                })
+                .map(|k| (k.key_package.clone(), k.participants.clone()))
+        });
+        let taken = self.signer.take_nonces(ctx.now, slot);
         self.schedule(ctx);
-        result.map_err(|e| refusal(&e))
+        let (key_package, participants) = key?;
+        Ok(Signing {
+            taken: Taken::Pool(taken.map_err(|e| refusal(&e))?),
+            key_package,
+            participants,
+        })
     }
 
     /// Drops the nonces of a coordination this node ran, once it is over.
@@ -413,13 +437,55 @@ impl SignerDriver {
     }
 }
 
-/// A session's signing packages (one per message) as they arrive: from the network, or from
-/// this node's own coordinator.
-pub enum Package<'a> {
-    /// frost serializations.
-    Encoded(&'a [Vec<u8>]),
-    /// Already decoded.
-    Decoded(&'a [SigningPackage]),
+/// Nonces out of their table and what they sign with: the arithmetic of one signer's shares,
+/// ready to run on any thread.
+pub struct Signing {
+    taken: Taken,
+    key_package: KeyPackage,
+    participants: Vec<NodeId>,
+}
+
+enum Taken {
+    /// Committed in a first round (the signer's table checks each package's message).
+    Pool(participant::Taken),
+    /// Preprocessed: the packages must carry these messages.
+    Preprocessed {
+        nonces: Vec<(SigningNonces, SigningCommitments)>,
+        messages: Vec<Vec<u8>>,
+    },
+}
+
+impl Signing {
+    /// The shares for packages decoded here (this node coordinates).
+    pub fn decoded(self, packages: &[SigningPackage]) -> Result<Vec<Vec<u8>>, SignerError> {
+        let share = ShareRef {
+            key: &self.key_package,
+            participants: &self.participants,
+        };
+        match self.taken {
+            Taken::Pool(taken) => taken.sign_decoded(packages, share),
+            Taken::Preprocessed { nonces, messages } => {
+                if packages.len() != messages.len()
+                    || packages
+                        .iter()
+                        .zip(&messages)
+                        .any(|(p, m)| p.message() != m.as_slice())
+                {
+                    return Err(SignerError::MessageMismatch);
+                }
+                participant::sign_all(&nonces, packages, share)
+            }
+        }
+    }
+
+    /// The answer to a remote coordinator: its packages decoded (every point checked) and
+    /// signed.
+    fn encoded(self, attempt: u8, packages: &[Vec<u8>]) -> Result<Body, Refusal> {
+        participant::decode_packages(packages)
+            .and_then(|p| self.decoded(&p))
+            .map(|shares| Body::Share { attempt, shares })
+            .map_err(|e| refusal(&e))
+    }
 }
 
 /// What a coordinator asks this node's nonces for.

@@ -73,7 +73,10 @@ pub enum Effect {
         /// `CommitRequest` or `SignRequest`.
         body: Body,
     },
-    /// Finished with a valid signature.
+    /// Aggregate the shares: run the job (on a worker thread, say) and feed its result back
+    /// with [`Coordinator::on_aggregated`].
+    Aggregate(AggregateJob),
+    /// Finished with valid signatures.
     Done(SignOutput),
     /// Gave up.
     Failed {
@@ -99,7 +102,94 @@ pub struct SignOutput {
 enum Phase {
     Commit,
     Sign,
+    /// Every share is in; the aggregation runs.
+    Aggregate,
     Finished,
+}
+
+/// The aggregation of one attempt's shares: self-contained, so it can run on any thread.
+pub struct AggregateJob {
+    attempt: u8,
+    packages: Vec<SigningPackage>,
+    /// Per message, every signer's share.
+    shares: Vec<BTreeMap<Identifier, SignatureShare>>,
+    public_key_package: PublicKeyPackage,
+    id_of: BTreeMap<Identifier, NodeId>,
+}
+
+impl std::fmt::Debug for AggregateJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateJob")
+            .field("attempt", &self.attempt)
+            .field("messages", &self.packages.len())
+            .finish()
+    }
+}
+
+/// What an [`AggregateJob`] found.
+#[derive(Debug)]
+pub struct Aggregated {
+    attempt: u8,
+    outcome: Result<Vec<[u8; 64]>, AggregateError>,
+}
+
+#[derive(Debug)]
+enum AggregateError {
+    /// frost's cheater detection named these signers.
+    Culprits(Vec<NodeId>),
+    /// Anything else.
+    Failed(SignError),
+}
+
+impl AggregateJob {
+    /// Aggregates every message's shares. frost verifies each aggregate against the group key
+    /// (and, when one does not verify, every share of it, naming the culprits).
+    pub fn run(self) -> Aggregated {
+        let mut signatures = Vec::with_capacity(self.packages.len());
+        let mut named = BTreeSet::new();
+        for (package, shares) in self.packages.iter().zip(&self.shares) {
+            match frost_ed25519::aggregate_custom(
+                package,
+                shares,
+                &self.public_key_package,
+                frost_ed25519::CheaterDetection::AllCheaters,
+            ) {
+                Ok(sig) => match sig.serialize().ok().and_then(|b| b.try_into().ok()) {
+                    Some(bytes) => signatures.push(bytes),
+                    None => return self.failed(SignError::BadSignature),
+                },
+                Err(frost_ed25519::Error::InvalidSignatureShare { culprits }) => {
+                    let these: Vec<NodeId> = culprits
+                        .iter()
+                        .filter_map(|i| self.id_of.get(i))
+                        .copied()
+                        .collect();
+                    if these.is_empty() {
+                        let e = SignError::Frost("invalid share from an unknown signer".into());
+                        return self.failed(e);
+                    }
+                    named.extend(these);
+                }
+                Err(e) => return self.failed(SignError::Frost(e.to_string())),
+            }
+        }
+        let outcome = if named.is_empty() {
+            Ok(signatures)
+        } else {
+            Err(AggregateError::Culprits(named.into_iter().collect()))
+        };
+        Aggregated {
+            attempt: self.attempt,
+            outcome,
+        }
+    }
+
+    fn failed(&self, error: SignError) -> Aggregated {
+        Aggregated {
+            attempt: self.attempt,
+            outcome: Err(AggregateError::Failed(error)),
+        }
+    }
 }
 
 /// One signing request, seen from its coordinator.
@@ -330,7 +420,7 @@ impl Coordinator {
                 }
             }
             Phase::Sign => self.retry(now),
-            Phase::Finished => Vec::new(),
+            Phase::Aggregate | Phase::Finished => Vec::new(),
         }
     }
 
@@ -430,7 +520,7 @@ impl Coordinator {
                     Some(s) if s.len() == self.batch() => {
                         self.waiting.remove(&from);
                         self.shares.insert(from, s);
-                        self.maybe_aggregate(now)
+                        self.maybe_aggregate()
                     }
                     _ => {
                         self.culprits.push(from);
@@ -558,7 +648,7 @@ impl Coordinator {
             .collect()
     }
 
-    fn maybe_aggregate(&mut self, now: Instant) -> Vec<Effect> {
+    fn maybe_aggregate(&mut self) -> Vec<Effect> {
         if !self.waiting.is_empty() || self.shares.len() < usize::from(self.params.threshold) {
             return Vec::new();
         }
@@ -570,56 +660,49 @@ impl Coordinator {
             .keys()
             .filter_map(|&id| ident(id).map(|i| (i, id)))
             .collect();
-        let mut signatures = Vec::with_capacity(self.batch());
-        let mut named = BTreeSet::new();
-        for (k, package) in self.packages.iter().enumerate() {
-            let by_ident: BTreeMap<Identifier, SignatureShare> = self
-                .shares
-                .iter()
-                .filter_map(|(&id, s)| Some((ident(id)?, *s.get(k)?)))
-                .collect();
-            // frost verifies the aggregate against the group key (and, when it does not
-            // verify, every share, naming the culprits).
-            match frost_ed25519::aggregate_custom(
-                package,
-                &by_ident,
-                &self.params.public_key_package,
-                frost_ed25519::CheaterDetection::AllCheaters,
-            ) {
-                Ok(sig) => match sig.serialize().ok().and_then(|b| b.try_into().ok()) {
-                    Some(bytes) => signatures.push(bytes),
-                    None => return self.fail(SignError::BadSignature),
-                },
-                Err(frost_ed25519::Error::InvalidSignatureShare { culprits }) => {
-                    let these: Vec<NodeId> = culprits
-                        .iter()
-                        .filter_map(|i| id_of.get(i))
-                        .copied()
-                        .collect();
-                    if these.is_empty() {
-                        return self.fail(SignError::Frost(
-                            "invalid share from an unknown signer".into(),
-                        ));
-                    }
-                    named.extend(these);
-                }
-                Err(e) => return self.fail(SignError::Frost(e.to_string())),
-            }
-        }
-        if !named.is_empty() {
-            for id in named {
-                self.excluded.insert(id);
-                if !self.culprits.contains(&id) {
-                    self.culprits.push(id);
-                }
-            }
-            return self.retry(now);
-        }
-        self.phase = Phase::Finished;
-        vec![Effect::Done(SignOutput {
-            signatures,
-            signers: self.shares.keys().copied().collect(),
-            culprits: self.culprits.clone(),
+        let shares = (0..self.batch())
+            .map(|k| {
+                self.shares
+                    .iter()
+                    .filter_map(|(&id, s)| Some((ident(id)?, *s.get(k)?)))
+                    .collect()
+            })
+            .collect();
+        self.phase = Phase::Aggregate;
+        vec![Effect::Aggregate(AggregateJob {
+            attempt: self.attempt,
+            packages: self.packages.clone(),
+            shares,
+            public_key_package: self.params.public_key_package.clone(),
+            id_of,
         })]
+    }
+
+    /// The aggregation of the current attempt finished: the signatures, or a fresh attempt
+    /// without the signers frost caught.
+    pub fn on_aggregated(&mut self, now: Instant, done: Aggregated) -> Vec<Effect> {
+        if self.phase != Phase::Aggregate || done.attempt != self.attempt {
+            return Vec::new();
+        }
+        match done.outcome {
+            Ok(signatures) => {
+                self.phase = Phase::Finished;
+                vec![Effect::Done(SignOutput {
+                    signatures,
+                    signers: self.shares.keys().copied().collect(),
+                    culprits: self.culprits.clone(),
+                })]
+            }
+            Err(AggregateError::Culprits(named)) => {
+                for id in named {
+                    self.excluded.insert(id);
+                    if !self.culprits.contains(&id) {
+                        self.culprits.push(id);
+                    }
+                }
+                self.retry(now)
+            }
+            Err(AggregateError::Failed(error)) => self.fail(error),
+        }
     }
 }

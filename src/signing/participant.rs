@@ -290,21 +290,13 @@ impl Signer {
         packages: &[Vec<u8>],
         share: ShareRef<'_>,
     ) -> Result<Vec<Vec<u8>>, SignerError> {
-        let pending = self.take_live(now, slot)?;
-        let packages = decode_packages(packages)?;
-        sign_with(pending, &packages, share)
+        self.take_nonces(now, slot)?.sign_encoded(packages, share)
     }
 
-    /// Round 2 with already decoded packages (this node coordinates: no encoding round trip).
-    pub fn sign_packages(
-        &mut self,
-        now: Instant,
-        slot: Slot,
-        packages: &[SigningPackage],
-        share: ShareRef<'_>,
-    ) -> Result<Vec<Vec<u8>>, SignerError> {
-        let pending = self.take_live(now, slot)?;
-        sign_with(pending, packages, share)
+    /// Round 2, first half: takes the nonces of `slot` out of the table (they are gone whatever
+    /// follows), to sign with where the arithmetic runs.
+    pub fn take_nonces(&mut self, now: Instant, slot: Slot) -> Result<Taken, SignerError> {
+        self.take_live(now, slot).map(|p| Taken(Box::new(p)))
     }
 
     fn take_live(&mut self, now: Instant, slot: Slot) -> Result<Pending, SignerError> {
@@ -341,6 +333,36 @@ impl Signer {
                 attempt,
             });
         }
+    }
+}
+
+/// A slot's nonces, out of the signer's table: they sign once, on any thread.
+pub struct Taken(Box<Pending>);
+
+impl std::fmt::Debug for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Taken({} nonce pairs)", self.0.nonces.len())
+    }
+}
+
+impl Taken {
+    /// Signs the serialized packages (one per message).
+    pub fn sign_encoded(
+        self,
+        packages: &[Vec<u8>],
+        share: ShareRef<'_>,
+    ) -> Result<Vec<Vec<u8>>, SignerError> {
+        let packages = decode_packages(packages)?;
+        sign_with(*self.0, &packages, share)
+    }
+
+    /// Signs already decoded packages (this node coordinates: no encoding round trip).
+    pub fn sign_decoded(
+        self,
+        packages: &[SigningPackage],
+        share: ShareRef<'_>,
+    ) -> Result<Vec<Vec<u8>>, SignerError> {
+        sign_with(*self.0, packages, share)
     }
 }
 
