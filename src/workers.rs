@@ -1,30 +1,57 @@
-//! The worker pool: a node's costly arithmetic (decoding DKG packages, `part2`, `part3`) runs
-//! here, on at most one blocking thread per core, first come first served, so that the tasks
-//! that move messages (the swarm's, the node's) never wait behind it: a participant busy with
-//! `part3` still answers pings, forwards broadcasts and answers pulls.
+//! The worker pool: a node's costly arithmetic (a DKG's decoding, `part2` and `part3`; a
+//! signer's shares, a coordinator's aggregation) runs here, on one thread per core, first come
+//! first served, so that the tasks that move messages (the swarm's, the node's) never wait
+//! behind it and a node uses every core: a participant busy with `part3` still answers pings,
+//! forwards broadcasts and answers pulls.
 //!
 //! There is one pool per process ([`Workers::shared`]): nodes that share a process (tests,
 //! benchmarks, `localnet`) share its cores, as nodes on one machine would.
 
-use std::sync::{Arc, OnceLock};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
-/// A bounded pool of blocking threads (cheap to clone; clones share the bound).
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed pool of worker threads taking jobs from one queue, first come first served (cheap to
+/// clone; clones share the threads). The threads live as long as the pool: handing a job over
+/// costs one queue push, not a thread.
 #[derive(Clone, Debug)]
 pub struct Workers {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     threads: usize,
 }
 
 impl Workers {
-    /// A pool that runs at most `threads` jobs at once (at least one).
+    /// A pool of `threads` threads (at least one).
     pub fn new(threads: usize) -> Self {
         let threads = threads.max(1);
-        Workers {
-            permits: Arc::new(Semaphore::new(threads)),
-            threads,
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("frostnode-worker-{i}"))
+                .spawn(move || loop {
+                    // One thread waits on the queue at a time; the others wait for the lock.
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        // A job that panics takes only itself down: its result is never sent.
+                        Ok(job) => {
+                            let _ = catch_unwind(AssertUnwindSafe(job));
+                        }
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start a worker thread");
+            }
         }
+        Workers { jobs, threads }
     }
 
     /// The process's pool: one thread per core.
@@ -42,21 +69,25 @@ impl Workers {
         self.threads
     }
 
-    /// Runs `job` on a blocking thread once one of the pool's places is free (jobs are
-    /// admitted in the order they asked); `None` if the job panicked or the runtime is
-    /// shutting down.
+    /// Queues `job`; it runs on the first free thread. `false` if the pool is gone.
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) -> bool {
+        self.jobs.send(Box::new(job)).is_ok()
+    }
+
+    /// Runs `job` on the pool and waits for its result; `None` if the job panicked or the pool
+    /// is gone.
     pub async fn run<T, F>(&self, job: F) -> Option<T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let permit = self.permits.clone().acquire_owned().await.ok()?;
-        let result = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            job()
-        })
-        .await;
-        result.ok()
+        let (tx, rx) = oneshot::channel();
+        if !self.spawn(move || {
+            let _ = tx.send(job());
+        }) {
+            return None;
+        }
+        rx.await.ok()
     }
 }
 
@@ -92,7 +123,6 @@ mod tests {
         // Four more jobs wait; give them a moment in which they could (wrongly) start.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert_eq!(running.load(Ordering::SeqCst), 2);
-        assert_eq!(pool.permits.available_permits(), 0);
         for _ in 0..6 {
             tx.send(()).unwrap();
         }

@@ -262,25 +262,22 @@ impl Ctx<'_> {
     /// returns comes back to the node task as a [`Finished`]. A job that panics reports
     /// nothing: its session times out or its requester sees the request fail.
     pub fn offload(&mut self, kind: &'static str, job: impl FnOnce() -> Finished + Send + 'static) {
-        let workers = self.workers.clone();
         let tx = self.finished.clone();
         let metrics = self.metrics.clone();
         metrics.work_queued(1);
-        tokio::spawn(async move {
-            let done = workers
-                .run(move || {
-                    let started = Instant::now();
-                    (job(), started.elapsed())
-                })
-                .await;
+        let queued = self.workers.spawn(move || {
+            let started = Instant::now();
+            let finished = job();
             metrics.work_queued(-1);
-            match done {
-                Some((finished, took)) => {
-                    metrics.work_done(kind, took.as_secs_f64());
-                    let _ = tx.send(finished).await;
-                }
-                None => warn!(kind, "signing arithmetic did not finish"),
+            metrics.work_done(kind, started.elapsed().as_secs_f64());
+            // A worker thread is no runtime thread: it may wait for room in the node's queue.
+            if let Err(mpsc::error::TrySendError::Full(f)) = tx.try_send(finished) {
+                let _ = tx.blocking_send(f);
             }
         });
+        if !queued {
+            self.metrics.work_queued(-1);
+            warn!(kind, "no worker pool: signing arithmetic dropped");
+        }
     }
 }
