@@ -1,6 +1,6 @@
 //! Preprocessed nonces on real nodes (libp2p swarms on loopback): signatures through random
 //! nodes, each checked by an independent verifier, most of them made in one network round;
-//! pools and books within their bounds afterwards; a signer restarted mid-run (its pools gone
+//! pools and books within their bounds afterwards and throughout a minute of load; a signer restarted mid-run (its pools gone
 //! with it) and the others carry on, every failure a retryable one; and the same cluster with
 //! preprocessing off signs in two rounds.
 
@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::Cluster;
 use frostnode::localnet::LocalCluster;
@@ -97,6 +98,68 @@ async fn five_hundred_signatures_through_random_nodes_mostly_in_one_round() {
             status.presigned_commitments
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_and_books_stay_within_their_bounds_under_a_minute_of_load() {
+    const LOAD: Duration = Duration::from_secs(60);
+    let (cluster, gpk) = Cluster::with_key(5, 3).await;
+    let cluster = Arc::new(cluster);
+    let started = Instant::now();
+    let load = {
+        let (cluster, gpk) = (cluster.clone(), gpk.clone());
+        tokio::spawn(async move {
+            let all: Vec<NodeId> = (1..=5).collect();
+            let mut signed = 0;
+            let mut round = 0;
+            while started.elapsed() < LOAD {
+                let label = format!("load {round}");
+                let failures = sign_many(&cluster, &gpk, &all, 64, &label).await;
+                assert!(failures.is_empty(), "{failures:?}");
+                signed += 64;
+                round += 1;
+            }
+            signed
+        })
+    };
+    // Every half second, each node's pools (nonces it issued, 32 per coordinator, 4 of them)
+    // and book (commitments issued to it, at most what each signer's pool holds for it).
+    let mut samples = 0;
+    let mut most = (0, 0);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while !load.is_finished() {
+        tick.tick().await;
+        for id in 1..=5 {
+            let status = cluster.handle(id).status().await.unwrap();
+            assert!(
+                status.presigned_nonces <= 4 * 32,
+                "node {id} holds {} nonces after {:?}",
+                status.presigned_nonces,
+                started.elapsed()
+            );
+            let book = status.presigned_commitments.values().max().copied();
+            assert!(
+                book.unwrap_or(0) <= 32,
+                "node {id} holds {:?} after {:?}",
+                status.presigned_commitments,
+                started.elapsed()
+            );
+            most.0 = most.0.max(status.presigned_nonces);
+            most.1 = most.1.max(book.unwrap_or(0));
+        }
+        samples += 1;
+    }
+    let signed = load.await.unwrap();
+    let (one, two) = rounds(&cluster).await;
+    eprintln!(
+        "{signed} signatures in {:?} ({one} in one round, {two} in two); {samples} samples, \
+         at most {} nonces in a node's pools and {} commitments of one signer in a book",
+        started.elapsed(),
+        most.0,
+        most.1
+    );
+    assert!(samples >= 100, "sampled throughout the minute");
+    assert!(one * 5 >= signed * 4, "{one} of {signed} in one round");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

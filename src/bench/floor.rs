@@ -194,3 +194,21 @@ pub fn measure_sign(t: u16, runs: usize) -> Result<SignFloor, String> {
         wire: wire[wire.len() / 2],
     })
 }
+
+/// The wire floor's throughput with every core busy: `threads` threads measure
+/// [`measure_sign`] at once (`runs` signatures each); the ceiling is the sum of their rates.
+/// On a machine that slows down when all its cores work, this is the ceiling a cluster on it
+/// can reach, where `threads / wire floor` would overstate it.
+pub fn measure_ceiling(t: u16, threads: usize, runs: usize) -> Result<f64, String> {
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|_| std::thread::spawn(move || measure_sign(t, runs)))
+        .collect();
+    let mut rate = 0.0;
+    for h in handles {
+        let floor = h
+            .join()
+            .map_err(|_| "a floor thread panicked".to_string())??;
+        rate += 1.0 / floor.wire.as_secs_f64().max(1e-9);
+    }
+    Ok(rate)
+}

@@ -207,17 +207,21 @@ pub async fn sign(
     if batch == 0 || batch > crate::node::MAX_BATCH {
         return Err(format!("--batch must be 1..={}", crate::node::MAX_BATCH));
     }
-    let floor = tokio::task::spawn_blocking(move || floor::measure_sign(threshold, 200))
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let floors = move || -> Result<(floor::SignFloor, f64), String> {
+        let alone = floor::measure_sign(threshold, 300)?;
+        let ceiling = floor::measure_ceiling(threshold, cores, 300)?;
+        Ok((alone, ceiling))
+    };
+    let (before, ceiling_before) = tokio::task::spawn_blocking(floors)
         .await
         .map_err(|e| e.to_string())??;
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let ceiling = cores as f64 / floor.wire.as_secs_f64();
     println!(
-        "floors (frost alone, one core, t={threshold}): {:.2} ms of cryptography per signature, \
-         {:.2} ms with frost's decoding of what each party receives (the wire floor); \
-         {cores}-core wire ceiling {ceiling:.0} signatures/s",
-        ms(floor.crypto),
-        ms(floor.wire)
+        "floors before the run (frost alone, one core, t={threshold}): {:.2} ms of cryptography \
+         per signature, {:.2} ms with frost's decoding of what each party receives (the wire \
+         floor); {ceiling_before:.0} signatures/s of it on {cores} cores at once",
+        ms(before.crypto),
+        ms(before.wire)
     );
     let dir = bench_dir("sign");
     let cluster = start_with(nodes, &dir, rtt, |c| {
@@ -316,6 +320,25 @@ pub async fn sign(
     )
     .await;
     println!("{one} signatures coordinated in one network round, {two} in two (warm-up included)");
+    // The machine's speed may drift during a run: the floor is measured again afterwards, and
+    // the ratios are to the faster of the two (the harder comparison).
+    let (after, ceiling_after) = tokio::task::spawn_blocking(floors)
+        .await
+        .map_err(|e| e.to_string())??;
+    let floor = if after.wire < before.wire {
+        after
+    } else {
+        before
+    };
+    let ceiling = ceiling_before.max(ceiling_after);
+    println!(
+        "floors after the run: {:.2} ms, {:.2} ms (wire), {ceiling_after:.0}/s on {cores} cores; \
+         ratios below are to the lower wire floor, {:.2} ms, and the higher {cores}-core wire \
+         ceiling, {ceiling:.0} signatures/s",
+        ms(after.crypto),
+        ms(after.wire),
+        ms(floor.wire)
+    );
     let rate = signed as f64 / elapsed.as_secs_f64();
     println!(
         "{rate:.0} signatures/s = {:.2} × the {cores}-core wire ceiling; p50 per request = {:.2} × \
