@@ -383,6 +383,16 @@ pub fn batch_wire_bytes(messages: &[impl AsRef<[u8]>], threshold: u16) -> usize 
 /// key id, the client token.
 pub const BATCH_WIRE_FIXED: usize = 2048;
 
+/// A batch holds at most [`MAX_BATCH`] messages.
+pub fn batch_count(messages: usize) -> Result<(), String> {
+    if messages > MAX_BATCH {
+        return Err(format!(
+            "a batch of {messages} messages exceeds the limit of {MAX_BATCH}"
+        ));
+    }
+    Ok(())
+}
+
 /// A signing request carries one to [`MAX_BATCH`] messages, of [`MAX_SIGN_MESSAGE`] bytes at
 /// most in all.
 pub fn batch_size(messages: &[impl AsRef<[u8]>]) -> Result<(), Refusal> {
@@ -390,12 +400,7 @@ pub fn batch_size(messages: &[impl AsRef<[u8]>]) -> Result<(), Refusal> {
     if messages.is_empty() {
         return bad("no message to sign".into());
     }
-    if messages.len() > MAX_BATCH {
-        return bad(format!(
-            "a batch of {} messages exceeds the limit of {MAX_BATCH}",
-            messages.len()
-        ));
-    }
+    batch_count(messages.len()).or_else(bad)?;
     let total: usize = messages.iter().map(|m| m.as_ref().len()).sum();
     if total > MAX_SIGN_MESSAGE {
         let what = if messages.len() == 1 {

@@ -198,13 +198,8 @@ impl SignerDriver {
                 };
                 match self.prepare_sign(ctx, slot) {
                     Ok(signing) => {
-                        ctx.offload("sign", move || Finished::Reply {
-                            session: sid,
-                            to: coordinator,
-                            channel,
-                            result: signing.encoded(attempt, &signing_packages),
-                        });
-                        return;
+                        let shares = (signing, attempt, signing_packages);
+                        return sign_later(ctx, sid, coordinator, channel, shares);
                     }
                     Err(r) => Err(r),
                 }
@@ -236,15 +231,7 @@ impl SignerDriver {
                 let result = self.sign_now(ctx, sid, coordinator, ask);
                 self.refill(ctx, coordinator);
                 match result {
-                    Ok((signing, attempt, packages)) => {
-                        ctx.offload("sign", move || Finished::Reply {
-                            session: sid,
-                            to: coordinator,
-                            channel,
-                            result: signing.encoded(attempt, &packages),
-                        });
-                        return;
-                    }
+                    Ok(shares) => return sign_later(ctx, sid, coordinator, channel, shares),
                     Err(r) => Err(r),
                 }
             }
@@ -435,6 +422,23 @@ impl SignerDriver {
         }
         self.schedule(ctx);
     }
+}
+
+/// Has the worker pool decode and sign a remote coordinator's packages (`attempt`'s, with
+/// `signing`) and answer it on `channel`.
+fn sign_later(
+    ctx: &mut Ctx<'_>,
+    sid: SessionId,
+    coordinator: NodeId,
+    channel: ResponseChannel<Vec<u8>>,
+    (signing, attempt, packages): (Signing, u8, Vec<Vec<u8>>),
+) {
+    ctx.offload("sign", move || Finished::Reply {
+        session: sid,
+        to: coordinator,
+        channel,
+        result: signing.encoded(attempt, &packages),
+    });
 }
 
 /// Nonces out of their table and what they sign with: the arithmetic of one signer's shares,

@@ -19,48 +19,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use frost_ed25519::keys::PublicKeyPackage;
 use frost_ed25519::round1::SigningCommitments;
 use frost_ed25519::round2::SignatureShare;
 use frost_ed25519::{Identifier, SigningPackage};
 
-use super::presign::Presigned;
+use super::aggregate::AggregateError;
+pub use super::aggregate::{AggregateJob, Aggregated};
+pub use super::params::{SignOutput, SignParams};
 use super::SignError;
 use crate::wire::{Body, NodeId, SessionId};
 
 /// Attempts per request: the first, plus retries after failed or invalid shares.
 pub const MAX_ATTEMPTS: u8 = 3;
-
-/// What a coordinator needs to know about the request and the key.
-#[derive(Clone)]
-pub struct SignParams {
-    /// The signing session id (unique per request and coordinator).
-    pub session: SessionId,
-    /// This node.
-    pub me: NodeId,
-    /// Key name.
-    pub key_id: String,
-    /// Messages to sign (at least one), in order.
-    pub messages: Vec<Vec<u8>>,
-    /// Threshold.
-    pub threshold: u16,
-    /// Every participant of the key.
-    pub participants: Vec<NodeId>,
-    /// Group public data (verifying shares for cheater detection).
-    pub public_key_package: PublicKeyPackage,
-    /// Group public key bytes.
-    pub group_public_key: [u8; 32],
-    /// The epoch of the key's shares the signature is made with.
-    pub epoch: u64,
-    /// The request id this session derives from.
-    pub request_id: SessionId,
-    /// The client's token, passed to every signer.
-    pub token: Option<String>,
-    /// Commitments signers issued to this coordinator ahead of time, one per message: a chosen
-    /// signer with them signs in one round ([`Body::SignNow`]); the others commit first. Each
-    /// is spent at most once (a retry commits afresh).
-    pub presigned: BTreeMap<NodeId, Vec<Presigned>>,
-}
 
 /// What the driver must do.
 #[derive(Debug)]
@@ -87,17 +57,6 @@ pub enum Effect {
     },
 }
 
-/// Finished signatures.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignOutput {
-    /// The 64-byte Ed25519 signatures, one per message, in order.
-    pub signatures: Vec<[u8; 64]>,
-    /// The signers whose shares make it up.
-    pub signers: Vec<NodeId>,
-    /// Signers caught sending invalid shares (excluded from the retry).
-    pub culprits: Vec<NodeId>,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Commit,
@@ -105,91 +64,6 @@ enum Phase {
     /// Every share is in; the aggregation runs.
     Aggregate,
     Finished,
-}
-
-/// The aggregation of one attempt's shares: self-contained, so it can run on any thread.
-pub struct AggregateJob {
-    attempt: u8,
-    packages: Vec<SigningPackage>,
-    /// Per message, every signer's share.
-    shares: Vec<BTreeMap<Identifier, SignatureShare>>,
-    public_key_package: PublicKeyPackage,
-    id_of: BTreeMap<Identifier, NodeId>,
-}
-
-impl std::fmt::Debug for AggregateJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AggregateJob")
-            .field("attempt", &self.attempt)
-            .field("messages", &self.packages.len())
-            .finish()
-    }
-}
-
-/// What an [`AggregateJob`] found.
-#[derive(Debug)]
-pub struct Aggregated {
-    attempt: u8,
-    outcome: Result<Vec<[u8; 64]>, AggregateError>,
-}
-
-#[derive(Debug)]
-enum AggregateError {
-    /// frost's cheater detection named these signers.
-    Culprits(Vec<NodeId>),
-    /// Anything else.
-    Failed(SignError),
-}
-
-impl AggregateJob {
-    /// Aggregates every message's shares. frost verifies each aggregate against the group key
-    /// (and, when one does not verify, every share of it, naming the culprits).
-    pub fn run(self) -> Aggregated {
-        let mut signatures = Vec::with_capacity(self.packages.len());
-        let mut named = BTreeSet::new();
-        for (package, shares) in self.packages.iter().zip(&self.shares) {
-            match frost_ed25519::aggregate_custom(
-                package,
-                shares,
-                &self.public_key_package,
-                frost_ed25519::CheaterDetection::AllCheaters,
-            ) {
-                Ok(sig) => match sig.serialize().ok().and_then(|b| b.try_into().ok()) {
-                    Some(bytes) => signatures.push(bytes),
-                    None => return self.failed(SignError::BadSignature),
-                },
-                Err(frost_ed25519::Error::InvalidSignatureShare { culprits }) => {
-                    let these: Vec<NodeId> = culprits
-                        .iter()
-                        .filter_map(|i| self.id_of.get(i))
-                        .copied()
-                        .collect();
-                    if these.is_empty() {
-                        let e = SignError::Frost("invalid share from an unknown signer".into());
-                        return self.failed(e);
-                    }
-                    named.extend(these);
-                }
-                Err(e) => return self.failed(SignError::Frost(e.to_string())),
-            }
-        }
-        let outcome = if named.is_empty() {
-            Ok(signatures)
-        } else {
-            Err(AggregateError::Culprits(named.into_iter().collect()))
-        };
-        Aggregated {
-            attempt: self.attempt,
-            outcome,
-        }
-    }
-
-    fn failed(&self, error: SignError) -> Aggregated {
-        Aggregated {
-            attempt: self.attempt,
-            outcome: Err(AggregateError::Failed(error)),
-        }
-    }
 }
 
 /// One signing request, seen from its coordinator.
@@ -655,27 +529,13 @@ impl Coordinator {
         if self.packages.len() != self.batch() {
             return self.fail(SignError::Frost("signing packages missing".into()));
         }
-        let id_of: BTreeMap<Identifier, NodeId> = self
-            .shares
-            .keys()
-            .filter_map(|&id| ident(id).map(|i| (i, id)))
-            .collect();
-        let shares = (0..self.batch())
-            .map(|k| {
-                self.shares
-                    .iter()
-                    .filter_map(|(&id, s)| Some((ident(id)?, *s.get(k)?)))
-                    .collect()
-            })
-            .collect();
         self.phase = Phase::Aggregate;
-        vec![Effect::Aggregate(AggregateJob {
-            attempt: self.attempt,
-            packages: self.packages.clone(),
-            shares,
-            public_key_package: self.params.public_key_package.clone(),
-            id_of,
-        })]
+        vec![Effect::Aggregate(AggregateJob::new(
+            self.attempt,
+            self.packages.clone(),
+            &self.shares,
+            self.params.public_key_package.clone(),
+        ))]
     }
 
     /// The aggregation of the current attempt finished: the signatures, or a fresh attempt

@@ -6,8 +6,10 @@
 //! [`coordinator::Coordinator`]: commitments from `t` signers, the signing package, signature
 //! shares, aggregation with cheater detection, and a final check of the signature.
 
+pub mod aggregate;
 pub mod coordinator;
 pub mod election;
+pub mod params;
 pub mod participant;
 pub mod presign;
 
