@@ -2,6 +2,8 @@
 //! `{"error": "...", "kind": "..."}` with the status codes of the design (400, 404, 409, 503,
 //! 504, 500).
 
+pub mod console;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -232,8 +234,12 @@ pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> 
     let read_token = Arc::new(limits.read_token);
     let timeout = limits.request_timeout;
     Router::new()
+        .route("/", get(console::page))
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
+        .route("/v1/peers", get(console::peers))
+        .route("/v1/sessions", get(console::sessions))
+        .route("/v1/latency", get(console::latency))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{key_id}", get(get_key))
         .route("/v1/keys/{key_id}/sign", post(sign))
@@ -267,8 +273,17 @@ async fn check_read_token(
             || request.method() == axum::http::Method::HEAD;
         if is_read && request.uri().path() != "/v1/health" {
             // Compared as digests: equal lengths, and no early exit on the secret's bytes.
-            let given = bearer(request.headers()).unwrap_or_default();
-            if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+            // The console's own requests carry the token in its cookie.
+            let matches = |given: Option<String>| {
+                given.is_some_and(|g| {
+                    Sha256::digest(g.as_bytes()) == Sha256::digest(expected.as_bytes())
+                })
+            };
+            let headers = request.headers();
+            if !matches(bearer(headers)) && !matches(console::cookie_token(headers)) {
+                if request.uri().path() == "/" {
+                    return console::login();
+                }
                 return ApiError {
                     status: StatusCode::UNAUTHORIZED,
                     kind: "unauthorized".into(),

@@ -91,6 +91,9 @@ async fn run_demo(
     for (h, api) in cluster.handles().iter().zip(cluster.api_addrs()) {
         println!("  node {}  api http://{api}  peer {}", h.id(), h.peer_id());
     }
+    if let Some(api) = cluster.api_addrs().first() {
+        println!("console: open http://{api}/ in a browser (every node serves its own)");
+    }
     let first = cluster.handle(1);
     let t0 = Instant::now();
     let key = match first.get_key("demo").await.map_err(|e| e.to_string())? {
@@ -187,6 +190,7 @@ async fn run_demo(
     let api = cluster.api_addrs()[0];
     let message = hex::encode(b"any message");
     println!("\nTry it (every request that signs or makes keys carries a token of client {ADMIN_CLIENT:?}):");
+    println!("  open http://{api}/ (the console)");
     println!("  curl -s http://{api}/v1/status");
     println!(
         "  export FROSTNODE_CLIENT_KEY={}",

@@ -344,6 +344,8 @@ impl EventLoop {
             Err(TrySendError::Closed(_)) => {
                 tracing::debug!("node stopped listening to network events");
             }
+            // A round trip for the operators' view: the next ping brings another.
+            Err(TrySendError::Full(Event::Pinged { .. })) => {}
             Err(TrySendError::Full(event)) if is_state => self.backlog.push_back(event),
             Err(TrySendError::Full(event)) => self.drop_event(event),
         }
@@ -447,8 +449,9 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(ev)) => self.on_gossip(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(ev)) => self.on_rpc(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ev)) => match ev.result {
-                Ok(_) => {
+                Ok(rtt) => {
                     self.ping_failures.remove(&ev.connection);
+                    self.emit(Event::Pinged { peer: ev.peer, rtt });
                 }
                 Err(e) => {
                     let failures = self.ping_failures.entry(ev.connection).or_default();

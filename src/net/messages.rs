@@ -113,6 +113,13 @@ pub enum Event {
     Subscribed(PeerId),
     /// A peer unsubscribed from the DKG topic.
     Unsubscribed(PeerId),
+    /// A ping to a peer came back.
+    Pinged {
+        /// The peer.
+        peer: PeerId,
+        /// Its round trip.
+        rtt: Duration,
+    },
 }
 
 // Payloads may hold secret shares: `Debug` shows sizes only.
@@ -145,6 +152,7 @@ impl std::fmt::Debug for Event {
             Event::Disconnected(p) => write!(f, "Disconnected({p})"),
             Event::Subscribed(p) => write!(f, "Subscribed({p})"),
             Event::Unsubscribed(p) => write!(f, "Unsubscribed({p})"),
+            Event::Pinged { peer, rtt } => write!(f, "Pinged({peer}, {rtt:?})"),
         }
     }
 }

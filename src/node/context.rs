@@ -1,7 +1,7 @@
 //! What every component of the node works with while it handles one event: the moment the
 //! event is handled at (one clock read per event), the configuration, the peer book, the outbox,
 //! the key store, metrics, the culprit tally, the deadlines, the random number generator, the
-//! client tokens seen and the policy verdicts.
+//! client tokens seen, the policy verdicts and the journal of recent sessions.
 //! Components own their sessions; everything they share is lent to them here, for the length
 //! of one event.
 
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::journal::Journal;
 use super::offload::Finished;
 use super::outbox::Outbox;
 use super::peers::PeerBook;
@@ -118,6 +119,8 @@ pub struct Shared {
     pub policy: PolicyGate,
     /// Per-peer request rates and warnings.
     pub limits: PeerLimits,
+    /// Recent sessions and signing latency, for operators.
+    pub journal: Journal,
 }
 
 impl Shared {
@@ -141,6 +144,7 @@ impl Shared {
             auth: &mut self.auth,
             policy: &mut self.policy,
             limits: &mut self.limits,
+            journal: &mut self.journal,
         }
     }
 }
@@ -181,6 +185,8 @@ pub struct Ctx<'a> {
     pub policy: &'a mut PolicyGate,
     /// Per-peer request rates and warnings.
     pub limits: &'a mut PeerLimits,
+    /// Recent sessions and signing latency, for operators.
+    pub journal: &'a mut Journal,
 }
 
 impl Ctx<'_> {

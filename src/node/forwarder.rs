@@ -14,6 +14,7 @@ use super::checks;
 use super::context::Ctx;
 use super::coordinator::{CoordinateRequest, Responder};
 use super::error::NodeError;
+use super::journal::SessionRecord;
 use super::outbox::ReplyTag;
 use super::requests::BatchSignResponse;
 use super::timers::Timer;
@@ -105,9 +106,12 @@ impl Forwarder {
         } = req;
         ctx.metrics.sign_started();
         let me = ctx.me();
-        let refuse = |ctx: &mut Ctx<'_>, reply: SignReply, err: NodeError| {
+        let count = messages.len();
+        let refuse = |ctx: &mut Ctx<'_>, rid: SessionId, reply: SignReply, err: NodeError| {
             ctx.metrics.sign_ended(Some(err.kind().as_str()), 0.0);
-            let _ = reply.send(Err(err));
+            let result = Err(err);
+            journal_sign(ctx, rid, &key_id, count, None, ctx.now, &result);
+            let _ = reply.send(result);
             None
         };
         // Who is asking comes first: an unauthorized caller learns nothing about keys.
@@ -117,7 +121,7 @@ impl Forwarder {
             SessionId(id)
         });
         if let Err(r) = checks::batch_size(&messages) {
-            return refuse(ctx, reply, r.into());
+            return refuse(ctx, request_id, reply, r.into());
         }
         let binding = auth::MessageBinding::of(&messages);
         let request = || auth::Request::sign(&key_id, binding, request_id.0);
@@ -125,12 +129,12 @@ impl Forwarder {
         if let Err(r) = checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), request)
         {
             warn!(request = %request_id, key_id = %key_id, reason = %r.reason, "signing request refused");
-            return refuse(ctx, reply, r.into_error(me));
+            return refuse(ctx, request_id, reply, r.into_error(me));
         }
         let (key, group_public_key) =
             match checks::signing_key(ctx.keystore, me, &key_id, None, None, &messages, None) {
                 Ok(found) => found,
-                Err(r) => return refuse(ctx, reply, r.into()),
+                Err(r) => return refuse(ctx, request_id, reply, r.into()),
             };
         let participants = key.participants.clone();
         let threshold = key.threshold;
@@ -149,7 +153,7 @@ impl Forwarder {
                 participants.len(),
                 ctx.config.max_message_size
             ));
-            return refuse(ctx, reply, err);
+            return refuse(ctx, request_id, reply, err);
         }
         let unreachable: Vec<NodeId> = participants
             .iter()
@@ -168,11 +172,11 @@ impl Forwarder {
                 message: format!("{err}; unreachable: {unreachable:?}"),
                 missing: unreachable,
             };
-            return refuse(ctx, reply, err);
+            return refuse(ctx, request_id, reply, err);
         }
         if self.forwards.contains_key(&request_id) {
             let err = NodeError::Conflict(format!("request {request_id} is already running"));
-            return refuse(ctx, reply, err);
+            return refuse(ctx, request_id, reply, err);
         }
         let candidates: VecDeque<NodeId> = election::rank(&request_id.0, &participants)
             .into_iter()
@@ -350,8 +354,57 @@ impl Forwarder {
         let failure = result.as_ref().err().map(|e| e.kind().as_str());
         let seconds = ctx.now.saturating_duration_since(fwd.started).as_secs_f64();
         ctx.metrics.sign_ended(failure, seconds);
+        let unix = ctx.unix_seconds();
+        ctx.journal.sign_latency(unix, seconds);
+        let (key_id, count) = (&fwd.key_id, fwd.messages.len());
+        journal_sign(ctx, rid, key_id, count, fwd.current, fwd.started, &result);
         let _ = fwd.reply.send(result);
     }
+}
+
+/// Keeps a signing request this node received, as it ended, in the journal.
+fn journal_sign(
+    ctx: &mut Ctx<'_>,
+    rid: SessionId,
+    key_id: &str,
+    messages: usize,
+    coordinator: Option<NodeId>,
+    started: Instant,
+    result: &Result<BatchSignResponse, NodeError>,
+) {
+    let (mut culprits, mut missing) = (Vec::new(), Vec::new());
+    let (coordinator, nodes) = match result {
+        Ok(r) => (Some(r.coordinator), r.signers.clone()),
+        Err(e) => {
+            match e {
+                NodeError::Aborted { culprits: c, .. } => culprits = c.clone(),
+                NodeError::Unavailable { missing: m, .. }
+                | NodeError::Timeout { missing: m, .. } => missing = m.clone(),
+                _ => {}
+            }
+            (coordinator, Vec::new())
+        }
+    };
+    let took = ctx.now.saturating_duration_since(started);
+    let record = SessionRecord {
+        kind: "sign".into(),
+        session: hex::encode(rid.0),
+        key_id: key_id.to_string(),
+        coordinator,
+        nodes,
+        messages: Some(messages),
+        outcome: result
+            .as_ref()
+            .err()
+            .map_or("ok", |e| e.kind().as_str())
+            .to_string(),
+        error: result.as_ref().err().map(|e| e.to_string()),
+        culprits,
+        missing,
+        started_at: ctx.unix_seconds().saturating_sub(took.as_secs()),
+        duration_ms: took.as_secs_f64() * 1000.0,
+    };
+    ctx.journal.record(record);
 }
 
 fn verifies(group_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {

@@ -59,6 +59,21 @@ pub enum Input {
         /// Where the answer goes.
         reply: oneshot::Sender<StatusInfo>,
     },
+    /// Every configured peer as this node sees it.
+    Peers {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<super::peers::PeerInfo>>,
+    },
+    /// The recent sessions, newest first.
+    Sessions {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<super::journal::SessionRecord>>,
+    },
+    /// Signing latency over the last minutes.
+    Latency {
+        /// Where the answer goes.
+        reply: oneshot::Sender<super::journal::LatencyView>,
+    },
     /// List the keys.
     ListKeys {
         /// Where the answer goes.
@@ -265,6 +280,21 @@ impl NodeHandle {
     /// Node status.
     pub async fn status(&self) -> Result<StatusInfo, NodeError> {
         self.ask(|reply| Input::Status { reply }).await
+    }
+
+    /// Every configured peer as this node sees it, by id.
+    pub async fn peers(&self) -> Result<Vec<super::peers::PeerInfo>, NodeError> {
+        self.ask(|reply| Input::Peers { reply }).await
+    }
+
+    /// The sessions this node took part in recently, newest first.
+    pub async fn sessions(&self) -> Result<Vec<super::journal::SessionRecord>, NodeError> {
+        self.ask(|reply| Input::Sessions { reply }).await
+    }
+
+    /// Signing latency over the last minutes.
+    pub async fn latency(&self) -> Result<super::journal::LatencyView, NodeError> {
+        self.ask(|reply| Input::Latency { reply }).await
     }
 
     /// Public info of every key.

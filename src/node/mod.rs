@@ -23,6 +23,7 @@ pub mod forwarder;
 pub mod handle;
 mod inbound;
 pub mod initiator;
+pub mod journal;
 pub mod offload;
 pub mod outbox;
 pub mod peers;
@@ -191,6 +192,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         ),
         auth: crate::auth::Authorizer::new(parts.config.clients.clone()),
         limits: ratelimit::PeerLimits::new(parts.config.peer_requests_per_second),
+        journal: journal::Journal::default(),
         policy: policy::PolicyGate::new(
             parts
                 .config
@@ -269,7 +271,7 @@ impl Node {
         let change = match &event {
             Event::Net(e) => {
                 let shared = &mut self.shared;
-                let change = shared.peers.on_event(e);
+                let change = shared.peers.on_event(e, now);
                 shared.metrics.set_peers(shared.peers.connected_count());
                 change
             }
@@ -372,6 +374,15 @@ fn on_input(
                 presigned_nonces: roles.signer.presigned(),
                 presigned_commitments: roles.coordinator.stocked(),
             });
+        }
+        Input::Peers { reply } => {
+            let _ = reply.send(ctx.peers.infos(ctx.config, peer_id, ctx.now, ctx.wall));
+        }
+        Input::Sessions { reply } => {
+            let _ = reply.send(ctx.journal.sessions());
+        }
+        Input::Latency { reply } => {
+            let _ = reply.send(ctx.journal.latency(ctx.unix_seconds()));
         }
         Input::ListKeys { reply } => {
             let _ = reply.send(ctx.keystore.keys().map(|k| k.info()).collect());

@@ -2,13 +2,17 @@
 //! and subscribed to broadcasts right now, and the authentication of every message's sender.
 //! A message is accepted only when its envelope's `from` is the node configured for the PeerId
 //! that sent it (request-response) or signed it (GossipSub). The set of ready peers is
-//! published on a watch channel for callers that wait for the cluster to form.
+//! published on a watch channel for callers that wait for the cluster to form. The book also
+//! remembers when each peer was last seen and its last ping round trip, for operators.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::context::WallClock;
 use crate::config::Config;
 use crate::net;
 use crate::wire::{self, Envelope, NodeId, WireError};
@@ -45,6 +49,35 @@ pub enum PeerChange {
     Connected(NodeId),
 }
 
+/// What this node knows of one configured peer (`GET /v1/peers`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Node id.
+    pub id: NodeId,
+    /// libp2p identity.
+    pub peer_id: String,
+    /// Configured dial address.
+    pub address: String,
+    /// A connection is open.
+    pub connected: bool,
+    /// Connected and subscribed to broadcasts (ready for a DKG).
+    pub ready: bool,
+    /// When the peer was last seen (connected, pinged, subscribed or disconnected), seconds
+    /// since the Unix epoch; absent if never.
+    pub last_seen: Option<u64>,
+    /// The last ping's round trip, milliseconds.
+    pub ping_rtt_ms: Option<f64>,
+    /// This is the node answering (listed first, always connected).
+    #[serde(default)]
+    pub this_node: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    at: Option<Instant>,
+    rtt: Option<Duration>,
+}
+
 /// Configured peers and their live state.
 pub struct PeerBook {
     me: NodeId,
@@ -52,6 +85,7 @@ pub struct PeerBook {
     by_pid: HashMap<PeerId, NodeId>,
     connected: BTreeSet<NodeId>,
     subscribed: BTreeSet<NodeId>,
+    seen: HashMap<NodeId, Seen>,
     ready_tx: watch::Sender<BTreeSet<NodeId>>,
 }
 
@@ -66,6 +100,7 @@ impl PeerBook {
             by_pid: config.peers.iter().map(|p| (p.peer_id, p.id)).collect(),
             connected: BTreeSet::new(),
             subscribed: BTreeSet::new(),
+            seen: HashMap::new(),
             ready_tx,
         };
         (book, ready_rx)
@@ -78,6 +113,7 @@ impl PeerBook {
         let listed: BTreeSet<NodeId> = self.by_pid.values().copied().collect();
         self.connected.retain(|id| listed.contains(id));
         self.subscribed.retain(|id| listed.contains(id));
+        self.seen.retain(|id, _| listed.contains(id));
         let ready = self.ready();
         self.ready_tx.send_replace(ready);
     }
@@ -87,8 +123,17 @@ impl PeerBook {
         self.me
     }
 
-    /// Applies a connection or subscription event and republishes the ready set.
-    pub fn on_event(&mut self, event: &net::Event) -> PeerChange {
+    /// Applies a connection, subscription or ping event seen at `now` and republishes the
+    /// ready set.
+    pub fn on_event(&mut self, event: &net::Event, now: Instant) -> PeerChange {
+        if let net::Event::Pinged { peer, rtt } = event {
+            if let Some(&id) = self.by_pid.get(peer) {
+                let seen = self.seen.entry(id).or_default();
+                seen.at = Some(now);
+                seen.rtt = Some(*rtt);
+            }
+            return PeerChange::None;
+        }
         let (net::Event::Connected(pid)
         | net::Event::Disconnected(pid)
         | net::Event::Subscribed(pid)
@@ -99,6 +144,7 @@ impl PeerBook {
         let Some(&id) = self.by_pid.get(pid) else {
             return PeerChange::None;
         };
+        self.seen.entry(id).or_default().at = Some(now);
         let result = match event {
             net::Event::Connected(_) => {
                 self.connected.insert(id);
@@ -128,6 +174,52 @@ impl PeerBook {
             changed
         });
         result
+    }
+
+    /// This node (`own` is its PeerId), then every configured peer of `config` as this node
+    /// sees it, by id; `wall` dates the moments it last saw them.
+    pub fn infos(
+        &self,
+        config: &Config,
+        own: PeerId,
+        now: Instant,
+        wall: WallClock,
+    ) -> Vec<PeerInfo> {
+        let me = PeerInfo {
+            id: self.me,
+            peer_id: own.to_string(),
+            address: config.listen.to_string(),
+            connected: true,
+            ready: true,
+            last_seen: Some(wall.unix_seconds(now)),
+            ping_rtt_ms: None,
+            this_node: true,
+        };
+        let mut peers: Vec<PeerInfo> = config
+            .peers
+            .iter()
+            .filter(|p| p.id != self.me)
+            .map(|p| {
+                let seen = self.seen.get(&p.id).copied().unwrap_or_default();
+                PeerInfo {
+                    id: p.id,
+                    peer_id: p.peer_id.to_string(),
+                    address: p.addr.to_string(),
+                    connected: self.connected.contains(&p.id),
+                    ready: self.connected.contains(&p.id) && self.subscribed.contains(&p.id),
+                    last_seen: seen.at.map(|at| {
+                        // `at` is no later than `now`: date it back from the present.
+                        let ago = now.saturating_duration_since(at);
+                        wall.unix_seconds(now).saturating_sub(ago.as_secs())
+                    }),
+                    ping_rtt_ms: seen.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    this_node: false,
+                }
+            })
+            .collect();
+        peers.sort_by_key(|p| p.id);
+        peers.insert(0, me);
+        peers
     }
 
     /// Decodes `data` and checks that it comes from the node configured for `peer`.

@@ -1,5 +1,5 @@
-//! Node processes, as an operator runs them: five `frostnode run` processes from
-//! `frostnode cluster-config`, driven over HTTP, killed when dropped.
+//! Node processes, as an operator runs them: `frostnode run` processes (five unless a test
+//! asks for fewer) from `frostnode cluster-config`, driven over HTTP, killed when dropped.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use super::WAIT;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_frostnode");
 
-/// Five node processes; killed when dropped, so a failing test leaves nothing behind.
+/// Node processes; killed when dropped, so a failing test leaves nothing behind.
 pub struct ProcessCluster {
     pub dir: tempfile::TempDir,
     pub base_port: u16,
@@ -63,10 +63,26 @@ impl ProcessCluster {
         edit: impl Fn(u16, &mut String),
         prepare: impl FnOnce(&std::path::Path),
     ) -> ProcessCluster {
+        Self::sized(5, edit, prepare)
+    }
+
+    /// `nodes` processes (2 to 5), each config edited by `edit`, the directory prepared by
+    /// `prepare` before they start.
+    pub fn sized(
+        nodes: u16,
+        edit: impl Fn(u16, &mut String),
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> ProcessCluster {
+        assert!((2..=5).contains(&nodes));
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_base_port();
         let out = Command::new(BIN)
-            .args(["cluster-config", "--nodes", "5", "--base-port"])
+            .args([
+                "cluster-config",
+                "--nodes",
+                &nodes.to_string(),
+                "--base-port",
+            ])
             .arg(base_port.to_string())
             .arg("--out")
             .arg(dir.path())
@@ -77,7 +93,7 @@ impl ProcessCluster {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for k in 1..=5u16 {
+        for k in 1..=nodes {
             let path = dir.path().join(format!("node{k}.toml"));
             let mut text = std::fs::read_to_string(&path).unwrap();
             edit(k, &mut text);
@@ -91,11 +107,11 @@ impl ProcessCluster {
         let mut c = ProcessCluster {
             dir,
             base_port,
-            children: (0..5).map(|_| None).collect(),
+            children: (0..nodes).map(|_| None).collect(),
             http: reqwest::Client::new(),
             admin,
         };
-        for k in 1..=5 {
+        for k in 1..=nodes {
             c.start(k);
         }
         c

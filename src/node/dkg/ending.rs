@@ -1,16 +1,17 @@
 //! How a session ends on this node: a confirmed key (or epoch) is written off the node task
 //! and then kept, the end is counted and reported to the initiator (or, here, answers it),
 //! and a session that timed out after this node confirmed is kept a while for a late
-//! certificate that still completes it.
+//! certificate that still completes it. Every end is kept in the node's journal.
 
 use libp2p::gossipsub::MessageAcceptance;
 use tracing::{info, warn};
 
 use super::{kind_name, DkgDriver, MAX_LATE};
-use crate::dkg::{DkgError, DkgOutput, Effect};
+use crate::dkg::{DkgError, DkgOutput, DkgParams, Effect};
 use crate::keystore::{self, StoredConfirmation, StoredKey};
 use crate::node::checks;
 use crate::node::context::{Ctx, Stored};
+use crate::node::journal::SessionRecord;
 use crate::node::timers::Timer;
 use crate::wire::{Body, DkgOutcome, Envelope, NodeId, SessionId};
 
@@ -157,6 +158,7 @@ impl DkgDriver {
             }
         });
         ctx.metrics.dkg_ended(failure, seconds);
+        journal_dkg(ctx, sid, run.session.params(), seconds, &result);
         self.finished.insert(ctx.now, sid);
         ctx.timers.set(Timer::Finished, self.finished.next_expiry());
         let initiator = run.session.params().initiator;
@@ -234,4 +236,49 @@ impl DkgDriver {
             }
         }
     }
+}
+
+/// Keeps a DKG or lifecycle session, as it ended here, in the journal.
+fn journal_dkg(
+    ctx: &mut Ctx<'_>,
+    sid: SessionId,
+    params: &DkgParams,
+    seconds: f64,
+    result: &Result<[u8; 32], DkgError>,
+) {
+    let kind = if params.reshare.is_some() {
+        "reshare"
+    } else if let Some(repair) = &params.repair {
+        if repair.enrol {
+            "enrol"
+        } else {
+            "repair"
+        }
+    } else if params.refresh.is_some() {
+        "refresh"
+    } else {
+        "dkg"
+    };
+    let (culprits, missing) = match result {
+        Ok(_) => (Vec::new(), Vec::new()),
+        Err(e) => (e.culprits(), e.missing()),
+    };
+    let record = SessionRecord {
+        kind: kind.into(),
+        session: hex::encode(sid.0),
+        key_id: params.key_id.clone(),
+        coordinator: Some(params.initiator),
+        nodes: params.participants.clone(),
+        messages: None,
+        outcome: match result {
+            Ok(_) => "ok".into(),
+            Err(e) => e.kind().to_string(),
+        },
+        error: result.as_ref().err().map(|e| e.to_string()),
+        culprits,
+        missing,
+        started_at: ctx.unix_seconds().saturating_sub(seconds as u64),
+        duration_ms: seconds * 1000.0,
+    };
+    ctx.journal.record(record);
 }

@@ -1,0 +1,390 @@
+//! The operator console and its JSON endpoints, on three node processes.
+//!
+//! `console_in_a_browser` drives headless Chromium through chromedriver (WebDriver over HTTP)
+//! and checks what an operator would: every node listed as connected, the test's key with its
+//! group key, the test's signing session in the recent sessions, and a stopped node shown as
+//! disconnected. It saves screenshots in the cluster's directory (and copies them to
+//! `FROSTNODE_SCREENSHOT_DIR` when set). Without chromedriver on
+//! the PATH it says so and passes, unless `FROSTNODE_REQUIRE_BROWSER=1` (as in `.ci/run`), where
+//! it fails.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::process::ProcessCluster;
+use serde_json::{json, Value};
+
+const KEY: &str = "console-test";
+/// Longer than the console's refresh interval (2 s) many times over: a loaded machine.
+const BROWSER_WAIT: Duration = Duration::from_secs(60);
+
+/// A three-node cluster with a key made through node 1 and one message signed through it.
+async fn cluster_with_signature(edit: impl Fn(u16, &mut String)) -> (ProcessCluster, String) {
+    let c = ProcessCluster::sized(3, edit, |_| {});
+    for k in 1..=3u64 {
+        let others: Vec<u64> = (1..=3).filter(|&i| i != k).collect();
+        c.wait_ready(k as u16, &others).await;
+    }
+    let (status, key) = c
+        .post(1, "/v1/keys", json!({"key_id": KEY, "threshold": 2}))
+        .await;
+    assert_eq!(status, 200, "{key}");
+    let gpk = key["group_public_key"].as_str().unwrap().to_string();
+    let message = hex::encode(b"seen in the console");
+    let path = format!("/v1/keys/{KEY}/sign");
+    let (status, signed) = c.post(1, &path, json!({ "message": message })).await;
+    assert_eq!(status, 200, "{signed}");
+    (c, gpk)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_endpoints_answer_without_secrets() {
+    let (c, gpk) = cluster_with_signature(|_, _| {}).await;
+
+    let (status, peers) = c.get(1, "/v1/peers").await;
+    assert_eq!(status, 200);
+    let peers = peers.as_array().unwrap();
+    assert_eq!(peers.len(), 3, "{peers:?}");
+    assert_eq!(peers[0]["id"], 1);
+    assert_eq!(peers[0]["this_node"], true);
+    for p in &peers[1..] {
+        assert_eq!(p["connected"], true, "{p}");
+        assert_eq!(p["ready"], true, "{p}");
+        assert!(p["last_seen"].as_u64().unwrap() > 1_700_000_000, "{p}");
+        assert!(
+            p["peer_id"].as_str().unwrap().starts_with("12D3KooW"),
+            "{p}"
+        );
+        assert!(
+            p["address"]
+                .as_str()
+                .unwrap()
+                .starts_with("/ip4/127.0.0.1/tcp/"),
+            "{p}"
+        );
+    }
+
+    let (status, sessions) = c.get(1, "/v1/sessions").await;
+    assert_eq!(status, 200);
+    let sessions = sessions.as_array().unwrap();
+    // Newest first: the signature, then the DKG.
+    assert_eq!(sessions[0]["kind"], "sign", "{sessions:?}");
+    assert_eq!(sessions[0]["key_id"], KEY);
+    assert_eq!(sessions[0]["outcome"], "ok");
+    assert_eq!(sessions[0]["messages"], 1);
+    assert_eq!(sessions[0]["nodes"].as_array().unwrap().len(), 2);
+    assert!(sessions[0]["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(sessions.iter().any(|s| s["kind"] == "dkg"
+        && s["outcome"] == "ok"
+        && s["nodes"] == json!([1, 2, 3])
+        && s["coordinator"] == 1));
+    // What the journal holds is public: no field could carry a secret.
+    let text = serde_json::to_string(&sessions).unwrap();
+    for word in ["share", "nonce", "secret", "token", "signature"] {
+        assert!(!text.contains(word), "{word} in {text}");
+    }
+
+    let (status, latency) = c.get(1, "/v1/latency").await;
+    assert_eq!(status, 200);
+    assert_eq!(latency["interval_seconds"], 10);
+    let points = latency["points"].as_array().unwrap();
+    assert!(!points.is_empty() && points.len() <= 60);
+    let counted: u64 = points.iter().map(|p| p["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 1, "one signing request went through node 1");
+
+    // The key the console lists, with its group key.
+    let (_, keys) = c.get(1, "/v1/keys").await;
+    assert_eq!(keys[0]["group_public_key"], Value::String(gpk));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_needs_the_read_token_when_one_is_set() {
+    let c = ProcessCluster::sized(
+        2,
+        |_, text| {
+            assert!(
+                !text.contains("[api]"),
+                "the generated config has no [api] table yet"
+            );
+            text.push_str("\n[api]\nread_token = \"console-read-token-7%;x\"\n");
+        },
+        |_| {},
+    );
+    let url = c.url(1, "/");
+    // The process answers once its API listens (`/v1/health` needs no token).
+    let deadline = Instant::now() + common::WAIT;
+    while c.http.get(c.url(1, "/v1/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "node 1's API never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Without it: the form that asks for it, and no data.
+    let r = c.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("read token") && body.contains("<form"),
+        "{body}"
+    );
+    let r = c.http.get(c.url(1, "/v1/peers")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // With it, in the console's cookie or as a bearer token.
+    let page = c
+        .http
+        .get(&url)
+        .header("cookie", "frostnode_read_token=console-read-token-7%25%3Bx")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("Recent sessions"));
+    let r = c
+        .http
+        .get(c.url(1, "/v1/sessions"))
+        .bearer_auth("console-read-token-7%;x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = c
+        .http
+        .get(c.url(1, "/v1/peers"))
+        .header("cookie", "frostnode_read_token=wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+/// A WebDriver session on headless Chromium.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session; `None` when chromedriver is not
+    /// installed.
+    async fn start() -> Option<Browser> {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + BROWSER_WAIT;
+        // chromedriver has no event to wait on but its status answer.
+        loop {
+            let ready = http.get(format!("{base}/status")).send().await;
+            if let Ok(r) = ready {
+                if let Ok(v) = r.json::<Value>().await {
+                    if v["value"]["ready"] == true {
+                        break;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut args = vec!["--headless=new", "--no-sandbox", "--disable-gpu"];
+        args.extend(["--disable-dev-shm-usage", "--window-size=1400,1100"]);
+        let mut options = json!({ "args": args });
+        for binary in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+            if std::path::Path::new(binary).exists() {
+                options["binary"] = json!(binary);
+                break;
+            }
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome", "goog:chromeOptions": options }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {r}"))
+            .to_string();
+        Some(Browser {
+            http,
+            base,
+            session,
+            driver,
+        })
+    }
+
+    async fn command(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}/{path}", self.base, self.session);
+        let r: Value = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(r["value"]["error"].is_null(), "{path}: {r}");
+        r["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.command("url", json!({ "url": url })).await;
+    }
+
+    /// Runs `script` (a function body) in the page and returns its result.
+    async fn eval(&self, script: &str) -> Value {
+        self.command("execute/sync", json!({ "script": script, "args": [] }))
+            .await
+    }
+
+    /// Evaluates `script` until `holds` accepts its result; panics with the last one after
+    /// [`BROWSER_WAIT`]. The page refreshes itself: its state is what there is to watch.
+    async fn wait_for(&self, what: &str, script: &str, holds: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let v = self.eval(script).await;
+            if holds(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: the page shows {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn screenshot(&self, path: &std::path::Path) {
+        let url = format!("{}/session/{}/screenshot", self.base, self.session);
+        let r: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["value"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(path, &png).unwrap();
+        // The temporary directory goes with the test; a copy can be kept elsewhere.
+        if let Ok(keep) = std::env::var("FROSTNODE_SCREENSHOT_DIR") {
+            std::fs::write(
+                std::path::Path::new(&keep).join(path.file_name().unwrap()),
+                &png,
+            )
+            .unwrap();
+        }
+    }
+
+    async fn quit(self) {
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = self.http.delete(url).send().await;
+    }
+}
+
+const PEER_STATES: &str = "return Array.from(document.querySelectorAll('#peers tbody tr'))
+    .map(r => [r.dataset.node, r.children[3].textContent]);";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_a_browser() {
+    let required = std::env::var("FROSTNODE_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let Some(browser) = Browser::start().await else {
+        assert!(
+            !required,
+            "FROSTNODE_REQUIRE_BROWSER=1 but chromedriver is not installed"
+        );
+        eprintln!(
+            "\n*** console_in_a_browser: chromedriver not found; the browser test did not run \
+             (install chromium and chromium-driver) ***\n"
+        );
+        return;
+    };
+    let (mut c, gpk) = cluster_with_signature(|_, _| {}).await;
+    browser.open(&c.url(1, "/")).await;
+
+    let states = browser
+        .wait_for("three nodes connected", PEER_STATES, |v| {
+            v.as_array()
+                .is_some_and(|rows| rows.len() == 3 && rows.iter().all(|r| r[1] == "connected"))
+        })
+        .await;
+    assert_eq!(states[0][0], "1", "this node first: {states}");
+
+    let shown = browser
+        .wait_for(
+            "the key with its group key",
+            &format!(
+                "const c = document.querySelector('#keys tbody tr[data-key=\"{KEY}\"] .gpk');
+                 return c ? [c.dataset.full, c.textContent] : null;"
+            ),
+            |v| !v.is_null(),
+        )
+        .await;
+    assert_eq!(shown[0], Value::String(gpk.clone()));
+    assert!(shown[1].as_str().unwrap().starts_with(&gpk[..8]), "{shown}");
+
+    let session = browser
+        .wait_for(
+            "the signing session",
+            "const r = document.querySelector('#sessions tbody tr[data-kind=\"sign\"]');
+             return r ? Array.from(r.children).map(c => c.textContent) : null;",
+            |v| !v.is_null(),
+        )
+        .await;
+    assert_eq!(session[2], KEY, "{session}");
+    assert_eq!(session[6], "ok", "{session}");
+    let lines = browser
+        .eval("return document.querySelectorAll('#latency polyline').length;")
+        .await;
+    assert!(lines.as_u64().unwrap() >= 1, "the latency chart has a line");
+
+    let dir = c.dir.path().to_path_buf();
+    browser.screenshot(&dir.join("console.png")).await;
+    eprintln!("screenshot: {}", dir.join("console.png").display());
+
+    // A stopped node turns disconnected within the refresh interval of noticing it.
+    c.stop(3);
+    let states = browser
+        .wait_for("node 3 disconnected", PEER_STATES, |v| {
+            v.as_array()
+                .is_some_and(|rows| rows.iter().any(|r| r[0] == "3" && r[1] == "disconnected"))
+        })
+        .await;
+    assert!(
+        states
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "2" && r[1] == "connected"),
+        "node 2 still connected: {states}"
+    );
+    browser
+        .screenshot(&dir.join("console-node3-stopped.png"))
+        .await;
+    browser.quit().await;
+}
