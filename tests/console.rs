@@ -388,3 +388,73 @@ async fn console_in_a_browser() {
         .await;
     browser.quit().await;
 }
+
+/// Every metric the Grafana dashboard and the alert rules query is one a node exports: in a
+/// running node's exposition, or registered by the node (a labelled family appears in the
+/// exposition once it has a first series).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_alerts_query_metrics_that_exist() {
+    let c = ProcessCluster::sized(2, |_, _| {}, |_| {});
+    c.wait_ready(1, &[2]).await;
+    let text = c
+        .http
+        .get(c.url(1, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Families as the exposition declares them (`# TYPE name kind`).
+    let mut families: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert!(
+        families
+            .iter()
+            .any(|f| f == "frostnode_sign_duration_seconds"),
+        "{text}"
+    );
+    // Registered names are the string literals alone on a line of src/metrics.rs.
+    let source = include_str!("../src/metrics.rs");
+    let registered: Vec<String> = source
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix('"')?
+                .strip_suffix("\",")
+                .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                .map(|n| format!("frostnode_{n}"))
+        })
+        .collect();
+    assert!(registered.len() >= 10, "{registered:?}");
+    assert!(
+        registered.iter().any(|r| families.contains(r)),
+        "{registered:?}"
+    );
+    families.extend(registered);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    for file in ["grafana/frostnode.json", "prometheus/alerts.yml"] {
+        let doc = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut queried = 0;
+        for (i, _) in doc.match_indices("frostnode_") {
+            let name: String = doc[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                families.iter().any(|f| f == family),
+                "{file} queries {name}, which no node exports"
+            );
+            queried += 1;
+        }
+        assert!(queried >= 6, "{file} queries only {queried} metrics");
+    }
+}
