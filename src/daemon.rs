@@ -222,6 +222,7 @@ impl BoundNode {
         let parts = NodeParts {
             config: self.config,
             keypair: self.keypair,
+            listening: self.p2p_addr.clone(),
             confirmation_keys: Arc::new(self.keys),
             keystore: self.keystore,
             net: self.client.clone(),

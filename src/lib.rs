@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod policy;
+pub mod progress;
 pub mod rng;
 pub mod sealing;
 pub mod securefile;

@@ -49,6 +49,11 @@ async fn console_endpoints_answer_without_secrets() {
     assert_eq!(peers.len(), 3, "{peers:?}");
     assert_eq!(peers[0]["id"], 1);
     assert_eq!(peers[0]["this_node"], true);
+    let own = peers[0]["address"].as_str().unwrap();
+    assert!(
+        own.starts_with("/ip4/127.0.0.1/tcp/") && !own.ends_with("/tcp/0"),
+        "{own}"
+    );
     for p in &peers[1..] {
         assert_eq!(p["connected"], true, "{p}");
         assert_eq!(p["ready"], true, "{p}");

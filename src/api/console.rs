@@ -113,6 +113,36 @@ mod tests {
         assert_eq!(cookie_token(&h), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_cookie_round_trips_any_token(
+            token in "[!-~]{16,64}",
+            before in "[a-z]{1,8}=[a-z0-9]{0,8}",
+        ) {
+            // As the login page stores it: encodeURIComponent's output, a subset of this set.
+            const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'-').remove(b'_').remove(b'.').remove(b'!').remove(b'~')
+                .remove(b'*').remove(b'\'').remove(b'(').remove(b')');
+            let encoded = percent_encoding::utf8_percent_encode(&token, SET).to_string();
+            let mut h = HeaderMap::new();
+            let value = format!("{before}; {READ_COOKIE}={encoded}");
+            h.append(header::COOKIE, HeaderValue::from_str(&value).unwrap());
+            proptest::prop_assert_eq!(cookie_token(&h), Some(token));
+        }
+
+        #[test]
+        fn arbitrary_cookie_headers_never_panic(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&raw) {
+                h.append(header::COOKIE, v);
+            }
+            let found = cookie_token(&h);
+            if found.is_some() {
+                proptest::prop_assert!(String::from_utf8_lossy(&raw).contains(READ_COOKIE));
+            }
+        }
+    }
+
     #[test]
     fn the_page_reads_only_documented_endpoints() {
         for endpoint in [

@@ -157,6 +157,7 @@ pub async fn dkg(
         crate::node::dkg::pull_after(bench_dkg_timeout(nodes)).as_secs_f64()
     );
     let mut times = Vec::with_capacity(runs);
+    let bar = crate::progress::bar(runs as u64, "DKGs");
     for i in 0..runs {
         let t0 = Instant::now();
         let r = cluster
@@ -165,14 +166,19 @@ pub async fn dkg(
             .map_err(|e| format!("DKG {i} failed: {e}"))?;
         let dt = t0.elapsed();
         times.push(dt);
-        println!(
-            "run {:>3}: {:>9.2} ms  (t={}, group key {}…)",
-            i + 1,
-            ms(dt),
-            r.threshold,
-            &r.group_public_key[..16]
+        crate::progress::println(
+            &bar,
+            format!(
+                "run {:>3}: {:>9.2} ms  (t={}, group key {}…)",
+                i + 1,
+                ms(dt),
+                r.threshold,
+                &r.group_public_key[..16]
+            ),
         );
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     times.sort();
     let median = times[times.len() / 2];
     println!(
@@ -264,11 +270,13 @@ pub async fn sign(
         ms(minted.elapsed())
     );
     let work = Arc::new(std::sync::Mutex::new(work));
+    let bar = crate::progress::bar(requests as u64, "messages signed");
     let t0 = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         let handles = handles.clone();
         let work = work.clone();
+        let bar = bar.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut failures = 0usize;
@@ -289,6 +297,7 @@ pub async fn sign(
                     Ok(()) => latencies.push((start.elapsed(), n)),
                     Err(_) => failures += n,
                 }
+                bar.inc(n as u64);
             }
             (latencies, failures)
         }));
@@ -303,6 +312,7 @@ pub async fn sign(
         failures += f;
     }
     let elapsed = t0.elapsed();
+    bar.finish_and_clear();
     latencies.sort();
     if latencies.is_empty() {
         return Err(format!("all {failures} requests failed"));

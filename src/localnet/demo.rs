@@ -53,6 +53,7 @@ pub async fn demo(opts: LocalnetOptions) -> Result<(), String> {
     if base != 0 && u32::from(base) + u32::from(opts.nodes) > 65535 {
         return Err("--api-base-port is too high for that many nodes".into());
     }
+    let starting = crate::progress::spinner(&format!("starting {} nodes", opts.nodes));
     let cluster = LocalCluster::start_with(opts.nodes, &dir, |c| {
         if base != 0 {
             c.api_listen = SocketAddr::from(([127, 0, 0, 1], base + c.id));
@@ -60,6 +61,10 @@ pub async fn demo(opts: LocalnetOptions) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("{e} (is another localnet running? try --api-base-port 0)"))?;
+    starting.set_message("waiting for the nodes to connect");
+    let connected = cluster.wait_connected(Duration::from_secs(60)).await;
+    starting.finish_and_clear();
+    connected.map_err(|e| e.to_string())?;
     let result = run_demo(&cluster, &opts, &dir).await;
     if result.is_ok() && !opts.exit {
         println!("\nServing until Ctrl-C …");
@@ -78,10 +83,6 @@ async fn run_demo(
     dir: &Path,
 ) -> Result<(), String> {
     use std::time::Instant;
-    cluster
-        .wait_connected(Duration::from_secs(60))
-        .await
-        .map_err(|e| e.to_string())?;
     println!(
         "frostnode localnet: {} nodes, threshold {}, data in {}",
         opts.nodes,

@@ -82,6 +82,8 @@ pub struct NodeParts {
     pub config: Arc<Config>,
     /// Identity (its PeerId and the confirmation signatures of DKGs).
     pub keypair: Keypair,
+    /// The libp2p address the node listens on, port resolved (for operators).
+    pub listening: libp2p::Multiaddr,
     /// Confirmation signing and checking for DKG sessions.
     pub confirmation_keys: Arc<dyn ConfirmationKeys>,
     /// Loaded key store.
@@ -107,6 +109,7 @@ pub struct NodeParts {
 
 struct Node {
     peer_id: PeerId,
+    listening: libp2p::Multiaddr,
     /// This node's identity (a reload builds the DKG's confirmation keys with it).
     keypair: libp2p::identity::Keypair,
     shared: Shared,
@@ -205,6 +208,7 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
     };
     let node = Node {
         peer_id,
+        listening: parts.listening,
         keypair: parts.keypair.clone(),
         shared,
         dkg: DkgDriver::new(parts.confirmation_keys),
@@ -277,7 +281,7 @@ impl Node {
             }
             _ => PeerChange::None,
         };
-        let peer_id = self.peer_id;
+        let me = (self.peer_id, &self.listening);
         let dkg = &mut self.dkg;
         let mut ctx = self.shared.at(now);
         let mut roles = Roles {
@@ -286,7 +290,7 @@ impl Node {
             signer: &mut self.signer,
         };
         match event {
-            Event::Input(input) => on_input(&mut ctx, dkg, &mut roles, input, peer_id),
+            Event::Input(input) => on_input(&mut ctx, dkg, &mut roles, input, me),
             Event::Reply(reply) => match reply.tag {
                 ReplyTag::DkgStart => {
                     dkg.on_start_reply(&mut ctx, reply.session, reply.from, reply.result)
@@ -350,7 +354,7 @@ fn on_input(
     dkg: &mut DkgDriver,
     roles: &mut Roles<'_>,
     input: handle::Input,
-    peer_id: PeerId,
+    (peer_id, listening): (PeerId, &libp2p::Multiaddr),
 ) {
     use handle::Input;
     match input {
@@ -376,7 +380,11 @@ fn on_input(
             });
         }
         Input::Peers { reply } => {
-            let _ = reply.send(ctx.peers.infos(ctx.config, peer_id, ctx.now, ctx.wall));
+            let _ =
+                reply.send(
+                    ctx.peers
+                        .infos(ctx.config, (peer_id, listening), ctx.now, ctx.wall),
+                );
         }
         Input::Sessions { reply } => {
             let _ = reply.send(ctx.journal.sessions());

@@ -176,19 +176,19 @@ impl PeerBook {
         result
     }
 
-    /// This node (`own` is its PeerId), then every configured peer of `config` as this node
-    /// sees it, by id; `wall` dates the moments it last saw them.
+    /// This node (`own`: its PeerId and the address it listens on), then every configured
+    /// peer of `config` as this node sees it, by id; `wall` dates the moments it last saw them.
     pub fn infos(
         &self,
         config: &Config,
-        own: PeerId,
+        own: (PeerId, &libp2p::Multiaddr),
         now: Instant,
         wall: WallClock,
     ) -> Vec<PeerInfo> {
         let me = PeerInfo {
             id: self.me,
-            peer_id: own.to_string(),
-            address: config.listen.to_string(),
+            peer_id: own.0.to_string(),
+            address: own.1.to_string(),
             connected: true,
             ready: true,
             last_seen: Some(wall.unix_seconds(now)),
