@@ -162,6 +162,12 @@ async fn console_needs_the_read_token_when_one_is_set() {
     assert_eq!(r.status().as_u16(), 401);
 }
 
+/// A WebDriver command: `body` posted to `url`, the JSON answer.
+async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let r = http.post(url).json(body).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
 /// A WebDriver session on headless Chromium.
 struct Browser {
     http: reqwest::Client,
@@ -218,15 +224,7 @@ impl Browser {
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome", "goog:chromeOptions": options }}});
-        let r: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = post_json(&http, &format!("{base}/session"), &caps).await;
         let session = r["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no browser session: {r}"))
@@ -241,16 +239,7 @@ impl Browser {
 
     async fn command(&self, path: &str, body: Value) -> Value {
         let url = format!("{}/session/{}/{path}", self.base, self.session);
-        let r: Value = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = post_json(&self.http, &url, &body).await;
         assert!(r["value"]["error"].is_null(), "{path}: {r}");
         r["value"].clone()
     }
@@ -401,15 +390,7 @@ async fn console_in_a_browser() {
 async fn dashboards_and_alerts_query_metrics_that_exist() {
     let c = ProcessCluster::sized(2, |_, _| {}, |_| {});
     c.wait_ready(1, &[2]).await;
-    let text = c
-        .http
-        .get(c.url(1, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.get_text(1, "/metrics").await;
     // Families as the exposition declares them (`# TYPE name kind`).
     let mut families: Vec<String> = text
         .lines()

@@ -137,15 +137,7 @@ async fn five_processes_generate_a_key_survive_a_stopped_node_and_restart() {
     assert_eq!(s, 404, "{b}");
 
     // Prometheus metrics, ours and libp2p's.
-    let text = c
-        .http
-        .get(c.url(2, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.get_text(2, "/metrics").await;
     for needle in [
         "frostnode_sign_requests_total{outcome=\"succeeded\",reason=\"\"} 1",
         "frostnode_dkg_sessions_total{outcome=\"succeeded\",reason=\"\"} 1",

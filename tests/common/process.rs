@@ -182,6 +182,12 @@ impl ProcessCluster {
         (status, r.json().await.unwrap())
     }
 
+    /// Node k's answer to `GET path`, as text (`/metrics`, the console).
+    pub async fn get_text(&self, k: u16, path: &str) -> String {
+        let r = self.http.get(self.url(k, path)).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     /// POSTs `body` with a fresh admin token for it (key generation or signing).
     pub async fn post(&self, k: u16, path: &str, body: Value) -> (u16, Value) {
         let token = self.token_for(path, &body);
