@@ -85,6 +85,26 @@ async fn console_endpoints_answer_without_secrets() {
         && s["outcome"] == "ok"
         && s["nodes"] == json!([1, 2, 3])
         && s["coordinator"] == 1));
+    // The coordinator keeps the session too, naming the node that received it; a node that
+    // coordinated its own request keeps it once.
+    let coordinator = sessions[0]["coordinator"].as_u64().unwrap() as u16;
+    let signs = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"] == "sign")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(signs(&Value::Array(sessions.clone())).len(), 1);
+    if coordinator != 1 {
+        let (_, theirs) = c.get(coordinator, "/v1/sessions").await;
+        let theirs = signs(&theirs);
+        assert_eq!(theirs.len(), 1, "{theirs:?}");
+        assert_eq!(theirs[0]["session"], sessions[0]["session"]);
+        assert_eq!(theirs[0]["received_from"], 1);
+        assert_eq!(theirs[0]["outcome"], "ok");
+    }
     // What the journal holds is public: no field could carry a secret.
     let text = serde_json::to_string(&sessions).unwrap();
     for word in ["share", "nonce", "secret", "token", "signature"] {

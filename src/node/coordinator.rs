@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use super::checks;
 use super::context::Ctx;
 use super::error::Refusal;
+use super::journal::SessionRecord;
 use super::offload::Finished;
 use super::outbox::ReplyTag;
 use super::signer::{CommitAsk, SignerDriver};
@@ -66,6 +67,8 @@ pub struct LocalAnswer {
 struct Coordination {
     coordinator: Coordinator,
     key_id: String,
+    /// The client's request (the id its receiving node knows it by).
+    request: SessionId,
     responder: Responder,
     started: Instant,
 }
@@ -213,6 +216,7 @@ impl CoordinatorDriver {
             ctx.now + ctx.config.sign_timeout,
         );
         debug!(session = %sid, request = %req.request, key_id = %req.key_id, "coordinating");
+        let request = req.request;
         if let Responder::Peer { to, .. } = &req.responder {
             *self.per_peer.entry(*to).or_default() += 1;
         }
@@ -221,6 +225,7 @@ impl CoordinatorDriver {
             Coordination {
                 coordinator,
                 key_id: req.key_id,
+                request,
                 responder: req.responder,
                 started: ctx.now,
             },
@@ -424,9 +429,35 @@ impl CoordinatorDriver {
             }
         }
         signer.forget(ctx.me(), sid, c.coordinator.attempt());
-        let elapsed_ms = ctx.now.saturating_duration_since(c.started).as_secs_f64() * 1e3;
+        let elapsed = ctx.now.saturating_duration_since(c.started);
+        let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+        // A request another node received is kept here too; this node's own requests are
+        // kept by its forwarder.
+        let mut record = match &c.responder {
+            Responder::Peer { to, .. } => Some(SessionRecord {
+                kind: "sign".into(),
+                session: hex::encode(c.request.0),
+                key_id: c.key_id.clone(),
+                coordinator: Some(ctx.me()),
+                nodes: Vec::new(),
+                messages: None,
+                outcome: "ok".into(),
+                error: None,
+                culprits: Vec::new(),
+                missing: Vec::new(),
+                started_at: ctx.unix_seconds().saturating_sub(elapsed.as_secs()),
+                duration_ms: elapsed_ms,
+                received_from: Some(*to),
+            }),
+            Responder::Local(_) => None,
+        };
         let body = match result {
             Ok(out) => {
+                if let Some(r) = &mut record {
+                    r.nodes = out.signers.clone();
+                    r.messages = Some(out.signatures.len());
+                    r.culprits = out.culprits.clone();
+                }
                 let me = ctx.me();
                 let others = out.signers.iter().filter(|&&s| s != me).count();
                 let one_round = c.coordinator.one_round_signers().count();
@@ -450,13 +481,26 @@ impl CoordinatorDriver {
             }
             Err((SignError::Refused { refused_by }, _)) => {
                 warn!(session = %sid, key_id = %c.key_id, refused_by = ?refused_by, "signing refused by signers");
+                if let Some(r) = &mut record {
+                    r.outcome = ErrorKind::Refused.as_str().into();
+                    let by: Vec<NodeId> = refused_by.iter().map(|(id, _)| *id).collect();
+                    r.error = Some(format!("refused by {by:?}"));
+                }
                 Body::SignRefused { refused_by }
             }
             Err((error, culprits)) => {
                 warn!(session = %sid, key_id = %c.key_id, culprits = ?culprits, error = %error, "signing failed");
+                if let Some(r) = &mut record {
+                    r.outcome = error.kind().as_str().into();
+                    r.error = Some(error.to_string());
+                    r.culprits = culprits;
+                }
                 Body::refused(error.kind(), error.to_string())
             }
         };
+        if let Some(r) = record {
+            ctx.journal.record(r);
+        }
         respond(ctx, c.responder, sid, body)
     }
 }

@@ -403,6 +403,7 @@ fn journal_sign(
         missing,
         started_at: ctx.unix_seconds().saturating_sub(took.as_secs()),
         duration_ms: took.as_secs_f64() * 1000.0,
+        received_from: None,
     };
     ctx.journal.record(record);
 }

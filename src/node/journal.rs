@@ -1,6 +1,6 @@
 //! The node's recent history, kept for its operators (`GET /v1/sessions`, `GET /v1/latency`
-//! and the console): the last sessions it took part in (signing requests it received, DKGs
-//! and key lifecycle sessions) and its signing latency over the last minutes, counted in the
+//! and the console): the last sessions it took part in (signing requests it received or
+//! coordinated for another node, DKGs and key lifecycle sessions) and its signing latency over the last minutes, counted in the
 //! buckets of the `frostnode_sign_seconds` histogram. Both are bounded; the oldest entries go
 //! first. Nothing secret is kept: ids, node ids, outcomes, durations and error messages only.
 
@@ -57,6 +57,10 @@ pub struct SessionRecord {
     pub started_at: u64,
     /// How long it took, milliseconds.
     pub duration_ms: f64,
+    /// For a signature this node coordinated for another node: the node that received the
+    /// client's request and forwarded it here.
+    #[serde(default)]
+    pub received_from: Option<NodeId>,
 }
 
 /// Signing latency in one interval.
@@ -203,6 +207,7 @@ mod tests {
             missing: vec![],
             started_at: i as u64,
             duration_ms: 1.0,
+            received_from: None,
         }
     }
 

@@ -279,6 +279,7 @@ fn journal_dkg(
         missing,
         started_at: ctx.unix_seconds().saturating_sub(seconds as u64),
         duration_ms: seconds * 1000.0,
+        received_from: None,
     };
     ctx.journal.record(record);
 }
