@@ -3,7 +3,8 @@
 //! `console_in_a_browser` drives headless Chromium through chromedriver (WebDriver over HTTP)
 //! and checks what an operator would: every node listed as connected, the test's key with its
 //! group key, the test's signing session in the recent sessions, and a stopped node shown as
-//! disconnected. It saves screenshots in the cluster's directory (and copies them to
+//! disconnected; `console_asks_for_the_read_token_in_a_browser` enters a node's read token in
+//! the page. It saves screenshots in the cluster's directory (and copies them to
 //! `FROSTNODE_SCREENSHOT_DIR` when set). Without chromedriver on
 //! the PATH it says so and passes, unless `FROSTNODE_REQUIRE_BROWSER=1` (as in `.ci/run`), where
 //! it fails.
@@ -71,6 +72,11 @@ async fn console_endpoints_answer_without_secrets() {
         );
     }
 
+    // A stranger's request is refused and counted, not journaled.
+    let path = format!("/v1/keys/{KEY}/sign");
+    let (status, _) = c.post_with(1, &path, json!({"message": "00"}), None).await;
+    assert_eq!(status, 401);
+
     let (status, sessions) = c.get(1, "/v1/sessions").await;
     assert_eq!(status, 200);
     let sessions = sessions.as_array().unwrap();
@@ -124,62 +130,62 @@ async fn console_endpoints_answer_without_secrets() {
     assert_eq!(keys[0]["group_public_key"], Value::String(gpk));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_needs_the_read_token_when_one_is_set() {
-    let c = ProcessCluster::sized(
+const READ_TOKEN: &str = "console-read-token-7%;x";
+
+/// Two node processes whose APIs need [`READ_TOKEN`] for reads.
+fn cluster_with_read_token() -> ProcessCluster {
+    let mut c = ProcessCluster::sized(
         2,
         |_, text| {
             assert!(
                 !text.contains("[api]"),
                 "the generated config has no [api] table yet"
             );
-            text.push_str("\n[api]\nread_token = \"console-read-token-7%;x\"\n");
+            text.push_str(&format!("\n[api]\nread_token = \"{READ_TOKEN}\"\n"));
         },
         |_| {},
     );
-    let url = c.url(1, "/");
-    // The process answers once its API listens (`/v1/health` needs no token).
-    let deadline = Instant::now() + common::WAIT;
-    while c.http.get(c.url(1, "/v1/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "node 1's API never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Without it: the form that asks for it, and no data.
-    let r = c.http.get(&url).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    let body = r.text().await.unwrap();
-    assert!(
-        body.contains("read token") && body.contains("<form"),
-        "{body}"
-    );
-    let r = c.http.get(c.url(1, "/v1/peers")).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    // With it, in the console's cookie or as a bearer token.
-    let page = c
-        .http
-        .get(&url)
-        .header("cookie", "frostnode_read_token=console-read-token-7%25%3Bx")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status().as_u16(), 200);
-    assert!(page.text().await.unwrap().contains("Recent sessions"));
-    let r = c
-        .http
-        .get(c.url(1, "/v1/sessions"))
-        .bearer_auth("console-read-token-7%;x")
-        .send()
-        .await
-        .unwrap();
+    c.read_token = Some(READ_TOKEN.into());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_data_needs_the_read_token_when_one_is_set() {
+    let c = cluster_with_read_token();
+    c.wait_ready(1, &[2]).await;
+    // The page holds no data: it loads, and asks for the token when its reads are refused.
+    let r = c.http.get(c.url(1, "/")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let r = c
-        .http
-        .get(c.url(1, "/v1/peers"))
-        .header("cookie", "frostnode_read_token=wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"login\"") && page.contains("sessionStorage"));
+    for path in [
+        "/v1/peers",
+        "/v1/sessions",
+        "/v1/latency",
+        "/v1/status",
+        "/v1/keys",
+    ] {
+        let r = c.http.get(c.url(1, path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} without the token");
+        let r = c
+            .http
+            .get(c.url(1, path))
+            .bearer_auth("wrong-token-0123456")
+            .send()
+            .await;
+        assert_eq!(
+            r.unwrap().status().as_u16(),
+            401,
+            "{path} with a wrong token"
+        );
+        let r = c
+            .http
+            .get(c.url(1, path))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await;
+        assert_eq!(r.unwrap().status().as_u16(), 200, "{path} with the token");
+    }
 }
 
 /// A WebDriver command: `body` posted to `url`, the JSON answer.
@@ -188,19 +194,22 @@ async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
     r.json().await.unwrap()
 }
 
+/// chromedriver, killed when dropped (a failing test leaves no driver behind).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A WebDriver session on headless Chromium.
 struct Browser {
     http: reqwest::Client,
     base: String,
     session: String,
-    driver: Child,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
+    _driver: Driver,
 }
 
 impl Browser {
@@ -211,12 +220,14 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
+        let driver = Driver(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?,
+        );
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + BROWSER_WAIT;
@@ -253,7 +264,7 @@ impl Browser {
             http,
             base,
             session,
-            driver,
+            _driver: driver,
         })
     }
 
@@ -463,4 +474,47 @@ async fn dashboards_and_alerts_query_metrics_that_exist() {
         }
         assert!(queried >= 6, "{file} queries only {queried} metrics");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_asks_for_the_read_token_in_a_browser() {
+    let required = std::env::var("FROSTNODE_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let Some(browser) = Browser::start().await else {
+        assert!(
+            !required,
+            "FROSTNODE_REQUIRE_BROWSER=1 but chromedriver is not installed"
+        );
+        eprintln!(
+            "\n*** console_asks_for_the_read_token_in_a_browser: chromedriver not found ***\n"
+        );
+        return;
+    };
+    let c = cluster_with_read_token();
+    c.wait_ready(1, &[2]).await;
+    browser.open(&c.url(1, "/")).await;
+    browser
+        .wait_for(
+            "the token form",
+            "return !document.getElementById('login').hidden;",
+            |v| v == true,
+        )
+        .await;
+    let enter = format!(
+        "document.getElementById('token').value = {};
+         document.getElementById('login').requestSubmit(); return true;",
+        serde_json::to_string(READ_TOKEN).unwrap()
+    );
+    browser.eval(&enter).await;
+    browser
+        .wait_for("both nodes connected", PEER_STATES, |v| {
+            v.as_array()
+                .is_some_and(|rows| rows.len() == 2 && rows.iter().all(|r| r[1] == "connected"))
+        })
+        .await;
+    // Kept in the tab for this origin only: no cookie for other services on the host.
+    let kept = browser
+        .eval("return [document.cookie, sessionStorage.getItem('frostnode_read_token')];")
+        .await;
+    assert_eq!(kept, json!(["", READ_TOKEN]));
+    browser.quit().await;
 }

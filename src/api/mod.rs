@@ -260,8 +260,9 @@ pub fn router(node: NodeHandle, registry: SharedRegistry, limits: ApiLimits) -> 
         .layer(middleware::from_fn_with_state(hosts, check_host))
 }
 
-/// With `[api] read_token` set, reads other than `/v1/health` must carry it as a bearer token
-/// (requests that change state carry client tokens, checked by the node).
+/// With `[api] read_token` set, reads other than `/v1/health` and the console's page (which
+/// holds no data: it asks for the token and sends it with its own reads) must carry it as a
+/// bearer token (requests that change state carry client tokens, checked by the node).
 async fn check_read_token(
     State(expected): State<Arc<Option<String>>>,
     request: axum::extract::Request,
@@ -271,19 +272,11 @@ async fn check_read_token(
     if let Some(expected) = expected.as_ref() {
         let is_read = request.method() == axum::http::Method::GET
             || request.method() == axum::http::Method::HEAD;
-        if is_read && request.uri().path() != "/v1/health" {
+        let open = ["/v1/health", "/"].contains(&request.uri().path());
+        if is_read && !open {
             // Compared as digests: equal lengths, and no early exit on the secret's bytes.
-            // The console's own requests carry the token in its cookie.
-            let matches = |given: Option<String>| {
-                given.is_some_and(|g| {
-                    Sha256::digest(g.as_bytes()) == Sha256::digest(expected.as_bytes())
-                })
-            };
-            let headers = request.headers();
-            if !matches(bearer(headers)) && !matches(console::cookie_token(headers)) {
-                if request.uri().path() == "/" {
-                    return console::login();
-                }
+            let given = bearer(request.headers()).unwrap_or_default();
+            if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.as_bytes()) {
                 return ApiError {
                     status: StatusCode::UNAUTHORIZED,
                     kind: "unauthorized".into(),

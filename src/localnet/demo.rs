@@ -64,8 +64,10 @@ pub async fn demo(opts: LocalnetOptions) -> Result<(), String> {
     starting.set_message("waiting for the nodes to connect");
     let connected = cluster.wait_connected(Duration::from_secs(60)).await;
     starting.finish_and_clear();
-    connected.map_err(|e| e.to_string())?;
-    let result = run_demo(&cluster, &opts, &dir).await;
+    let result = match connected {
+        Ok(()) => run_demo(&cluster, &opts, &dir).await,
+        Err(e) => Err(e.to_string()),
+    };
     if result.is_ok() && !opts.exit {
         println!("\nServing until Ctrl-C …");
         let _ = tokio::signal::ctrl_c().await;

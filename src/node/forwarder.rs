@@ -107,10 +107,15 @@ impl Forwarder {
         ctx.metrics.sign_started();
         let me = ctx.me();
         let count = messages.len();
-        let refuse = |ctx: &mut Ctx<'_>, rid: SessionId, reply: SignReply, err: NodeError| {
-            ctx.metrics.sign_ended(Some(err.kind().as_str()), 0.0);
+        // Requests refused before the client is known are counted, not journaled: strangers
+        // cannot push the operators' history out of the journal.
+        let refuse = |ctx: &mut Ctx<'_>, rid: Option<SessionId>, reply: SignReply, err| {
+            ctx.metrics
+                .sign_ended(Some(NodeError::kind(&err).as_str()), 0.0);
             let result = Err(err);
-            journal_sign(ctx, rid, &key_id, count, None, ctx.now, &result);
+            if let Some(rid) = rid {
+                journal_sign(ctx, rid, &key_id, count, None, ctx.now, &result);
+            }
             let _ = reply.send(result);
             None
         };
@@ -121,7 +126,7 @@ impl Forwarder {
             SessionId(id)
         });
         if let Err(r) = checks::batch_size(&messages) {
-            return refuse(ctx, request_id, reply, r.into());
+            return refuse(ctx, None, reply, r.into());
         }
         let binding = auth::MessageBinding::of(&messages);
         let request = || auth::Request::sign(&key_id, binding, request_id.0);
@@ -129,12 +134,12 @@ impl Forwarder {
         if let Err(r) = checks::authorize(ctx.config, ctx.auth, now_unix, token.as_deref(), request)
         {
             warn!(request = %request_id, key_id = %key_id, reason = %r.reason, "signing request refused");
-            return refuse(ctx, request_id, reply, r.into_error(me));
+            return refuse(ctx, None, reply, r.into_error(me));
         }
         let (key, group_public_key) =
             match checks::signing_key(ctx.keystore, me, &key_id, None, None, &messages, None) {
                 Ok(found) => found,
-                Err(r) => return refuse(ctx, request_id, reply, r.into()),
+                Err(r) => return refuse(ctx, Some(request_id), reply, r.into()),
             };
         let participants = key.participants.clone();
         let threshold = key.threshold;
@@ -153,7 +158,7 @@ impl Forwarder {
                 participants.len(),
                 ctx.config.max_message_size
             ));
-            return refuse(ctx, request_id, reply, err);
+            return refuse(ctx, Some(request_id), reply, err);
         }
         let unreachable: Vec<NodeId> = participants
             .iter()
@@ -172,11 +177,11 @@ impl Forwarder {
                 message: format!("{err}; unreachable: {unreachable:?}"),
                 missing: unreachable,
             };
-            return refuse(ctx, request_id, reply, err);
+            return refuse(ctx, Some(request_id), reply, err);
         }
         if self.forwards.contains_key(&request_id) {
             let err = NodeError::Conflict(format!("request {request_id} is already running"));
-            return refuse(ctx, request_id, reply, err);
+            return refuse(ctx, Some(request_id), reply, err);
         }
         let candidates: VecDeque<NodeId> = election::rank(&request_id.0, &participants)
             .into_iter()
@@ -354,8 +359,11 @@ impl Forwarder {
         let failure = result.as_ref().err().map(|e| e.kind().as_str());
         let seconds = ctx.now.saturating_duration_since(fwd.started).as_secs_f64();
         ctx.metrics.sign_ended(failure, seconds);
-        let unix = ctx.unix_seconds();
-        ctx.journal.sign_latency(unix, seconds);
+        // As `frostnode_sign_duration_seconds`: requests answered with signatures.
+        if result.is_ok() {
+            let unix = ctx.unix_seconds();
+            ctx.journal.sign_latency(unix, seconds);
+        }
         let (key_id, count) = (&fwd.key_id, fwd.messages.len());
         journal_sign(ctx, rid, key_id, count, fwd.current, fwd.started, &result);
         let _ = fwd.reply.send(result);

@@ -68,7 +68,7 @@ pub struct SessionRecord {
 pub struct LatencyPoint {
     /// Start of the interval, seconds since the Unix epoch.
     pub at: u64,
-    /// Signing requests that ended in the interval (successful or not).
+    /// Signing requests answered with signatures in the interval.
     pub count: u64,
     /// Median, milliseconds (estimated within its bucket, as Prometheus does); absent when
     /// nothing ended.
@@ -113,7 +113,7 @@ impl Journal {
         self.sessions.iter().rev().cloned().collect()
     }
 
-    /// Counts a signing request that ended at `at_unix` after `seconds`.
+    /// Counts a signing request answered at `at_unix` after `seconds`.
     pub fn sign_latency(&mut self, at_unix: u64, seconds: f64) {
         let start = at_unix - at_unix % LATENCY_INTERVAL_SECS;
         if self.latency.back().is_none_or(|i| i.start < start) {

@@ -22,6 +22,8 @@ pub struct ProcessCluster {
     pub http: reqwest::Client,
     /// The client `cluster-config` registered on every node.
     pub admin: ClientKey,
+    /// The nodes' `[api] read_token`, when a test set one: status polls carry it.
+    pub read_token: Option<String>,
 }
 
 impl Drop for ProcessCluster {
@@ -110,6 +112,7 @@ impl ProcessCluster {
             children: (0..nodes).map(|_| None).collect(),
             http: reqwest::Client::new(),
             admin,
+            read_token: None,
         };
         for k in 1..=nodes {
             c.start(k);
@@ -260,7 +263,11 @@ impl ProcessCluster {
     pub async fn wait_status(&self, k: u16, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(r) = self.http.get(self.url(k, "/v1/status")).send().await {
+            let mut get = self.http.get(self.url(k, "/v1/status"));
+            if let Some(token) = &self.read_token {
+                get = get.bearer_auth(token);
+            }
+            if let Ok(r) = get.send().await {
                 if let Ok(v) = r.json::<Value>().await {
                     if ready(&v) {
                         return v;
