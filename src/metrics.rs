@@ -270,6 +270,16 @@ impl Metrics {
         self.peers.set(n as i64);
     }
 
+    /// Starts every configured peer's culprit count at zero, so the first culprit is an
+    /// increase Prometheus sees (a series born at 1 has no increase).
+    pub fn known_peers(&self, nodes: impl IntoIterator<Item = NodeId>) {
+        for node in nodes {
+            drop(self.culprits.get_or_create(&CulpritLabels {
+                node: node.to_string(),
+            }));
+        }
+    }
+
     /// A peer was caught misbehaving.
     pub fn culprit(&self, node: NodeId) {
         self.culprits

@@ -80,8 +80,10 @@ async fn console_endpoints_answer_without_secrets() {
     let (status, sessions) = c.get(1, "/v1/sessions").await;
     assert_eq!(status, 200);
     let sessions = sessions.as_array().unwrap();
-    // Newest first: the signature, then the DKG.
+    // Newest first: the signature as node 1 received it (ending after any share node 1 gave
+    // a remote coordinator for it), then the DKG.
     assert_eq!(sessions[0]["kind"], "sign", "{sessions:?}");
+    assert_eq!(sessions[0]["role"], "received", "{sessions:?}");
     assert_eq!(sessions[0]["key_id"], KEY);
     assert_eq!(sessions[0]["outcome"], "ok");
     assert_eq!(sessions[0]["messages"], 1);
@@ -90,22 +92,40 @@ async fn console_endpoints_answer_without_secrets() {
     assert!(sessions.iter().any(|s| s["kind"] == "dkg"
         && s["outcome"] == "ok"
         && s["nodes"] == json!([1, 2, 3])
-        && s["coordinator"] == 1));
+        && s["coordinator"] == 1
+        && s["role"] == "initiator"));
     // The coordinator keeps the session too, naming the node that received it; a node that
-    // coordinated its own request keeps it once.
+    // coordinated its own request keeps it once. A signer asked by a remote coordinator keeps
+    // its own answer.
     let coordinator = sessions[0]["coordinator"].as_u64().unwrap() as u16;
-    let signs = |list: &Value| {
+    let signers: Vec<u16> = serde_json::from_value(sessions[0]["nodes"].clone()).unwrap();
+    let signs = |list: &Value, role: &str| {
         list.as_array()
             .unwrap()
             .iter()
-            .filter(|s| s["kind"] == "sign")
+            .filter(|s| s["kind"] == "sign" && s["role"] == role)
             .cloned()
             .collect::<Vec<_>>()
     };
-    assert_eq!(signs(&Value::Array(sessions.clone())).len(), 1);
+    let all = Value::Array(sessions.clone());
+    assert_eq!(signs(&all, "received").len(), 1);
+    assert_eq!(signs(&all, "coordinator").len(), 0);
+    for node in 1..=3u16 {
+        let (_, theirs) = c.get(node, "/v1/sessions").await;
+        let answered = signs(&theirs, "signer");
+        if node != coordinator && signers.contains(&node) {
+            assert_eq!(answered.len(), 1, "node {node}: {theirs}");
+            assert_eq!(answered[0]["session"], sessions[0]["session"]);
+            assert_eq!(answered[0]["coordinator"], coordinator);
+            assert_eq!(answered[0]["key_id"], KEY);
+            assert_eq!(answered[0]["outcome"], "ok");
+        } else {
+            assert!(answered.is_empty(), "node {node}: {theirs}");
+        }
+    }
     if coordinator != 1 {
         let (_, theirs) = c.get(coordinator, "/v1/sessions").await;
-        let theirs = signs(&theirs);
+        let theirs = signs(&theirs, "coordinator");
         assert_eq!(theirs.len(), 1, "{theirs:?}");
         assert_eq!(theirs[0]["session"], sessions[0]["session"]);
         assert_eq!(theirs[0]["received_from"], 1);
@@ -376,13 +396,14 @@ async fn console_in_a_browser() {
     let session = browser
         .wait_for(
             "the signing session",
-            "const r = document.querySelector('#sessions tbody tr[data-kind=\"sign\"]');
+            "const r = document.querySelector('#sessions tbody tr[data-kind=\"sign\"][data-role=\"received\"]');
              return r ? Array.from(r.children).map(c => c.textContent) : null;",
             |v| !v.is_null(),
         )
         .await;
-    assert_eq!(session[2], KEY, "{session}");
-    assert_eq!(session[6], "ok", "{session}");
+    assert_eq!(session[2], "received", "{session}");
+    assert_eq!(session[3], KEY, "{session}");
+    assert_eq!(session[7], "ok", "{session}");
     let lines = browser
         .eval("return document.querySelectorAll('#latency polyline').length;")
         .await;
@@ -422,6 +443,12 @@ async fn dashboards_and_alerts_query_metrics_that_exist() {
     let c = ProcessCluster::sized(2, |_, _| {}, |_| {});
     c.wait_ready(1, &[2]).await;
     let text = c.get_text(1, "/metrics").await;
+    // Every configured peer's culprit count starts at zero: a first culprit is an increase.
+    assert!(
+        text.lines()
+            .any(|l| l == "frostnode_culprits_total{node=\"2\"} 0"),
+        "{text}"
+    );
     // Families as the exposition declares them (`# TYPE name kind`).
     let mut families: Vec<String> = text
         .lines()

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use super::checks;
 use super::context::Ctx;
 use super::error::Refusal;
-use super::journal::SessionRecord;
+use super::journal::{Role, SessionRecord};
 use super::offload::Finished;
 use super::outbox::ReplyTag;
 use super::signer::{CommitAsk, SignerDriver};
@@ -436,6 +436,7 @@ impl CoordinatorDriver {
         let mut record = match &c.responder {
             Responder::Peer { to, .. } => Some(SessionRecord {
                 kind: "sign".into(),
+                role: Role::Coordinator,
                 session: hex::encode(c.request.0),
                 key_id: c.key_id.clone(),
                 coordinator: Some(ctx.me()),

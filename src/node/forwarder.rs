@@ -14,7 +14,7 @@ use super::checks;
 use super::context::Ctx;
 use super::coordinator::{CoordinateRequest, Responder};
 use super::error::NodeError;
-use super::journal::SessionRecord;
+use super::journal::{Role, SessionRecord};
 use super::outbox::ReplyTag;
 use super::requests::BatchSignResponse;
 use super::timers::Timer;
@@ -396,6 +396,7 @@ fn journal_sign(
     let took = ctx.now.saturating_duration_since(started);
     let record = SessionRecord {
         kind: "sign".into(),
+        role: Role::Received,
         session: hex::encode(rid.0),
         key_id: key_id.to_string(),
         coordinator,

@@ -30,11 +30,32 @@ fn bucket_bounds() -> [f64; BUCKETS] {
 }
 const BUCKETS: usize = 16;
 
+/// What this node did in a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A client asked this node for the signature.
+    #[default]
+    Received,
+    /// This node coordinated the signature for another node that received the request.
+    Coordinator,
+    /// This node was asked for its share by a remote coordinator: the record is its own
+    /// answer (a share, or why it refused).
+    Signer,
+    /// This node started the DKG or lifecycle session.
+    Initiator,
+    /// This node took part in another node's DKG or lifecycle session.
+    Participant,
+}
+
 /// One session as this node saw it end.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// `sign`, `dkg`, `refresh`, `reshare`, `repair` or `enrol`.
     pub kind: String,
+    /// What this node did in it.
+    #[serde(default)]
+    pub role: Role,
     /// The session (for signing: the request) id, hex.
     pub session: String,
     /// The key.
@@ -100,8 +121,15 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Keeps `record`, forgetting the oldest session when full.
+    /// Keeps `record`, forgetting the oldest session when full. A session that ends a
+    /// second time (a DKG that timed out here, then completed by a late certificate)
+    /// replaces its first record.
     pub fn record(&mut self, record: SessionRecord) {
+        if let Some(at) = self.sessions.iter().position(|r| {
+            r.session == record.session && r.kind == record.kind && r.role == record.role
+        }) {
+            self.sessions.remove(at);
+        }
         if self.sessions.len() == SESSIONS_KEPT {
             self.sessions.pop_front();
         }
@@ -196,6 +224,7 @@ mod tests {
     fn record(i: usize) -> SessionRecord {
         SessionRecord {
             kind: "sign".into(),
+            role: Role::Received,
             session: format!("{i:064x}"),
             key_id: "k".into(),
             coordinator: Some(1),
@@ -221,6 +250,30 @@ mod tests {
         assert_eq!(kept.len(), SESSIONS_KEPT);
         assert_eq!(kept[0].started_at, (SESSIONS_KEPT + 24) as u64);
         assert_eq!(kept[SESSIONS_KEPT - 1].started_at, 25);
+    }
+
+    #[test]
+    fn a_session_ending_again_replaces_its_record() {
+        let mut j = Journal::default();
+        let mut first = record(7);
+        first.kind = "dkg".into();
+        first.outcome = "timeout".into();
+        j.record(first.clone());
+        j.record(record(8));
+        // The same request, as this node's signer answered it: a record of its own.
+        let mut signed = record(8);
+        signed.role = Role::Signer;
+        j.record(signed);
+        let mut again = first;
+        again.outcome = "ok".into();
+        j.record(again);
+        let kept = j.sessions();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(
+            (kept[0].kind.as_str(), kept[0].outcome.as_str()),
+            ("dkg", "ok")
+        );
+        assert_eq!((kept[1].role, kept[2].role), (Role::Signer, Role::Received));
     }
 
     #[test]

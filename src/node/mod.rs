@@ -175,6 +175,9 @@ pub fn spawn(parts: NodeParts) -> (NodeHandle, JoinHandle<()>) {
         parts.config.max_message_size,
         parts.interceptor,
     );
+    parts
+        .metrics
+        .known_peers(parts.config.peers.iter().map(|p| p.id));
     let shared = Shared {
         peers,
         outbox,

@@ -8,6 +8,7 @@
 use libp2p::request_response::ResponseChannel;
 
 use super::error::Refusal;
+use super::signer::Asking;
 use crate::signing::coordinator::Aggregated;
 use crate::signing::participant::SignerError;
 use crate::wire::{Body, NodeId, SessionId};
@@ -24,6 +25,8 @@ pub enum Finished {
         channel: ResponseChannel<Vec<u8>>,
         /// The shares, or why there are none.
         result: Result<Body, Refusal>,
+        /// The request, for the journal.
+        asking: Option<Box<Asking>>,
     },
     /// This node's shares for a session it coordinates.
     OwnShares {

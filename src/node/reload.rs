@@ -100,6 +100,9 @@ impl Node {
             .outbox
             .set_peers(merged.peers.iter().map(|p| (p.id, p.peer_id)).collect());
         self.shared.peers.set_peers(&merged);
+        self.shared
+            .metrics
+            .known_peers(merged.peers.iter().map(|p| p.id));
         self.shared.auth.set_clients(merged.clients.clone());
         self.dkg
             .set_keys(Arc::new(NodeKeys::new(self.keypair.clone(), keys)));

@@ -44,7 +44,8 @@ impl Roles<'_> {
                 to,
                 channel,
                 result,
-            } => self.signer.reply(ctx, session, to, channel, result),
+                asking,
+            } => self.signer.reply(ctx, session, to, channel, result, asking),
             Finished::OwnShares {
                 session,
                 attempt,

@@ -14,6 +14,7 @@ use libp2p::request_response::ResponseChannel;
 use super::checks;
 use super::context::Ctx;
 use super::error::Refusal;
+use super::journal::{Role, SessionRecord};
 use super::offload::Finished;
 use super::timers::Timer;
 use crate::auth::{MessageBinding, Request};
@@ -63,6 +64,89 @@ struct SignNowAsk {
     signing_packages: Vec<Vec<u8>>,
 }
 
+/// A remote coordinator's request, as this node's journal keeps the answer to it.
+#[derive(Debug)]
+pub struct Asking {
+    key_id: String,
+    request: SessionId,
+    messages: usize,
+    started: std::time::Instant,
+}
+
+impl Asking {
+    /// What `body`, a remote coordinator's request, asks; `None` for a body no signer serves.
+    fn of(
+        ctx: &Ctx<'_>,
+        signer: &Signer,
+        coordinator: NodeId,
+        sid: SessionId,
+        body: &Body,
+    ) -> Option<Self> {
+        let (key_id, request, messages) = match body {
+            Body::CommitRequest {
+                key_id,
+                messages,
+                request_id,
+                ..
+            }
+            | Body::SignNow {
+                key_id,
+                messages,
+                request_id,
+                ..
+            } => (key_id.clone(), *request_id, messages.len()),
+            Body::SignRequest { attempt, .. } => {
+                let slot = Slot {
+                    coordinator,
+                    session: sid,
+                    attempt: *attempt,
+                };
+                let c = signer.committed(&slot)?;
+                let request = c.authorization.map_or(sid, |a| a.request_id);
+                (
+                    c.key_id.to_string(),
+                    request,
+                    c.messages.batch.map_or(1, usize::from),
+                )
+            }
+            _ => return None,
+        };
+        Some(Asking {
+            key_id,
+            request,
+            messages,
+            started: ctx.now,
+        })
+    }
+
+    /// Keeps this node's answer to `coordinator` in the journal: shares sent, or a refusal.
+    /// Commitments (the first of two rounds) are not an answer yet.
+    fn journal(self, ctx: &mut Ctx<'_>, coordinator: NodeId, result: &Result<Body, Refusal>) {
+        let (outcome, error) = match result {
+            Ok(Body::Share { .. }) => ("ok".to_string(), None),
+            Ok(_) => return,
+            Err(r) => (r.kind.as_str().to_string(), Some(r.reason.clone())),
+        };
+        let took = ctx.now.saturating_duration_since(self.started);
+        ctx.journal.record(SessionRecord {
+            kind: "sign".into(),
+            role: Role::Signer,
+            session: hex::encode(self.request.0),
+            key_id: self.key_id,
+            coordinator: Some(coordinator),
+            nodes: Vec::new(),
+            messages: Some(self.messages),
+            outcome,
+            error,
+            culprits: Vec::new(),
+            missing: Vec::new(),
+            started_at: ctx.unix_seconds().saturating_sub(took.as_secs()),
+            duration_ms: took.as_secs_f64() * 1000.0,
+            received_from: None,
+        });
+    }
+}
+
 /// This node as a signer.
 #[derive(Debug)]
 pub struct SignerDriver {
@@ -91,7 +175,7 @@ impl SignerDriver {
     }
 
     fn schedule(&self, ctx: &mut Ctx<'_>) {
-        let next = match (self.signer.next_expiry(), self.pools.next_expiry()) {
+        let next = match (self.signer.next_expiry(), self.pools.next_expiry(ctx.now)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -153,6 +237,7 @@ impl SignerDriver {
         body: Body,
         channel: ResponseChannel<Vec<u8>>,
     ) {
+        let asking = Asking::of(ctx, &self.signer, coordinator, sid, &body).map(Box::new);
         let result = match body {
             Body::CommitRequest {
                 attempt,
@@ -199,7 +284,7 @@ impl SignerDriver {
                 match self.prepare_sign(ctx, slot) {
                     Ok(signing) => {
                         let shares = (signing, attempt, signing_packages);
-                        return sign_later(ctx, sid, coordinator, channel, shares);
+                        return sign_later(ctx, sid, coordinator, channel, shares, asking);
                     }
                     Err(r) => Err(r),
                 }
@@ -231,7 +316,9 @@ impl SignerDriver {
                 let result = self.sign_now(ctx, sid, coordinator, ask);
                 self.refill(ctx, coordinator);
                 match result {
-                    Ok(shares) => return sign_later(ctx, sid, coordinator, channel, shares),
+                    Ok(shares) => {
+                        return sign_later(ctx, sid, coordinator, channel, shares, asking)
+                    }
                     Err(r) => Err(r),
                 }
             }
@@ -240,11 +327,11 @@ impl SignerDriver {
                 format!("{} is not a signer request", other.kind()),
             )),
         };
-        self.reply(ctx, sid, coordinator, channel, result);
+        self.reply(ctx, sid, coordinator, channel, result, asking);
     }
 
     /// Sends a remote coordinator this node's answer (a refusal is logged, rate-limited per
-    /// peer).
+    /// peer) and keeps it in the journal.
     pub fn reply(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -252,7 +339,11 @@ impl SignerDriver {
         coordinator: NodeId,
         channel: ResponseChannel<Vec<u8>>,
         result: Result<Body, Refusal>,
+        asking: Option<Box<Asking>>,
     ) {
+        if let Some(asking) = asking {
+            (*asking).journal(ctx, coordinator, &result);
+        }
         let body = result.unwrap_or_else(|r| {
             crate::peer_warn!(ctx.limits.nodes, coordinator, ctx.now, session = %sid, coordinator, kind = %r.kind, reason = %r.reason, "signer refused");
             r.to_body()
@@ -432,12 +523,14 @@ fn sign_later(
     coordinator: NodeId,
     channel: ResponseChannel<Vec<u8>>,
     (signing, attempt, packages): (Signing, u8, Vec<Vec<u8>>),
+    asking: Option<Box<Asking>>,
 ) {
     ctx.offload("sign", move || Finished::Reply {
         session: sid,
         to: coordinator,
         channel,
         result: signing.encoded(attempt, &packages),
+        asking,
     });
 }
 

@@ -27,6 +27,10 @@ pub const POOL_TTL: Duration = Duration::from_secs(300);
 /// How much sooner a coordinator stops spending a commitment than its signer forgets the
 /// nonce (clocks of the two nodes run apart by the transit time at most).
 pub const SPEND_MARGIN: Duration = Duration::from_secs(30);
+/// How long before its newest nonces expire a signer issues a coordinator fresh ones, so
+/// that the coordinator never runs out of commitments young enough to spend while idle
+/// (it stops spending them [`SPEND_MARGIN`] before they expire).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(2 * SPEND_MARGIN.as_secs());
 /// Most commitments one batch carries.
 pub const MAX_BATCH: usize = 256;
 
@@ -68,6 +72,15 @@ struct Pool {
     entries: HashMap<u64, Entry>,
     /// Numbers in the order they expire.
     order: VecDeque<(Instant, u64)>,
+    /// When the newest batch expires.
+    newest: Option<Instant>,
+}
+
+impl Pool {
+    /// When the pool is renewed: [`RENEW_BEFORE`] its newest batch expires.
+    fn renew_at(&self) -> Option<Instant> {
+        self.newest.map(|at| at - RENEW_BEFORE)
+    }
 }
 
 impl Pool {
@@ -145,8 +158,11 @@ impl NoncePools {
         self.pools.values().map(|p| p.entries.len()).sum()
     }
 
-    /// New nonces for `coordinator` when its pool is at or below the low-water mark (up to
-    /// the pool's size); nothing otherwise. The commitments go to the coordinator, numbered.
+    /// New nonces for `coordinator` when its pool is at or below the low-water mark, or when
+    /// its newest nonces expire within [`RENEW_BEFORE`]: as many as bring the nonces that
+    /// outlive that window back to the pool's size (a pool holds at most twice its size, the
+    /// older half expiring); nothing otherwise. The commitments go to the coordinator,
+    /// numbered.
     pub fn refill<R: RngCore + CryptoRng>(
         &mut self,
         now: Instant,
@@ -158,11 +174,18 @@ impl NoncePools {
         }
         let pool = self.pools.entry(coordinator).or_default();
         pool.expire(now);
-        if pool.entries.len() > self.low_water {
+        let renew = pool.renew_at().is_some_and(|at| at <= now);
+        if pool.entries.len() > self.low_water && !renew {
             return Vec::new();
         }
-        let want = self.size - pool.entries.len();
+        let lasting = pool
+            .entries
+            .values()
+            .filter(|e| e.expires > now + RENEW_BEFORE)
+            .count();
+        let want = self.size.saturating_sub(lasting);
         let expires = now + POOL_TTL;
+        pool.newest = Some(expires);
         let mut issued = Vec::with_capacity(want);
         for _ in 0..want {
             // frost mixes a secret into the nonce with fresh randomness; these nonces serve
@@ -249,11 +272,17 @@ impl NoncePools {
         }
     }
 
-    /// When the oldest issued nonce expires.
-    pub fn next_expiry(&self) -> Option<Instant> {
+    /// When the next thing is due after `now`: the oldest issued nonce expires, or a pool is
+    /// renewed.
+    pub fn next_expiry(&self, now: Instant) -> Option<Instant> {
         self.pools
             .values()
-            .filter_map(|p| p.order.front().map(|(at, _)| *at))
+            .flat_map(|p| {
+                let expiry = p.order.front().map(|(at, _)| *at);
+                expiry
+                    .into_iter()
+                    .chain(p.renew_at().filter(|&at| at > now))
+            })
             .min()
     }
 }
@@ -434,6 +463,38 @@ mod tests {
         let later = now + POOL_TTL;
         assert_eq!(pools.refill(later, 2, &mut OsRng).len(), 8);
         assert!(pools.take(later, 2, [1; 16], 1).is_err());
+    }
+
+    #[test]
+    fn an_idle_coordinator_always_holds_a_commitment_it_can_spend() {
+        let start = Instant::now();
+        let (size, me) = (8, 9);
+        // No low-water refills: every batch after the first is a renewal.
+        let mut pools = NoncePools::new([1; 16], size, 0);
+        let mut book = CommitmentBook::new();
+        let mut now = start;
+        let mut renewals = 0;
+        // The signer's timer: whenever something is due, expire and refill; the coordinator
+        // looks for a commitment it may spend just before each such moment.
+        while now < start + 5 * POOL_TTL {
+            let batch = pools.refill(now, me, &mut OsRng);
+            if !batch.is_empty() {
+                renewals += 1;
+                book.add(now, 1, [1; 16], &encoded(&batch)).unwrap();
+            }
+            assert!(pools.held(me) <= 2 * size, "{} held", pools.held(me));
+            let next = pools.next_expiry(now).expect("something is always due");
+            assert!(next > now, "the timer moves on");
+            for probe in [now + (next - now) / 2, next - Duration::from_millis(1)] {
+                let spent = book.take(probe, 1).expect("a commitment young enough");
+                pools.take(probe, me, [1; 16], spent.seq).unwrap();
+            }
+            now = next;
+            pools.expire(now);
+        }
+        // One batch at the start, then one for every renewal window.
+        let windows = (5 * POOL_TTL).as_secs() / (POOL_TTL - RENEW_BEFORE).as_secs();
+        assert_eq!(renewals, 1 + windows as usize);
     }
 
     #[test]

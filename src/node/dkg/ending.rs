@@ -11,7 +11,7 @@ use crate::dkg::{DkgError, DkgOutput, DkgParams, Effect};
 use crate::keystore::{self, StoredConfirmation, StoredKey};
 use crate::node::checks;
 use crate::node::context::{Ctx, Stored};
-use crate::node::journal::SessionRecord;
+use crate::node::journal::{Role, SessionRecord};
 use crate::node::timers::Timer;
 use crate::wire::{Body, DkgOutcome, Envelope, NodeId, SessionId};
 
@@ -265,6 +265,11 @@ fn journal_dkg(
     };
     let record = SessionRecord {
         kind: kind.into(),
+        role: if params.initiator == ctx.me() {
+            Role::Initiator
+        } else {
+            Role::Participant
+        },
         session: hex::encode(sid.0),
         key_id: params.key_id.clone(),
         coordinator: Some(params.initiator),
