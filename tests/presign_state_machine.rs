@@ -53,6 +53,8 @@ fn keys(n: u16, t: u16) -> Keys {
 struct Signers {
     pools: BTreeMap<NodeId, NoncePools>,
     two_round: BTreeMap<NodeId, Signer>,
+    /// Signers that go silent at their next `SignRequest` (after committing).
+    silent_at_sign: BTreeSet<NodeId>,
 }
 
 impl Signers {
@@ -62,6 +64,7 @@ impl Signers {
                 .map(|id| (id, NoncePools::new([id as u8; 16], 8, 4)))
                 .collect(),
             two_round: (1..=n).map(|id| (id, Signer::new())).collect(),
+            silent_at_sign: BTreeSet::new(),
         }
     }
 
@@ -201,6 +204,10 @@ fn run(k: &Keys, signers: &mut Signers, p: SignParams, now: Instant) -> Seen {
                     commitments: commitments.iter().map(|c| c.serialize().unwrap()).collect(),
                 })
             }
+            Body::SignRequest { attempt, .. } if signers.silent_at_sign.remove(&to) => {
+                queue.extend(c.on_failure(now, to, attempt));
+                continue;
+            }
             Body::SignRequest {
                 attempt,
                 signing_packages,
@@ -333,6 +340,28 @@ fn a_restarted_signer_is_refused_its_old_commitments_and_the_coordinator_signs_i
     let seen = run(&k, &mut signers, p, now);
     assert!(verifies(&k, b"again", &seen.result.unwrap()[0]));
     assert_eq!(seen.requests[&2], vec!["SignNow"]);
+}
+
+#[test]
+fn an_attempt_spent_on_a_stale_nonce_does_not_count_against_the_retries() {
+    let k = keys(5, 3);
+    let now = Instant::now();
+    let mut signers = Signers::new(5);
+    let mut book = CommitmentBook::new();
+    signers.stock(now, 1, &mut book);
+    // Node 2 restarted (its commitment is stale); then nodes 3 and 4 each go silent after
+    // committing, one attempt after the other: four attempts in all.
+    signers.pools.insert(2, NoncePools::new([0xee; 16], 8, 4));
+    signers.silent_at_sign.extend([3, 4]);
+    let p = params(&k, 1, b"three retries", &mut book, now);
+    let seen = run(&k, &mut signers, p, now);
+    let signature = seen.result.expect("signed in the fourth attempt")[0];
+    assert!(verifies(&k, b"three retries", &signature));
+    assert_eq!(
+        seen.requests[&3],
+        vec!["SignNow", "CommitRequest", "SignRequest"]
+    );
+    assert!(signers.silent_at_sign.is_empty(), "both went silent");
 }
 
 #[test]

@@ -87,6 +87,10 @@ pub struct Coordinator {
     /// Every signer sent a one-round request in any attempt (a refusal of its nonce may
     /// arrive after a retry began).
     sent_one_round: BTreeSet<NodeId>,
+    /// Whether an attempt was started over because a signer's preprocessed nonce was gone:
+    /// that attempt is not counted against [`MAX_ATTEMPTS`] (it happens once at most, the
+    /// following attempts commit first).
+    stale_retried: bool,
     /// The signing packages of this attempt, one per message.
     packages: Vec<SigningPackage>,
     /// Each signer's shares, one per message.
@@ -139,6 +143,7 @@ impl Coordinator {
             commitments: BTreeMap::new(),
             one_round: BTreeMap::new(),
             sent_one_round: BTreeSet::new(),
+            stale_retried: false,
             packages: Vec::new(),
             shares: BTreeMap::new(),
             signer_timeout,
@@ -299,7 +304,7 @@ impl Coordinator {
     }
 
     fn retry(&mut self, now: Instant) -> Vec<Effect> {
-        if self.attempt + 1 >= MAX_ATTEMPTS {
+        if self.attempt + 1 >= MAX_ATTEMPTS + u8::from(self.stale_retried) {
             let err = if self.culprits.is_empty() {
                 SignError::Timeout {
                     missing: self.waiting.keys().copied().collect(),
@@ -337,6 +342,8 @@ impl Coordinator {
             return Vec::new();
         }
         self.params.presigned.clear();
+        // The attempt was spent on nonces that no longer exist: it does not count.
+        self.stale_retried = true;
         self.retry(now)
     }
 
