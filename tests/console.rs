@@ -233,6 +233,24 @@ struct Browser {
 }
 
 impl Browser {
+    /// A browser for `test`, or `None` after saying loudly that it did not run (chromedriver
+    /// missing); with `FROSTNODE_REQUIRE_BROWSER=1` a missing chromedriver fails the test.
+    async fn for_test(test: &str) -> Option<Browser> {
+        let required = std::env::var("FROSTNODE_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+        let browser = Browser::start().await;
+        if browser.is_none() {
+            assert!(
+                !required,
+                "FROSTNODE_REQUIRE_BROWSER=1 but chromedriver is not installed"
+            );
+            eprintln!(
+                "\n*** {test}: chromedriver not found; the browser test did not run \
+                 (install chromium and chromium-driver) ***\n"
+            );
+        }
+        browser
+    }
+
     /// Starts chromedriver and a headless Chromium session; `None` when chromedriver is not
     /// installed.
     async fn start() -> Option<Browser> {
@@ -357,16 +375,7 @@ const PEER_STATES: &str = "return Array.from(document.querySelectorAll('#peers t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_browser() {
-    let required = std::env::var("FROSTNODE_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let Some(browser) = Browser::start().await else {
-        assert!(
-            !required,
-            "FROSTNODE_REQUIRE_BROWSER=1 but chromedriver is not installed"
-        );
-        eprintln!(
-            "\n*** console_in_a_browser: chromedriver not found; the browser test did not run \
-             (install chromium and chromium-driver) ***\n"
-        );
+    let Some(browser) = Browser::for_test("console_in_a_browser").await else {
         return;
     };
     let (mut c, gpk) = cluster_with_signature(|_, _| {}).await;
@@ -505,15 +514,8 @@ async fn dashboards_and_alerts_query_metrics_that_exist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_asks_for_the_read_token_in_a_browser() {
-    let required = std::env::var("FROSTNODE_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let Some(browser) = Browser::start().await else {
-        assert!(
-            !required,
-            "FROSTNODE_REQUIRE_BROWSER=1 but chromedriver is not installed"
-        );
-        eprintln!(
-            "\n*** console_asks_for_the_read_token_in_a_browser: chromedriver not found ***\n"
-        );
+    let Some(browser) = Browser::for_test("console_asks_for_the_read_token_in_a_browser").await
+    else {
         return;
     };
     let c = cluster_with_read_token();

@@ -435,20 +435,16 @@ impl CoordinatorDriver {
         // kept by its forwarder.
         let mut record = match &c.responder {
             Responder::Peer { to, .. } => Some(SessionRecord {
-                kind: "sign".into(),
-                role: Role::Coordinator,
-                session: hex::encode(c.request.0),
-                key_id: c.key_id.clone(),
                 coordinator: Some(ctx.me()),
-                nodes: Vec::new(),
-                messages: None,
-                outcome: "ok".into(),
-                error: None,
-                culprits: Vec::new(),
-                missing: Vec::new(),
-                started_at: ctx.unix_seconds().saturating_sub(elapsed.as_secs()),
-                duration_ms: elapsed_ms,
                 received_from: Some(*to),
+                ..SessionRecord::ended(
+                    "sign",
+                    Role::Coordinator,
+                    &c.request.0,
+                    &c.key_id,
+                    ctx.unix_seconds(),
+                    elapsed,
+                )
             }),
             Responder::Local(_) => None,
         };

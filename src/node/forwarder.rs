@@ -395,10 +395,6 @@ fn journal_sign(
     };
     let took = ctx.now.saturating_duration_since(started);
     let record = SessionRecord {
-        kind: "sign".into(),
-        role: Role::Received,
-        session: hex::encode(rid.0),
-        key_id: key_id.to_string(),
         coordinator,
         nodes,
         messages: Some(messages),
@@ -410,9 +406,14 @@ fn journal_sign(
         error: result.as_ref().err().map(|e| e.to_string()),
         culprits,
         missing,
-        started_at: ctx.unix_seconds().saturating_sub(took.as_secs()),
-        duration_ms: took.as_secs_f64() * 1000.0,
-        received_from: None,
+        ..SessionRecord::ended(
+            "sign",
+            Role::Received,
+            &rid.0,
+            key_id,
+            ctx.unix_seconds(),
+            took,
+        )
     };
     ctx.journal.record(record);
 }

@@ -84,6 +84,36 @@ pub struct SessionRecord {
     pub received_from: Option<NodeId>,
 }
 
+impl SessionRecord {
+    /// A `kind` session (id `session`, key `key_id`) this node took part in as `role`, ended
+    /// at `now_unix` after `took`: outcome `ok`, nobody named; callers fill in the rest.
+    pub fn ended(
+        kind: &str,
+        role: Role,
+        session: &[u8; 32],
+        key_id: &str,
+        now_unix: u64,
+        took: std::time::Duration,
+    ) -> Self {
+        SessionRecord {
+            kind: kind.into(),
+            role,
+            session: hex::encode(session),
+            key_id: key_id.into(),
+            coordinator: None,
+            nodes: Vec::new(),
+            messages: None,
+            outcome: "ok".into(),
+            error: None,
+            culprits: Vec::new(),
+            missing: Vec::new(),
+            started_at: now_unix.saturating_sub(took.as_secs()),
+            duration_ms: took.as_secs_f64() * 1000.0,
+            received_from: None,
+        }
+    }
+}
+
 /// Signing latency in one interval.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyPoint {

@@ -32,6 +32,7 @@ pub mod ratelimit;
 mod reload;
 pub mod requests;
 mod roles;
+pub mod shares;
 pub mod signer;
 pub mod timers;
 

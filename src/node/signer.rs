@@ -6,9 +6,7 @@
 //! and randomness, sends each connected coordinator a fresh batch of commitments when its pool
 //! runs low, and keeps the nonce-expiry deadline up to date.
 
-use frost_ed25519::keys::KeyPackage;
-use frost_ed25519::round1::{SigningCommitments, SigningNonces};
-use frost_ed25519::SigningPackage;
+use frost_ed25519::round1::SigningCommitments;
 use libp2p::request_response::ResponseChannel;
 
 use super::checks;
@@ -16,16 +14,18 @@ use super::context::Ctx;
 use super::error::Refusal;
 use super::journal::{Role, SessionRecord};
 use super::offload::Finished;
+use super::shares::{Signing, Taken};
 use super::timers::Timer;
 use crate::auth::{MessageBinding, Request};
 use crate::signing::election;
 use crate::signing::participant::{
-    self, Authorization, Commit, NonceObserver, ShareRef, Signer, SignerError, Slot,
+    Authorization, Commit, NonceObserver, Signer, SignerError, Slot,
 };
 use crate::signing::presign::{BootId, NoncePools};
 use crate::wire::{Body, ErrorKind, NodeId, SessionId};
 
-fn refusal(e: &SignerError) -> Refusal {
+/// A signer's error as the refusal a coordinator is sent.
+pub(super) fn refusal(e: &SignerError) -> Refusal {
     let kind = match e {
         SignerError::Busy => ErrorKind::Busy,
         SignerError::Frost(_) => ErrorKind::Frost,
@@ -129,20 +129,18 @@ impl Asking {
         };
         let took = ctx.now.saturating_duration_since(self.started);
         ctx.journal.record(SessionRecord {
-            kind: "sign".into(),
-            role: Role::Signer,
-            session: hex::encode(self.request.0),
-            key_id: self.key_id,
             coordinator: Some(coordinator),
-            nodes: Vec::new(),
             messages: Some(self.messages),
             outcome,
             error,
-            culprits: Vec::new(),
-            missing: Vec::new(),
-            started_at: ctx.unix_seconds().saturating_sub(took.as_secs()),
-            duration_ms: took.as_secs_f64() * 1000.0,
-            received_from: None,
+            ..SessionRecord::ended(
+                "sign",
+                Role::Signer,
+                &self.request.0,
+                &self.key_id,
+                ctx.unix_seconds(),
+                took,
+            )
         });
     }
 }
@@ -532,57 +530,6 @@ fn sign_later(
         result: signing.encoded(attempt, &packages),
         asking,
     });
-}
-
-/// Nonces out of their table and what they sign with: the arithmetic of one signer's shares,
-/// ready to run on any thread.
-pub struct Signing {
-    taken: Taken,
-    key_package: KeyPackage,
-    participants: Vec<NodeId>,
-}
-
-enum Taken {
-    /// Committed in a first round (the signer's table checks each package's message).
-    Pool(participant::Taken),
-    /// Preprocessed: the packages must carry these messages.
-    Preprocessed {
-        nonces: Vec<(SigningNonces, SigningCommitments)>,
-        messages: Vec<Vec<u8>>,
-    },
-}
-
-impl Signing {
-    /// The shares for packages decoded here (this node coordinates).
-    pub fn decoded(self, packages: &[SigningPackage]) -> Result<Vec<Vec<u8>>, SignerError> {
-        let share = ShareRef {
-            key: &self.key_package,
-            participants: &self.participants,
-        };
-        match self.taken {
-            Taken::Pool(taken) => taken.sign_decoded(packages, share),
-            Taken::Preprocessed { nonces, messages } => {
-                if packages.len() != messages.len()
-                    || packages
-                        .iter()
-                        .zip(&messages)
-                        .any(|(p, m)| p.message() != m.as_slice())
-                {
-                    return Err(SignerError::MessageMismatch);
-                }
-                participant::sign_all(&nonces, packages, share)
-            }
-        }
-    }
-
-    /// The answer to a remote coordinator: its packages decoded (every point checked) and
-    /// signed.
-    fn encoded(self, attempt: u8, packages: &[Vec<u8>]) -> Result<Body, Refusal> {
-        participant::decode_packages(packages)
-            .and_then(|p| self.decoded(&p))
-            .map(|shares| Body::Share { attempt, shares })
-            .map_err(|e| refusal(&e))
-    }
 }
 
 /// What a coordinator asks this node's nonces for.

@@ -263,18 +263,15 @@ fn journal_dkg(
         Ok(_) => (Vec::new(), Vec::new()),
         Err(e) => (e.culprits(), e.missing()),
     };
+    let role = if params.initiator == ctx.me() {
+        Role::Initiator
+    } else {
+        Role::Participant
+    };
+    let took = std::time::Duration::from_secs_f64(seconds);
     let record = SessionRecord {
-        kind: kind.into(),
-        role: if params.initiator == ctx.me() {
-            Role::Initiator
-        } else {
-            Role::Participant
-        },
-        session: hex::encode(sid.0),
-        key_id: params.key_id.clone(),
         coordinator: Some(params.initiator),
         nodes: params.participants.clone(),
-        messages: None,
         outcome: match result {
             Ok(_) => "ok".into(),
             Err(e) => e.kind().to_string(),
@@ -282,9 +279,7 @@ fn journal_dkg(
         error: result.as_ref().err().map(|e| e.to_string()),
         culprits,
         missing,
-        started_at: ctx.unix_seconds().saturating_sub(seconds as u64),
-        duration_ms: seconds * 1000.0,
-        received_from: None,
+        ..SessionRecord::ended(kind, role, &sid.0, &params.key_id, ctx.unix_seconds(), took)
     };
     ctx.journal.record(record);
 }
